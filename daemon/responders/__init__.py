@@ -1,0 +1,63 @@
+"""Responders: turn a committed-to-be ticket event into outbound mail drafts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+from daemon.config import Config, MailboxConfig
+from daemon.parsers.model import ParsedMessage
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """What a responder (and its template) may see of a ticket."""
+
+    number: int
+    subject: str
+    status: str
+    priority: str
+    category: str
+    queue: str
+    requester: str
+    requester_name: str
+
+
+@dataclass(frozen=True)
+class ResponseContext:
+    ticket: TicketView
+    message: ParsedMessage
+    is_new_ticket: bool
+    mailbox: MailboxConfig | None
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An outbound message ready for the outbox; its Message-ID is already set."""
+
+    kind: str
+    mail_from: str  # envelope sender
+    recipients: tuple[str, ...]
+    message: EmailMessage
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message["Message-ID"])
+
+
+class Responder(Protocol):
+    name: str
+    description: str
+
+    def run(self, ctx: ResponseContext) -> list[Draft]: ...
+
+
+def build_responders(config: Config) -> list[Responder]:
+    """The responders in force for ``config``, in the order they run."""
+    from daemon.responders.acknowledgement import Acknowledgement
+
+    responders: list[Responder] = []
+    if config.acknowledgement.enabled:
+        responders.append(Acknowledgement(config))
+    return responders

@@ -1,0 +1,107 @@
+"""The daemon's life cycle: start the tasks, wait for a stop signal, stop with grace then deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from daemon.config import Config
+from daemon.fetcher import MailboxWorker
+from daemon.outbox import OutboxSender
+from daemon.pipeline import Processor
+from daemon.responders import build_responders
+from storage.db import database
+
+log = logging.getLogger("ticketd")
+
+
+def parse_pool(workers: int | None = None) -> Executor | None:
+    """A process pool for MIME parsing, the CPU-heavy step, so it runs beside the event loop.
+
+    Started before the database opens: forking is safe while no other thread exists.
+    """
+    count = workers if workers is not None else min(4, (os.cpu_count() or 1) - 1)
+    if count <= 0:
+        return None
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(int).result()  # start the workers now, before any thread exists
+    return pool
+
+
+@asynccontextmanager
+async def running_parts(config: Config, parse_workers: int | None = None) -> AsyncIterator[
+        tuple[OutboxSender, Processor, list[MailboxWorker]]]:
+    responders = build_responders(config)
+    pool = parse_pool(parse_workers)
+    try:
+        async with database(config.database_url):
+            sender = OutboxSender(config.smtp)
+            processor = Processor(config, responders, pool, on_outbox=sender.notify)
+            workers = [MailboxWorker(box, processor, config.max_message_bytes) for box in config.mailboxes]
+            try:
+                yield sender, processor, workers
+            finally:
+                await sender.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+async def run_once(config: Config, parse_workers: int | None = None) -> int:
+    """Drain every mailbox, deliver the outbox, and say (by exit code) whether all went well."""
+    async with running_parts(config, parse_workers) as (sender, _, workers):
+        stop_sender = asyncio.Event()
+        sending = asyncio.create_task(sender.run(stop_sender))  # deliver while we still fetch
+        results = await asyncio.gather(*(w.run_once() for w in workers))
+        stop_sender.set()
+        await sending
+        report = await sender.drain(config.outbox_drain, ignore_schedule=True)
+        pending = report.deferred
+        if report.failed or pending:
+            log.error("outbox: %d failed, %d still waiting for delivery", report.failed, pending)
+        return 0 if all(results) and not report.failed and not pending else 1
+
+
+async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); finish the batch in hand, then drain the outbox."""
+    stop = stop or asyncio.Event()
+    _install_signals(stop)
+    async with running_parts(config, parse_workers) as (sender, _, workers):
+        stop_sender = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
+        sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
+        log.info("ticketd running: %d mailbox(es)", len(workers))
+        await stop.wait()
+        log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
+        for worker in workers:
+            worker.stop.set()
+        await _finish(tasks, config.stop_grace)
+        stop_sender.set()
+        await _finish([sending], config.stop_grace)
+        report = await sender.drain(config.outbox_drain)
+        log.info("stopped; outbox: %d sent on the way out", report.sent)
+    return 0
+
+
+async def _finish(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    done, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        log.warning("task %s did not stop within %.0f s; cancelling", task.get_name(), grace)
+        task.cancel()
+    if late:
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass

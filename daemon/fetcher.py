@@ -1,0 +1,172 @@
+"""One task per mailbox: fetch new UIDs, store them, process them, then act on the server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from aioimaplib import aioimaplib
+
+from daemon.config import MailboxConfig
+from daemon.imap import FetchedMessage, ImapError, ImapSession
+from daemon.pipeline import Processor
+from storage import intake
+from storage.models import InboundMessage, InboundStatus, Mailbox
+
+log = logging.getLogger("ticketd.intake")
+
+IDLE_RENEW = 25 * 60.0  # RFC 2177: servers may drop an IDLE after 30 minutes
+NETWORK_ERRORS = (OSError, asyncio.TimeoutError, ImapError, aioimaplib.AioImapException)
+
+
+@dataclass
+class SyncReport:
+    fetched: int = 0
+    processed: int = 0
+    after_actions: int = 0
+
+
+class MailboxWorker:
+    """Keeps one IMAP folder drained into tickets; its failures stay its own."""
+
+    def __init__(self, config: MailboxConfig, processor: Processor, max_bytes: int,
+                 session_factory: Callable[[MailboxConfig], ImapSession] | None = None,
+                 backoff_base: float = 1.0, backoff_max: float = 300.0) -> None:
+        self.config = config
+        self.processor = processor
+        self.max_bytes = max_bytes
+        self.session_factory = session_factory or (lambda box: ImapSession(box.imap))
+        self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.stop = asyncio.Event()
+
+    async def run_once(self) -> bool:
+        """Drain the folder once; False (logged) if the server could not be reached or failed."""
+        session = self.session_factory(self.config)
+        try:
+            await session.open()
+            await self.sync(session)
+            return True
+        except NETWORK_ERRORS as exc:
+            log.error("mailbox %s: %s", self.config.name, _describe(exc))
+            return False
+        finally:
+            await session.close()
+
+    async def run(self) -> None:
+        """Sync, then IDLE (or poll), until ``stop``; reconnect with backoff after any error."""
+        failures = 0
+        while not self.stop.is_set():
+            session = self.session_factory(self.config)
+            try:
+                await session.open()
+                if failures:
+                    log.info("mailbox %s: connected again after %d failed attempts", self.config.name, failures)
+                failures = 0
+                while not self.stop.is_set():
+                    await self.sync(session)
+                    await self._wait_for_mail(session)
+            except NETWORK_ERRORS as exc:
+                failures += 1
+                delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 20))
+                delay *= random.uniform(0.5, 1.5)  # jitter: reconnects of many mailboxes spread out
+                log.warning("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc), delay)
+                await self._sleep(delay)
+            except Exception:  # a bug in one mailbox must not end it for good, nor touch the others
+                failures += 1
+                log.exception("mailbox %s: unexpected error; reconnecting", self.config.name)
+                await self._sleep(min(self.backoff_max, 30.0))
+            finally:
+                await session.close()
+
+    async def sync(self, session: ImapSession) -> SyncReport:
+        """Bring the database up to the folder: finish earlier work, then fetch what is new."""
+        report = SyncReport()
+        state = await intake.mailbox_state(self.config.name)
+        if state.uidvalidity != session.uidvalidity:
+            if state.uidvalidity is not None:
+                log.warning("mailbox %s: UIDVALIDITY changed %s -> %s; re-reading the folder "
+                            "(known messages are recognised as duplicates)",
+                            self.config.name, state.uidvalidity, session.uidvalidity)
+            await intake.reset_uidvalidity(state, session.uidvalidity)
+        await self._recover(session, state, report)
+        while not self.stop.is_set():
+            uids = await session.uids_after(state.last_uid)
+            if not uids:
+                break
+            for start in range(0, len(uids), self.config.batch_size):
+                if self.stop.is_set():
+                    break
+                await self._batch(session, state, uids[start:start + self.config.batch_size], report)
+        return report
+
+    async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
+        """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""
+        leftover = await intake.unprocessed(state)
+        stale = [row for row in leftover if row.uidvalidity != session.uidvalidity]
+        for row in stale:  # their UIDs mean nothing now; the content still becomes a ticket
+            log.info("mailbox %s: processing inbound %d from an older UIDVALIDITY", self.config.name, row.id)
+        if leftover:
+            report.processed += len(await self.processor.process(leftover, self.config))
+        pending = await intake.pending_after_actions(state, session.uidvalidity)
+        if pending:
+            await self._after(session, pending, report)
+
+    async def _batch(self, session: ImapSession, state: Mailbox, uids: list[int], report: SyncReport) -> None:
+        fetched = await session.fetch(uids, self.max_bytes)
+        missing = sorted(set(uids) - {m.uid for m in fetched})
+        if missing:
+            log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
+        rows = await intake.store_batch(state, session.uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
+                                        self.max_bytes)
+        report.fetched += len(fetched)
+        report.processed += len(await self.processor.process(rows, self.config))
+        await self._after(session, [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done], report)
+
+    async def _after(self, session: ImapSession, rows: list[InboundMessage], report: SyncReport) -> None:
+        """The server-side step, only for rows whose outcome is committed."""
+        action = self.config.after_processing
+        whole = [r.uid for r in rows if not r.truncated and r.uid is not None]
+        partial = [r.uid for r in rows if r.truncated and r.uid is not None]
+        if whole and action.action == "seen":
+            await session.mark_seen(whole)
+        elif whole and action.action == "delete":
+            await session.delete(whole)
+        elif whole and action.action == "move":
+            assert action.folder is not None
+            await session.move(whole, action.folder)
+        if partial:  # we hold only its header: leave it on the server, marked read
+            await session.mark_seen(partial)
+        await intake.mark_server_done([r.id for r in rows])
+        report.after_actions += len(rows)
+
+    async def _wait_for_mail(self, session: ImapSession) -> None:
+        if self.config.idle and session.supports_idle:
+            idle = asyncio.ensure_future(session.wait_for_news(min(self.config.poll_interval, IDLE_RENEW)))
+            stop = asyncio.ensure_future(self.stop.wait())
+            done, _ = await asyncio.wait({idle, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if idle in done:
+                idle.result()  # re-raise a connection error so run() reconnects
+            else:
+                idle.cancel()
+                await asyncio.gather(idle, return_exceptions=True)
+        else:
+            await self._sleep(self.config.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _incoming(message: FetchedMessage, max_bytes: int) -> intake.Incoming:
+    return intake.Incoming(raw=message.raw, size=message.size, uid=message.uid, too_large=message.size > max_bytes)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -1,0 +1,238 @@
+"""A thin IMAP session over aioimaplib: connect, select, fetch by UID, after-actions, IDLE."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Iterable
+
+from aioimaplib import aioimaplib
+
+from daemon.config import ImapConfig, Peer
+
+log = logging.getLogger("ticketd.imap")
+
+_FETCH_LINE = re.compile(rb"^(\d+) FETCH \(")
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_EXISTS = re.compile(rb"^(\d+) EXISTS$")
+
+
+class ImapError(Exception):
+    """The server refused a command or the connection failed; the text says which."""
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    uid: int
+    size: int
+    raw: bytes  # headers only when the message was over the size limit
+
+
+def tls_context(peer: Peer) -> ssl.SSLContext:
+    """Certificate-checking TLS unless the admin turned verification off."""
+    context = ssl.create_default_context(cafile=peer.ca_file)
+    if not peer.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """Compress sorted UIDs into an IMAP sequence set (1:3,7,9:10)."""
+    ranges: list[list[int]] = []
+    for uid in sorted(set(uids)):
+        if ranges and uid == ranges[-1][1] + 1:
+            ranges[-1][1] = uid
+        else:
+            ranges.append([uid, uid])
+    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in ranges)
+
+
+class ImapSession:
+    """One logged-in connection with one selected folder."""
+
+    def __init__(self, config: ImapConfig) -> None:
+        self.config = config
+        self.client: aioimaplib.IMAP4 | None = None
+        self.uidvalidity = 0
+        self.exists = 0
+
+    async def open(self) -> None:
+        cfg = self.config
+        context = tls_context(cfg) if cfg.security == "tls" else None
+        client = aioimaplib.IMAP4(host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context)
+        self.client = client
+        await client.wait_hello_from_server()
+        if cfg.security == "starttls":
+            await self._starttls()
+        assert cfg.username is not None and cfg.password is not None
+        self._check(await client.login(cfg.username, cfg.password.reveal()), "LOGIN")
+        await self.select()
+
+    async def _starttls(self) -> None:
+        # aioimaplib has no STARTTLS of its own: run the command, then upgrade the transport.
+        client = self._client()
+        if not client.has_capability("STARTTLS"):
+            raise ImapError("server does not offer STARTTLS (security = \"starttls\")")
+        protocol = client.protocol
+        response = await protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop))
+        self._check(response, "STARTTLS")
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(protocol.transport, protocol, tls_context(self.config),
+                                         server_hostname=self.config.host)
+        protocol.transport = transport
+        await protocol.capability()  # RFC 3501 6.2.1: capabilities must be asked again after TLS
+
+    async def select(self) -> None:
+        response = await self._client().select(self._quoted(self.config.folder))
+        self._check(response, f"SELECT {self.config.folder}")
+        for line in response.lines:
+            if isinstance(line, (bytes, bytearray)):
+                if match := _UIDVALIDITY.search(line):
+                    self.uidvalidity = int(match.group(1))
+                if match := _EXISTS.match(line):
+                    self.exists = int(match.group(1))
+        if not self.uidvalidity:
+            raise ImapError(f"SELECT {self.config.folder}: server sent no UIDVALIDITY")
+
+    @property
+    def supports_idle(self) -> bool:
+        return self._client().has_capability("IDLE")
+
+    async def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid``, ascending; never relies on \\Seen."""
+        response = await self._client().uid_search(f"UID {last_uid + 1}:*", charset=None)
+        self._check(response, "UID SEARCH")
+        uids: list[int] = []
+        for line in response.lines[:-1]:  # aioimaplib strips the "SEARCH" word; the last line is the status
+            uids.extend(int(x) for x in bytes(line).split() if x.isdigit())
+        # "n:*" always matches the highest UID even when it is below n (RFC 3501 6.4.8).
+        return sorted(uid for uid in set(uids) if uid > last_uid)
+
+    async def sizes(self, uids: list[int]) -> dict[int, int]:
+        items = await self._fetch(uids, "(UID RFC822.SIZE)")
+        return {uid: size for uid, size, _ in items}
+
+    async def fetch(self, uids: list[int], max_bytes: int) -> list[FetchedMessage]:
+        """Bodies (BODY.PEEK[]: marks nothing) of ``uids``; only headers of oversized ones."""
+        sizes = await self.sizes(uids)
+        small = [uid for uid in uids if sizes.get(uid, 0) <= max_bytes]
+        large = [uid for uid in uids if uid in sizes and uid not in small]
+        found: dict[int, FetchedMessage] = {}
+        for uid, size, raw in await self._fetch(small, "(UID RFC822.SIZE BODY.PEEK[])"):
+            found[uid] = FetchedMessage(uid, size, raw)
+        for uid, size, raw in await self._fetch(large, "(UID RFC822.SIZE BODY.PEEK[HEADER])"):
+            found[uid] = FetchedMessage(uid, size, raw)
+        return [found[uid] for uid in sorted(found)]
+
+    async def _fetch(self, uids: list[int], items: str) -> list[tuple[int, int, bytes]]:
+        if not uids:
+            return []
+        response = await self._client().uid("fetch", uid_set(uids), items)
+        self._check(response, "UID FETCH")
+        return _parse_fetch(response.lines)
+
+    async def mark_seen(self, uids: list[int]) -> None:
+        self._check(await self._client().uid("store", uid_set(uids), "+FLAGS.SILENT (\\Seen)"), "UID STORE")
+
+    async def delete(self, uids: list[int]) -> None:
+        client = self._client()
+        self._check(await client.uid("store", uid_set(uids), "+FLAGS.SILENT (\\Deleted)"), "UID STORE")
+        if client.has_capability("UIDPLUS"):
+            # UID EXPUNGE removes only our messages, not others a person marked deleted.
+            self._check(await client.uid("expunge", uid_set(uids)), "UID EXPUNGE")
+        else:
+            self._check(await client.expunge(), "EXPUNGE")
+
+    async def move(self, uids: list[int], folder: str) -> None:
+        client = self._client()
+        target = self._quoted(folder)
+        if client.has_capability("MOVE"):
+            response = await client.uid("move", uid_set(uids), target)
+            if response.result == "OK":
+                return
+            if b"TRYCREATE" not in b" ".join(bytes(x) for x in response.lines):
+                self._check(response, f"UID MOVE {folder}")
+            self._check(await client.create(target), f"CREATE {folder}")
+            self._check(await client.uid("move", uid_set(uids), target), f"UID MOVE {folder}")
+            return
+        self._check(await client.uid("copy", uid_set(uids), target), f"UID COPY {folder}")
+        await self.delete(uids)
+
+    async def wait_for_news(self, timeout: float) -> bool:
+        """IDLE until the server reports a change or ``timeout`` passes; True on news."""
+        client = self._client()
+        idle = await client.idle_start(timeout=timeout)
+        news = False
+        try:
+            while True:
+                pushed = await client.wait_server_push(timeout=timeout + 5)
+                if pushed == aioimaplib.STOP_WAIT_SERVER_PUSH:
+                    break
+                if any(isinstance(x, (bytes, bytearray)) and (b"EXISTS" in x or b"RECENT" in x)
+                       for x in (pushed if isinstance(pushed, list) else [pushed])):
+                    news = True
+                    break
+        finally:
+            client.idle_done()
+            await asyncio.wait_for(idle, self.config.timeout)
+        return news
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.logout(), 5)
+        except Exception:  # the connection may already be gone; closing must not fail
+            pass
+        transport = client.protocol.transport if client.protocol else None
+        if transport is not None:
+            transport.close()
+
+    def _client(self) -> aioimaplib.IMAP4:
+        if self.client is None:
+            raise ImapError("not connected")
+        return self.client
+
+    @staticmethod
+    def _quoted(name: str) -> str:
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    @staticmethod
+    def _check(response: aioimaplib.Response, what: str) -> None:
+        if response.result != "OK":
+            text = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
+            raise ImapError(f"{what} failed: {response.result} {text[:200]}")
+
+
+def _parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, int, bytes]]:
+    """Turn aioimaplib's FETCH lines into (uid, size, literal) triples."""
+    results: list[tuple[int, int, bytes]] = []
+    current: list[object] | None = None
+    for line in lines:
+        if isinstance(line, bytearray):  # a literal always follows its FETCH line
+            if current is not None:
+                current[2] = bytes(line)
+            continue
+        if _FETCH_LINE.match(line):
+            if current is not None:
+                results.append(_fetch_item(current))
+            current = [line, b"", b""]
+        elif current is not None:
+            current[1] = bytes(current[1]) + line  # type: ignore[operator]
+    if current is not None:
+        results.append(_fetch_item(current))
+    return [item for item in results if item[0] > 0]
+
+
+def _fetch_item(parts: list[object]) -> tuple[int, int, bytes]:
+    text = bytes(parts[0]) + b" " + bytes(parts[1])  # type: ignore[arg-type]
+    uid = _UID.search(text)
+    size = _SIZE.search(text)
+    return (int(uid.group(1)) if uid else 0, int(size.group(1)) if size else 0, bytes(parts[2]))  # type: ignore[arg-type]

@@ -1,0 +1,106 @@
+"""Durable intake: raw bytes and mailbox sync state, committed before any processing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from tortoise.transactions import in_transaction
+
+from storage.models import InboundMessage, InboundStatus, Mailbox
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """Raw bytes from somewhere (an IMAP UID, a pipe), before they are stored."""
+
+    raw: bytes
+    size: int
+    uid: int | None = None
+    too_large: bool = False
+
+
+def header_message_id(raw: bytes) -> str:
+    """The Message-ID from the raw header block, cheaply, for de-duplication keys."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    match = _MESSAGE_ID.search(head)
+    if not match:
+        return ""
+    value = b" ".join(match.group(1).split()).decode("ascii", "replace")
+    start, end = value.find("<"), value.find(">")
+    if start != -1 and end > start:
+        return value[start:end + 1][:998]
+    return value[:998]
+
+
+async def mailbox_state(name: str) -> Mailbox:
+    mailbox, _ = await Mailbox.get_or_create(name=name)
+    return mailbox
+
+
+async def reset_uidvalidity(mailbox: Mailbox, uidvalidity: int) -> None:
+    """The server renumbered the folder: start over at UID 0 under the new UIDVALIDITY.
+
+    Messages seen again are caught as duplicates by Message-ID / content hash.
+    """
+    mailbox.uidvalidity = uidvalidity
+    mailbox.last_uid = 0
+    await mailbox.save(update_fields=["uidvalidity", "last_uid", "updated_at"])
+
+
+def new_row(item: Incoming, mailbox: Mailbox | None, uidvalidity: int | None, max_bytes: int) -> InboundMessage:
+    row = InboundMessage(
+        mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, raw_bytes=item.raw,
+        size=item.size, sha256=hashlib.sha256(item.raw).hexdigest(),
+        message_id=header_message_id(item.raw),
+    )
+    if item.too_large or item.size > max_bytes:
+        row.status, row.truncated = InboundStatus.QUARANTINED, item.too_large
+        row.reason = f"too large: {item.size} bytes, the limit is {max_bytes} (limits.max_message_bytes)"
+        row.processed_at = datetime.now(timezone.utc)
+    return row
+
+
+async def store_batch(mailbox: Mailbox, uidvalidity: int, items: list[Incoming], max_bytes: int) -> list[InboundMessage]:
+    """Commit fetched messages and the new last UID together; return them in UID order."""
+    uids = [item.uid for item in items if item.uid is not None]
+    async with in_transaction():
+        known = set(await InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, uid__in=uids)
+                    .values_list("uid", flat=True))
+        fresh = [new_row(item, mailbox, uidvalidity, max_bytes) for item in items if item.uid not in known]
+        if fresh:
+            await InboundMessage.bulk_create(fresh)
+        if uids and max(uids) > mailbox.last_uid:
+            mailbox.last_uid = max(uids)
+            await mailbox.save(update_fields=["last_uid", "updated_at"])
+    return await InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, uid__in=uids).order_by("uid")
+
+
+async def store_one(item: Incoming, max_bytes: int) -> InboundMessage:
+    """Commit one message that arrived outside IMAP (``ticketd ingest``)."""
+    row = new_row(item, None, None, max_bytes)
+    await row.save()
+    return row
+
+
+async def unprocessed(mailbox: Mailbox | None) -> list[InboundMessage]:
+    """Rows stored by an earlier run that never finished processing, oldest first."""
+    query = InboundMessage.filter(status=InboundStatus.RECEIVED)
+    query = query.filter(mailbox=mailbox) if mailbox is not None else query.filter(mailbox_id__isnull=True)
+    return await query.order_by("uidvalidity", "uid", "id")
+
+
+async def pending_after_actions(mailbox: Mailbox, uidvalidity: int) -> list[InboundMessage]:
+    """Finished rows whose server-side seen/delete/move has not been confirmed yet."""
+    return await (InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, server_done=False,
+                                        status__in=InboundStatus.FINAL)
+                  .order_by("uid").only("id", "uid", "truncated"))
+
+
+async def mark_server_done(ids: list[int]) -> None:
+    if ids:
+        await InboundMessage.filter(id__in=ids).update(server_done=True)

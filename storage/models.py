@@ -1,0 +1,189 @@
+"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class InboundStatus:
+    """Where an inbound row stands; every row ends in one of the final states."""
+
+    RECEIVED = "received"  # raw bytes committed, not processed yet
+    PROCESSED = "processed"  # an article of a ticket
+    DUPLICATE = "duplicate"  # the same mail was already processed (see duplicate_of)
+    QUARANTINED = "quarantined"  # unreadable, too large, or held by a filter: see reason
+    FINAL = (PROCESSED, DUPLICATE, QUARANTINED)
+
+
+class Mailbox(Model):
+    """Sync state of one monitored IMAP folder."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=100, unique=True)
+    uidvalidity = fields.BigIntField(null=True)
+    last_uid = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "mailbox"
+
+
+class InboundMessage(Model):
+    """One fetched (or piped-in) message, stored raw before anything else happens."""
+
+    id = fields.BigIntField(primary_key=True)
+    mailbox: fields.ForeignKeyNullableRelation[Mailbox] = fields.ForeignKeyField(
+        "models.Mailbox", related_name="messages", null=True, on_delete=fields.RESTRICT)
+    uidvalidity = fields.BigIntField(null=True)
+    uid = fields.BigIntField(null=True)
+    raw_bytes = fields.BinaryField()
+    size = fields.BigIntField()
+    # Only the header was fetched (over the size limit): never delete or move it on the server.
+    truncated = fields.BooleanField(default=False)
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    message_id = fields.CharField(max_length=998, default="", db_index=True)
+    status = fields.CharField(max_length=20, default=InboundStatus.RECEIVED, db_index=True)
+    reason = fields.TextField(default="")
+    attempts = fields.IntField(default=0)
+    # True once the server-side after-action (seen / delete / move) is done.
+    server_done = fields.BooleanField(default=False)
+    ticket: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="inbound", null=True, on_delete=fields.SET_NULL)
+    duplicate_of: fields.ForeignKeyNullableRelation[InboundMessage] = fields.ForeignKeyField(
+        "models.InboundMessage", related_name="duplicates", null=True, on_delete=fields.SET_NULL)
+    received_at = fields.DatetimeField(auto_now_add=True)
+    processed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "inbound_message"
+        unique_together = (("mailbox", "uidvalidity", "uid"),)
+
+
+class Counter(Model):
+    """Named sequences (ticket numbers) that also work across instances."""
+
+    name = fields.CharField(max_length=50, primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "counter"
+
+
+class Ticket(Model):
+    id = fields.BigIntField(primary_key=True)
+    number = fields.BigIntField(unique=True)
+    subject = fields.TextField()
+    status = fields.CharField(max_length=20, default="new", db_index=True)
+    priority = fields.CharField(max_length=5, default="P3")
+    category = fields.CharField(max_length=100, default="")
+    queue = fields.CharField(max_length=100, default="")
+    mailbox = fields.CharField(max_length=100, default="")
+    requester = fields.CharField(max_length=320, db_index=True)
+    requester_name = fields.TextField(default="")
+    assignee = fields.CharField(max_length=320, null=True)
+    fired_rules = fields.JSONField(default=list)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    first_response_at = fields.DatetimeField(null=True)
+    solved_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "ticket"
+
+
+class Participant(Model):
+    """Addresses allowed to add to a ticket by subject tag: the requester and Cc'd people."""
+
+    id = fields.BigIntField(primary_key=True)
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="participants", on_delete=fields.CASCADE)
+    email = fields.CharField(max_length=320)
+
+    class Meta:
+        table = "participant"
+        unique_together = (("ticket", "email"),)
+
+
+class Article(Model):
+    id = fields.BigIntField(primary_key=True)
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="articles", on_delete=fields.CASCADE)
+    inbound: fields.ForeignKeyNullableRelation[InboundMessage] = fields.ForeignKeyField(
+        "models.InboundMessage", related_name="articles", null=True, on_delete=fields.SET_NULL)
+    direction = fields.CharField(max_length=3)  # "in" | "out"
+    sender = fields.TextField(default="")
+    to = fields.TextField(default="")
+    cc = fields.TextField(default="")
+    subject = fields.TextField(default="")
+    message_id = fields.CharField(max_length=998, default="", db_index=True)
+    in_reply_to = fields.TextField(default="")
+    references = fields.TextField(default="")
+    date = fields.DatetimeField(null=True)
+    text = fields.TextField(default="")
+    html = fields.TextField(default="")
+    internal = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "article"
+
+
+class Attachment(Model):
+    """An attachment's bytes; ``filename`` is display data and never used as a path."""
+
+    id = fields.BigIntField(primary_key=True)
+    article: fields.ForeignKeyRelation[Article] = fields.ForeignKeyField(
+        "models.Article", related_name="attachments", on_delete=fields.CASCADE)
+    filename = fields.TextField(default="")
+    content_type = fields.CharField(max_length=255, default="application/octet-stream")
+    size = fields.BigIntField()
+    sha256 = fields.CharField(max_length=64)
+    content = fields.BinaryField()
+    content_id = fields.CharField(max_length=998, default="")
+    inline = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "attachment"
+
+
+class OutboundStatus:
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboundMessage(Model):
+    """The transactional outbox: written with the ticket change, delivered by the sender."""
+
+    id = fields.BigIntField(primary_key=True)
+    ticket: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="outbound", null=True, on_delete=fields.SET_NULL)
+    kind = fields.CharField(max_length=50)
+    message_id = fields.CharField(max_length=998, unique=True)
+    mail_from = fields.CharField(max_length=320)
+    recipients = fields.JSONField()
+    raw_bytes = fields.BinaryField()
+    status = fields.CharField(max_length=10, default=OutboundStatus.PENDING, db_index=True)
+    attempts = fields.IntField(default=0)
+    next_try_at = fields.DatetimeField(db_index=True)
+    last_error = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbound_message"
+
+
+class Event(Model):
+    """What happened to a ticket, for the audit trail and later reports."""
+
+    id = fields.BigIntField(primary_key=True)
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="events", on_delete=fields.CASCADE)
+    what = fields.CharField(max_length=50)
+    detail = fields.JSONField(default=dict)
+    at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "event"
