@@ -61,11 +61,11 @@ async def run_once(config: Config, parse_workers: int | None = None) -> int:
         results = await asyncio.gather(*(w.run_once() for w in workers))
         stop_sender.set()
         await sending
-        report = await sender.drain(config.outbox_drain, ignore_schedule=True)
-        pending = report.deferred
-        if report.failed or pending:
-            log.error("outbox: %d failed, %d still waiting for delivery", report.failed, pending)
-        return 0 if all(results) and not report.failed and not pending else 1
+        pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
+        failed = sender.totals.failed
+        if failed or pending:
+            log.error("outbox: %d failed, %d still waiting for delivery", failed, pending)
+        return 0 if all(results) and not failed and not pending else 1
 
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None) -> int:

@@ -7,13 +7,14 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Awaitable, Iterable, TypeVar
 
 from aioimaplib import aioimaplib
 
 from daemon.config import ImapConfig, Peer
 
 log = logging.getLogger("ticketd.imap")
+T = TypeVar("T")
 
 _FETCH_LINE = re.compile(rb"^(\d+) FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
@@ -61,11 +62,13 @@ class ImapSession:
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
         self.exists = 0
+        self.lost = asyncio.Event()
 
     async def open(self) -> None:
         cfg = self.config
         context = tls_context(cfg) if cfg.security == "tls" else None
-        client = aioimaplib.IMAP4(host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context)
+        client = aioimaplib.IMAP4(host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context,
+                                  conn_lost_cb=lambda exc: self.lost.set())
         self.client = client
         await client.wait_hello_from_server()
         if cfg.security == "starttls":
@@ -171,7 +174,7 @@ class ImapSession:
         news = False
         try:
             while True:
-                pushed = await client.wait_server_push(timeout=timeout + 5)
+                pushed = await self._unless_lost(client.wait_server_push(timeout=timeout + 5))
                 if pushed == aioimaplib.STOP_WAIT_SERVER_PUSH:
                     break
                 if any(isinstance(x, (bytes, bytearray)) and (b"EXISTS" in x or b"RECENT" in x)
@@ -179,9 +182,23 @@ class ImapSession:
                     news = True
                     break
         finally:
-            client.idle_done()
-            await asyncio.wait_for(idle, self.config.timeout)
+            if not self.lost.is_set():
+                client.idle_done()
+                await asyncio.wait_for(idle, min(self.config.timeout, 5.0))
         return news
+
+    async def _unless_lost(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` but fail at once if the server drops the connection."""
+        task = asyncio.ensure_future(awaitable)
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not task.done():
+            task.cancel()
+            raise ImapError("connection lost")
+        return task.result()
 
     async def close(self) -> None:
         client, self.client = self.client, None

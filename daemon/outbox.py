@@ -52,6 +52,7 @@ class OutboxSender:
         self.clock = clock
         self.wake = asyncio.Event()
         self.smtp: aiosmtplib.SMTP | None = None
+        self.totals = DeliveryReport()  # everything since start, for run --once's exit code
 
     def notify(self) -> None:
         self.wake.set()
@@ -66,6 +67,7 @@ class OutboxSender:
         for row in rows:
             if not await self._deliver(row, report):
                 break
+        self.totals.add(report)
         return report
 
     async def _deliver(self, row: OutboundMessage, report: DeliveryReport) -> bool:

@@ -1,0 +1,154 @@
+"""Structured header fields: address lists, dates and message ids."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from datetime import datetime, timedelta, timezone
+
+from mailparser.dates import parse_mail_date
+from mailparser.utils import get_addresses
+
+from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
+from daemon.parsers.charsets import Hints
+from daemon.parsers.model import Address
+
+MAX_ADDRESSES = 1000  # per header; a mass mailing lists more, a ticket needs none of them
+MAX_RECOVER_CHARS = 2000  # longest unparseable item handed to the stdlib's lenient parser
+_MSGID = re.compile(r"<([^<>]*)>")
+_BARE_ADDR = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+\.[^\s<>()\",;:@]+")
+_WS = re.compile(r"\s+")
+_SPACES = re.compile(r"[ \t\r\n]+")  # not \s: U+3000 in a CJK name is the sender's choice
+_COMMENT = re.compile(r"\([^()]*\)")
+_LOCAL_ONLY_HINT = re.compile(r"<[^<>@\s]+>|\(")
+_NUMERIC_ZONE = re.compile(r"([+-])([0-9]{2})([0-5][0-9])\s*(?:\([^()]*\)\s*)?$")
+
+
+def parse_addresses(raw: str, hints: Hints, defects: list[str], field: str) -> list[Address]:
+    """Mailboxes of one address header, display names decoded, in order."""
+    # mail-parser's scanner needs the undecoded text: a decoded name may contain ',' or '<'.
+    text = unfold(raw_header_text(raw, hints))
+    if not text.strip():
+        return []
+    diagnostics: list[dict[str, object]] = []
+    try:
+        pairs = get_addresses(text, defects=diagnostics, decode_names=True)
+    except RecursionError:  # the stdlib parser it calls recurses per group/comment
+        defects.append(f"{field}: address list too convoluted, addresses picked out")
+        return _unique(_bare_addresses(text))[:MAX_ADDRESSES]
+    found = [_address(name, addr, hints) for name, addr in pairs if addr]
+    for item in diagnostics:
+        if not item.get("recovered"):
+            found.extend(_recover(str(item.get("raw", "")), hints))
+            defects.append(f"{field}: unreadable address {str(item.get('raw', ''))[:80]!r} ({item.get('reason')})")
+    if len(found) > MAX_ADDRESSES:
+        defects.append(f"{field}: {len(found)} addresses, kept {MAX_ADDRESSES}")
+    return _unique(found)[:MAX_ADDRESSES]
+
+
+def _address(name: str, addr: str, hints: Hints) -> Address:
+    # mail-parser leaves encoded words in charsets it cannot decode; ours falls back instead.
+    name = decode_words(name, hints) if "=?" in name else name
+    # RFC 5322 3.2.2: a comment is not part of the display name ("MAILER-DAEMON (Mail
+    # Delivery System)"), unless it is all there is ("addr (Name)", handled by the parser).
+    without_comments = _COMMENT.sub(" ", name)
+    if without_comments.strip():
+        name = without_comments
+    return Address(name=_SPACES.sub(" ", name).strip().strip('"').strip(), email=addr.strip())
+
+
+def _recover(item: str, hints: Hints) -> list[Address]:
+    """Best effort for an item the strict parser refused: the stdlib's lenient reading."""
+    if len(item) > MAX_RECOVER_CHARS:  # the stdlib parser is recursive and quadratic
+        return _bare_addresses(item)
+    try:
+        pairs = email.utils.getaddresses([item])
+    except RecursionError:
+        pairs = []
+    found = [_lenient(name, addr, item, hints) for name, addr in pairs]
+    return [address for address in found if address] or _bare_addresses(item)[:1]
+
+
+def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
+    in_name = _BARE_ADDR.search(name)
+    if "@" not in addr and in_name:
+        # "Name (user@host)": the address went into the comment.
+        return _address(addr, in_name.group(), hints)
+    if "@" in addr and " " in addr.strip() and not addr.startswith('"'):
+        # "Test test@example.com": a display name without the angle brackets.
+        words = addr.split()
+        at = max(i for i, word in enumerate(words) if "@" in word)
+        return _address(name or " ".join(words[:at]), words[at].strip("<>"), hints)
+    if "@" in addr:
+        return _address(name, addr, hints)
+    if addr and " " not in addr and _LOCAL_ONLY_HINT.search(item):
+        # A local-only mailbox ("MAILER-DAEMON (Mail Delivery System)", "Name <moderator>").
+        return _address(name, addr, hints)
+    return None
+
+
+def name_only(raw: str, hints: Hints) -> Address | None:
+    """A From that names its author without a usable address ("Whomever", '"Jo" <>')."""
+    text = unfold(raw_header_text(raw, hints)).strip()
+    if not text or len(text) > MAX_RECOVER_CHARS:
+        return None
+    try:
+        pairs = email.utils.getaddresses([text])
+    except RecursionError:
+        pairs = []
+    name = next((n or a for n, a in pairs if n or a), text)
+    return _address(name, "", hints)
+
+
+def _bare_addresses(text: str) -> list[Address]:
+    return [Address(name="", email=m.group().strip("'.")) for m in _BARE_ADDR.finditer(text)]
+
+
+def _unique(found: list[Address]) -> list[Address]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for address in found:
+        key = (address.name, address.email.lower())
+        if key not in seen:
+            seen.add(key)
+            out.append(address)
+    return out
+
+
+def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
+    """Date header as an aware datetime in the sender's offset, None when unparseable."""
+    if raw is None or not raw.strip():
+        return None
+    text = unfold(raw_header_text(raw)).strip()
+    result = parse_mail_date(text)
+    if result.value is not None:
+        return result.value.astimezone(_zone(text, result.timezone))
+    # mail-parser is strict about RFC 5322 syntax; the stdlib reads more of what is sent.
+    try:
+        value = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        defects.append(f"date: unparseable {text[:60]!r}")
+        return None
+    defects.append(f"date: lenient parse of {text[:60]!r}")
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _zone(text: str, hours: str | int) -> timezone:
+    """The sender's offset; mail-parser rounds it to 0.1 h, which breaks +0545."""
+    match = _NUMERIC_ZONE.search(text)
+    if match:
+        minutes = int(match.group(2)) * 60 + int(match.group(3))
+        return timezone(timedelta(minutes=-minutes if match.group(1) == "-" else minutes))
+    return timezone(timedelta(hours=float(hours or 0)))
+
+
+def message_ids(raw: str | None) -> tuple[str, ...]:
+    """Message ids of Message-ID / In-Reply-To / References, with angle brackets, no duplicates."""
+    if not raw:
+        return ()
+    text = unfold(raw_header_text(raw))
+    ids = [_WS.sub("", found) for found in _MSGID.findall(text)]
+    if not ids:
+        # Some MUAs drop the brackets; a bare token with an '@' is still an id.
+        ids = [token.strip("<>,;") for token in text.split() if "@" in token]
+    return tuple(dict.fromkeys(f"<{msgid}>" for msgid in ids if msgid))

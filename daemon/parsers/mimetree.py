@@ -1,0 +1,175 @@
+"""The stdlib MIME parser, bounded, plus per-part helpers (transfer decoding, names, types)."""
+
+from __future__ import annotations
+
+import binascii
+import email.message
+import quopri
+import re
+from email.feedparser import BytesFeedParser
+from email.policy import compat32
+
+from daemon.parsers.charsets import Hints
+from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
+from daemon.parsers.uuencode import uudecode
+
+MAX_DEPTH = 20  # multipart nesting; real mail stays under 10, deeper is an attack
+MAX_PARTS = 500  # MIME entities per message; parts beyond are not parsed as multiparts
+
+_OPAQUE = "application/octet-stream"
+_B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_TOKEN_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
+
+
+class Part(email.message.Message):
+    """A compat32 message whose message/* bodies stay raw bytes.
+
+    While parsing, the parser asks ``get_content_type`` how to read the body. For
+    message/* we answer "opaque" so an attached mail is kept byte for byte (and never
+    recursed into), and past the depth/part limits multiparts are kept opaque too.
+    ``true_type`` always gives the declared type.
+    """
+
+    parsing = False
+    depth = 0
+    over_limit = False
+
+    def get_content_type(self) -> str:
+        real = super().get_content_type()
+        if self.parsing and (real.startswith("message/") or (self.over_limit and real.startswith("multipart/"))):
+            return _OPAQUE
+        return real
+
+    def true_type(self) -> str:
+        """The declared content type, lower case, with the RFC 2045 defaults."""
+        return super().get_content_type()
+
+
+class _BoundedParser(BytesFeedParser):
+    """Records depth on every part and stops nesting past the limits."""
+
+    def __init__(self) -> None:
+        super().__init__(_factory=Part, policy=compat32)
+        self.parts: list[Part] = []
+        self.truncated = False
+
+    def _new_message(self) -> None:  # the stdlib hook that creates every part
+        super()._new_message()  # type: ignore[misc]
+        part: Part = self._cur  # type: ignore[attr-defined]
+        part.parsing = True
+        part.depth = len(self._msgstack) - 1  # type: ignore[attr-defined]
+        part.over_limit = part.depth >= MAX_DEPTH or len(self.parts) >= MAX_PARTS
+        self.truncated = self.truncated or part.over_limit
+        self.parts.append(part)
+
+
+def parse_tree(raw: bytes) -> tuple[Part, bool]:
+    """Parse ``raw`` into a part tree; True when the limits cut it short."""
+    parser = _BoundedParser()
+    parser.feed(raw)
+    root = parser.close()
+    for part in parser.parts:
+        part.parsing = False
+    assert isinstance(root, Part)
+    return root, parser.truncated
+
+
+def raw_payload(part: email.message.Message) -> bytes:
+    """The part's body bytes as on the wire (the parser keeps 8-bit bytes as surrogates)."""
+    # Not get_payload(): for 8-bit bodies compat32 returns them charset-decoded with U+FFFD.
+    payload = part._payload  # noqa: SLF001
+    if isinstance(payload, str):
+        return payload.encode("utf-8", "surrogateescape")
+    return b""
+
+
+def transfer_encoding(part: email.message.Message) -> str:
+    return unfold(str(part.get("content-transfer-encoding", ""))).strip().strip("\"'").lower()
+
+
+def decode_body(part: email.message.Message) -> tuple[bytes, str]:
+    """Transfer-decoded body bytes and a defect ("" when clean)."""
+    data = raw_payload(part)
+    cte = transfer_encoding(part)
+    if cte == "base64":
+        return b64_decode(data)
+    if cte == "quoted-printable":
+        return quopri.decodestring(data), ""
+    if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
+        decoded = uudecode(data)
+        return (decoded, "") if decoded is not None else (data, "uuencoded body unreadable: kept raw")
+    if cte in ("", "7bit", "8bit", "binary"):
+        return data, ""
+    return data, f"unknown transfer encoding {cte!r}: body kept as is"
+
+
+def b64_decode(data: bytes) -> tuple[bytes, str]:
+    """Base64 body, tolerating line noise and bad padding (RFC 2045 6.8: ignore junk)."""
+    try:
+        return binascii.a2b_base64(data), ""
+    except binascii.Error:
+        pass
+    clean = _B64_JUNK.sub(b"", data.split(b"=", 1)[0])
+    if len(clean) % 4 == 1:
+        clean = clean[:-1]
+    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4)), "base64 body damaged: repaired"
+
+
+def content_type(part: email.message.Message) -> str:
+    """The part's content type; an unparseable Content-Type counts as text/plain (RFC 2045 5.2)."""
+    real = part.true_type() if isinstance(part, Part) else part.get_content_type()
+    return real if _TOKEN_TYPE.match(real) else "text/plain"
+
+
+def disposition(part: email.message.Message) -> str:
+    value = part.get_content_disposition()
+    return value.strip().lower() if value else ""
+
+
+def first_raw(part: email.message.Message, name: str) -> str | None:
+    """First raw value of header ``name`` (compat32 keeps 8-bit bytes as surrogates)."""
+    lname = name.lower()
+    for key, value in part.raw_items():
+        if key.lower() == lname:
+            return str(value)
+    return None
+
+
+def _param_view(part: email.message.Message, hints: Hints) -> email.message.Message:
+    """Content-Type and -Disposition with 8-bit bytes decoded, for the stdlib's parameter
+    parser (which would turn them into U+FFFD)."""
+    view = email.message.Message()
+    for key in ("content-type", "content-disposition"):
+        value = first_raw(part, key)
+        if value is not None:
+            view[key] = unfold(raw_header_text(value, hints))
+    return view
+
+
+def filename(part: email.message.Message, hints: Hints) -> str:
+    """Decoded attachment name (RFC 2231 parameters, RFC 2047 words, raw 8-bit), display only."""
+    try:
+        name = _param_view(part, hints).get_filename()
+    except (ValueError, LookupError, UnicodeError):  # broken RFC 2231 continuations
+        name = None
+    if not name:
+        return ""
+    # RFC 2047 words are not allowed in parameters, yet most MUAs write them there.
+    return decode_words(name, hints).strip().replace("\x00", "")
+
+
+def charset(part: email.message.Message) -> str | None:
+    try:
+        value = part.get_param("charset")
+    except (ValueError, LookupError, UnicodeError):
+        return None
+    if isinstance(value, tuple):  # RFC 2231 form
+        value = value[2]
+    return str(value) if value else None
+
+
+def content_id(part: email.message.Message) -> str:
+    value = first_raw(part, "content-id")
+    if value is None:
+        return ""
+    return unfold(raw_header_text(value)).strip().strip("<>").strip()

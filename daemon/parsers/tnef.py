@@ -1,0 +1,62 @@
+"""Outlook winmail.dat (application/ms-tnef) unpacked with tnefparse."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from dataclasses import dataclass
+
+from tnefparse import TNEF
+
+from daemon.parsers.charsets import decode_text
+from daemon.parsers.model import Attachment
+
+TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+MAX_TNEF_ATTACHMENTS = 200
+
+# tnefparse logs a warning per odd object; a hostile winmail.dat would flood our logs.
+logging.getLogger("tnefparse").setLevel(logging.ERROR)
+
+
+class TnefError(Exception):
+    """The winmail.dat could not be unpacked."""
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """What a winmail.dat held."""
+
+    attachments: tuple[Attachment, ...]
+    text: str
+    html: str
+
+
+def is_tnef(content_type: str, filename: str) -> bool:
+    return content_type in TNEF_TYPES or filename.lower() == "winmail.dat"
+
+
+def unpack(data: bytes) -> Unpacked:
+    """The files and body inside a TNEF blob; raises TnefError when it is not readable."""
+    try:
+        tnef = TNEF(data, do_checksum=False)
+        files = tuple(_attachment(item) for item in tnef.attachments[:MAX_TNEF_ATTACHMENTS])
+        text, html = _text(tnef.body), _text(tnef.htmlbody)
+    # tnefparse reads attacker bytes with struct/indexing and raises whatever it hits.
+    except Exception as exc:  # noqa: BLE001
+        raise TnefError(f"{type(exc).__name__}: {exc}") from exc
+    if not files and not text and not html:
+        raise TnefError("no attachments and no body")
+    return Unpacked(files, text, html)
+
+
+def _attachment(item: object) -> Attachment:
+    name = _text(item.long_filename())  # type: ignore[attr-defined]
+    data = bytes(item.data or b"")  # type: ignore[attr-defined]
+    guessed = mimetypes.guess_type(name, strict=False)[0] if name else None
+    return Attachment(filename=name, content_type=guessed or "application/octet-stream", content=data)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return decode_text(value.rstrip(b"\x00"), None).text
+    return str(value).rstrip("\x00") if value else ""

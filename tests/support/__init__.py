@@ -1,0 +1,1 @@
+"""Shared test helpers (not fixtures): building messages from dedented text."""
