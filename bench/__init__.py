@@ -1,0 +1,1 @@
+"""Benchmark and test-mail generator for ticketd."""

@@ -1,0 +1,123 @@
+"""The issue's acceptance runs: 200 mixed messages, and kill -9 during a 1000-message run."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.generate import GeneratedMessage, generate
+from devtools.dovecot import Dovecot, MailUser
+from devtools.smtpsink import SmtpSink
+from daemon.config import load_config
+from storage.db import database
+from storage.models import Article, OutboundMessage, Ticket
+from tests.support.daemon import PROJECT, cli, write_config
+
+_TAG = re.compile(r"\[#(\d+)\]")
+
+
+def load(dovecot: Dovecot, user: MailUser, n: int, seed: int) -> list[GeneratedMessage]:
+    messages = []
+    for message in generate(n, seed, to=user.address):
+        dovecot.deliver(user.address, message.raw)
+        messages.append(GeneratedMessage(b"", message.message_id, message.thread, message.is_reply,
+                                         message.kind, message.sender))  # keep the facts, not the bytes
+    return messages
+
+
+async def stored(config: Path) -> tuple[dict[str, int], Counter[str], dict[int, str], list[str]]:
+    """Message-ID -> ticket number, how often each Message-ID is an article, requesters, ack ids."""
+    async with database(load_config(config).database_url):
+        numbers = dict(await Ticket.all().values_list("id", "number"))
+        rows = await Article.filter(direction="in").values_list("message_id", "ticket_id")
+        requesters = dict(await Ticket.all().values_list("number", "requester"))
+        acks = await OutboundMessage.filter(status="sent").values_list("message_id", flat=True)
+    return ({mid: numbers[tid] for mid, tid in rows}, Counter(mid for mid, _ in rows), requesters,
+            list(acks))
+
+
+def check_threads(messages: list[GeneratedMessage], ticket_of: dict[str, int]) -> int:
+    """Every message with an id sits on the ticket of its conversation; returns the thread count."""
+    first: dict[int, int] = {}
+    for message in messages:
+        if not message.message_id:
+            continue
+        number = ticket_of[message.message_id]
+        assert first.setdefault(message.thread, number) == number, (
+            f"{message.message_id} (thread {message.thread}) on #{number}, expected #{first[message.thread]}")
+    return len({m.thread for m in messages})
+
+
+def check_acks(sink: SmtpSink, requesters: dict[int, str]) -> Counter[int]:
+    per_ticket: Counter[int] = Counter()
+    for mail in sink.messages:
+        [number] = [int(n) for n in _TAG.findall(str(mail.message["Subject"]))]
+        per_ticket[number] += 1
+    assert set(per_ticket) == set(requesters), "a ticket without an acknowledgement, or one for no ticket"
+    return per_ticket
+
+
+async def test_200_mixed_messages_become_threaded_articles_with_one_ack_per_ticket(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    messages = load(dovecot, fresh_user, 200, seed=3)
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)])
+
+    done = cli(config, "run", "--once")
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    ticket_of, articles, requesters, _ = await stored(config)
+    assert sum(articles.values()) == 200, "every message is an article"
+    assert len(requesters) == check_threads(messages, ticket_of)
+    per_ticket = check_acks(fresh_sink, requesters)
+    assert set(per_ticket.values()) == {1}
+    for mail in fresh_sink.messages:
+        number = int(_TAG.findall(str(mail.message["Subject"]))[0])
+        assert requesters[number] in [r.lower() for r in mail.rcpt_tos] or mail.message["To"]
+    assert all("\\Seen" in flags for _, flags, _ in dovecot.messages(fresh_user.address))
+
+
+def start(config: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(PROJECT))
+    return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run", "--once"],
+                            env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    messages = load(dovecot, fresh_user, 1000, seed=11)
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
+                          mailbox_extra="batch_size = 20")
+    rng = random.Random(2026)
+    kills = 0
+    for _ in range(4):
+        process = start(config)
+        time.sleep(rng.uniform(1.0, 3.0))  # imports take ~1 s: every kill lands mid-run
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    final = start(config)
+    _, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err.decode()[-3000:]
+
+    ticket_of, articles, requesters, acks = await stored(config)
+    assert kills >= 2, "the run finished before it could be killed: make the mailbox bigger"
+    assert sum(articles.values()) == 1000, "each message exactly once"
+    assert max(count for mid, count in articles.items() if mid) == 1, "a Message-ID stored twice"
+    assert len(requesters) == check_threads(messages, ticket_of), "no duplicate tickets"
+    per_ticket = check_acks(fresh_sink, requesters)
+    delivered = Counter(str(m.message["Message-ID"]) for m in fresh_sink.messages)
+    doubled = sum(count - 1 for count in delivered.values())
+    print(f"\n{kills} kills; {len(requesters)} tickets; {len(acks)} acks sent; "
+          f"{doubled} delivered twice (kill between the server's 250 and our commit)")
+    assert set(delivered) == set(acks)
+    assert doubled <= kills, "an acknowledgement was sent twice outside the 250-to-commit window"
+    assert all(count >= 1 for count in per_ticket.values())
+    assert all("\\Seen" in flags for _, flags, _ in dovecot.messages(fresh_user.address))

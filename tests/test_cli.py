@@ -1,0 +1,76 @@
+"""The ticketd command line as a sysadmin and an MTA use it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from devtools.dovecot import Dovecot, MailUser
+from devtools.smtpsink import SmtpSink
+from tests.support.daemon import cli, cli_json, write_config
+from tests.support.mail import simple
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    done = cli(config, "check-config")
+    assert done.returncode == 0
+    assert b"OK" in done.stdout
+
+
+def test_check_config_names_the_file_and_key_of_a_mistake(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    config.write_text(config.read_text().replace('security = "none"', 'security = "sometimes"', 1))
+    done = cli(config, "check-config")
+    assert done.returncode == 78
+    assert f"{config}: smtp.security: expected one of tls | starttls | none".encode() in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_run_once_processes_mail_and_tickets_json_has_the_promised_fields(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    dovecot.deliver(fresh_user.address, simple("Ann <ann@example.org>", "Need help", "<cli1@example.org>",
+                                               body="Please help."))
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)])
+    done = cli(config, "run", "--once")
+    assert done.returncode == 0, done.stderr.decode()
+
+    [listed] = cli_json(config, "tickets", "list", "--json")
+    for key in ("number", "subject", "status", "priority", "category", "queue", "requester", "created_at",
+                "article_count"):
+        assert key in listed
+    shown = cli_json(config, "tickets", "show", str(listed["number"]), "--json")
+    [article] = shown["articles"]
+    assert {k: article[k] for k in ("direction", "from", "message_id")} == {
+        "direction": "in", "from": "Ann <ann@example.org>", "message_id": "<cli1@example.org>"}
+    assert article["date"].startswith("2026-11-24T10:00:00")
+    assert "Please help." in article["text"]
+    assert len(fresh_sink.messages) == 1
+
+
+def test_ingest_stores_one_message_from_stdin(tmp_path: Path, fresh_sink: SmtpSink) -> None:
+    config = write_config(tmp_path, 10143, fresh_sink.port, [("support", "support@example.test")])
+    done = cli(config, "ingest", stdin=simple("ann@example.org", "Piped", "<pipe@example.org>"))
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["ticket"] == 1
+    again = cli(config, "ingest", stdin=simple("ann@example.org", "Piped", "<pipe@example.org>"))
+    assert json.loads(again.stdout)["status"] == "duplicate"
+    assert len(cli_json(config, "tickets", "list", "--json")) == 1
+
+
+def test_ingest_asks_the_mta_to_retry_when_the_database_is_unusable(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    config.write_text(config.read_text().replace(f"sqlite://{tmp_path}/ticketd.db",
+                                                 f"sqlite://{blocker}/ticketd.db"))
+    done = cli(config, "ingest", stdin=simple("ann@example.org", "x", "<x@example.org>"))
+    assert done.returncode == 75
+
+
+def test_ingest_quarantines_unreadable_input_with_a_reason(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    done = cli(config, "ingest", stdin=b"")
+    assert done.returncode == 0, done.stderr.decode()
+    [held] = cli_json(config, "quarantine", "list", "--json")
+    assert held["reason"].startswith("unreadable")
