@@ -96,11 +96,43 @@ class MailboxWorker:
             uids = await session.uids_after(state.last_uid)
             if not uids:
                 break
-            for start in range(0, len(uids), self.config.batch_size):
+            await self._drain(session, state, uids, report)
+        return report
+
+    async def _drain(self, session: ImapSession, state: Mailbox, uids: list[int], report: SyncReport) -> None:
+        """Fetch batch k+1 while batch k is parsed and committed; commits stay in UID order."""
+        size = self.config.batch_size
+        chunks = [uids[i:i + size] for i in range(0, len(uids), size)]
+        fetching: asyncio.Future[list[FetchedMessage]] = asyncio.ensure_future(session.fetch(chunks[0], self.max_bytes))
+        done: list[InboundMessage] = []
+        try:
+            for i in range(len(chunks)):
+                fetched = await fetching
+                if done:  # the connection is free again: act on what is already committed
+                    await self._after(session, done, report)
+                rows = await self._store(state, session.uidvalidity, chunks[i], fetched, report)
+                parsing = asyncio.ensure_future(self.processor.parse(rows))
+                if i + 1 < len(chunks) and not self.stop.is_set():
+                    fetching = asyncio.ensure_future(session.fetch(chunks[i + 1], self.max_bytes))
+                report.processed += len(await self.processor.process(rows, self.config, await parsing))
+                done = [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done]
                 if self.stop.is_set():
                     break
-                await self._batch(session, state, uids[start:start + self.config.batch_size], report)
-        return report
+            if done:
+                await self._after(session, done, report)
+        finally:
+            if not fetching.done():
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
+
+    async def _store(self, state: Mailbox, uidvalidity: int, uids: list[int], fetched: list[FetchedMessage],
+                     report: SyncReport) -> list[InboundMessage]:
+        missing = sorted(set(uids) - {m.uid for m in fetched})
+        if missing:
+            log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
+        report.fetched += len(fetched)
+        return await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
+                                        self.max_bytes)
 
     async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
         """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""
@@ -113,17 +145,6 @@ class MailboxWorker:
         pending = await intake.pending_after_actions(state, session.uidvalidity)
         if pending:
             await self._after(session, pending, report)
-
-    async def _batch(self, session: ImapSession, state: Mailbox, uids: list[int], report: SyncReport) -> None:
-        fetched = await session.fetch(uids, self.max_bytes)
-        missing = sorted(set(uids) - {m.uid for m in fetched})
-        if missing:
-            log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
-        rows = await intake.store_batch(state, session.uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
-                                        self.max_bytes)
-        report.fetched += len(fetched)
-        report.processed += len(await self.processor.process(rows, self.config))
-        await self._after(session, [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done], report)
 
     async def _after(self, session: ImapSession, rows: list[InboundMessage], report: SyncReport) -> None:
         """The server-side step, only for rows whose outcome is committed."""

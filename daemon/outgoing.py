@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
 import re
 import uuid
+from email.header import Header
+from email.utils import formataddr
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|wg|fwd?)\s*:\s*", re.IGNORECASE)
 _TAG = re.compile(r"\[#\d+\]")
@@ -28,3 +31,35 @@ def reply_subject(subject: str, ticket_number: int) -> str:
     if tag not in text:
         text = f"{text} {tag}"
     return text if _REPLY_PREFIX.match(text) else f"Re: {text}"
+
+
+def header_line(name: str, value: str) -> bytes:
+    """One folded header; RFC 2047-encoded when not ASCII; never more than one logical line."""
+    value = one_line(value, 2000)
+    try:
+        value.encode("ascii")
+        encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
+    except UnicodeEncodeError:
+        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def address_header(name: str, display: str, address: str) -> bytes:
+    return f"{name}: {formataddr((one_line(display), one_line(address)), charset='utf-8')}\r\n".encode("ascii")
+
+
+def text_message(headers: list[bytes], body: str) -> bytes:
+    """A text/plain message from prepared header lines; quoted-printable when not ASCII.
+
+    Built by hand: email.message with the default policy costs ~1.5 ms per acknowledgement.
+    """
+    text = body.replace("\r\n", "\n")
+    if text.isascii() and all(len(line) <= 990 for line in text.split("\n")):
+        charset, encoding, payload = "us-ascii", "7bit", text.encode("ascii")
+    else:
+        charset, encoding = "utf-8", "quoted-printable"
+        payload = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    head = b"".join(headers) + (
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"{charset}\"\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n").encode("ascii")
+    return head + payload.replace(b"\n", b"\r\n")

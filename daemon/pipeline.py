@@ -9,7 +9,6 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email import policy
 from typing import Callable
 
 from tortoise.expressions import F
@@ -63,18 +62,20 @@ class Processor:
         self.pool = pool
         self.on_outbox = on_outbox
 
-    async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | None) -> list[Outcome]:
+    async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | None,
+                      parsed: list[ParsedMessage | str] | None = None) -> list[Outcome]:
         """Process ``rows`` in order and commit them together; one bad row never sinks the rest."""
-        todo = [row for row in rows if row.status == InboundStatus.RECEIVED]
+        if parsed is None:
+            parsed = await self.parse(rows)
+        todo = [(row, item) for row, item in zip(rows, parsed) if row.status == InboundStatus.RECEIVED]
         if not todo:
             return []
-        parsed = await self._parse_all(todo)
         try:
             async with in_transaction():
-                outcomes = await _Batch(self, mailbox).run(todo, parsed)
+                outcomes = await _Batch(self, mailbox).run(*_unzip(todo))
         except Exception:
             log.exception("batch of %d failed; retrying one message at a time", len(todo))
-            outcomes = await self._one_by_one(todo, parsed, mailbox)
+            outcomes = await self._one_by_one(*_unzip(todo), mailbox)
         if any(o.outbound for o in outcomes):
             self.on_outbox()
         return outcomes
@@ -92,17 +93,24 @@ class Processor:
                 outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}"))
         return outcomes
 
-    async def _parse_all(self, rows: list[InboundMessage]) -> list[ParsedMessage | str]:
+    async def parse(self, rows: list[InboundMessage]) -> list[ParsedMessage | str]:
+        """Parse rows still to be processed (others get ""), in the pool when there is one."""
+        raws = [row.raw_bytes if row.status == InboundStatus.RECEIVED else b"" for row in rows]
         if self.pool is None or len(rows) == 1:
-            return [parse_or_reason(row.raw_bytes) for row in rows]
+            return [parse_or_reason(raw) if raw else "" for raw in raws]
         loop = asyncio.get_running_loop()
         try:
             return list(await asyncio.gather(
-                *(loop.run_in_executor(self.pool, parse_or_reason, row.raw_bytes) for row in rows)))
+                *(loop.run_in_executor(self.pool, parse_or_reason, raw) for raw in raws)))
         except BrokenProcessPool:
-            log.error("parser process died; parsing this batch in the main process")
+            log.error("parser process died; parsing in the main process from now on")
             self.pool = None
-            return [parse_or_reason(row.raw_bytes) for row in rows]
+            return [parse_or_reason(raw) for raw in raws]
+
+
+def _unzip(pairs: list[tuple[InboundMessage, ParsedMessage | str]]) -> tuple[
+        list[InboundMessage], list[ParsedMessage | str]]:
+    return [row for row, _ in pairs], [item for _, item in pairs]
 
 
 async def quarantine(row: InboundMessage, reason: str) -> Outcome:
@@ -177,7 +185,7 @@ class _Batch:
         for draft in drafts:
             await OutboundMessage.create(
                 ticket=ticket, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
-                recipients=list(draft.recipients), raw_bytes=draft.message.as_bytes(policy=policy.SMTP),
+                recipients=list(draft.recipients), raw_bytes=draft.raw,
                 next_try_at=now)
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
         log.info("%s %s ticket #%d (%s)", msg.message_id or "(no Message-ID)",

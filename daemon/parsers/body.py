@@ -13,7 +13,7 @@ from email.policy import compat32
 from daemon.parsers import mimetree, tnef, uuencode
 from daemon.parsers.charsets import Hints, decode_text
 from daemon.parsers.encoded_words import header_text
-from daemon.parsers.htmltext import html_to_text
+from daemon.parsers.htmltext import MAX_HTML_CHARS, html_to_text
 from daemon.parsers.model import Attachment
 
 _BODY_TYPES = ("text/plain", "text/html")
@@ -46,6 +46,8 @@ class Walk:
     tnef_body: Piece | None = None
 
     def text(self) -> str:
+        if any(p.html and len(p.html) > MAX_HTML_CHARS and not (p.plain or "").strip() for p in self.pieces):
+            self.defects.append(f"HTML body over {MAX_HTML_CHARS} characters: text taken from its start")
         texts = [piece.readable().strip("\n") for piece in self.pieces]
         text = "\n\n".join(t for t in texts if t.strip())
         if not text.strip() and self.tnef_body is not None:
@@ -141,8 +143,8 @@ def _leaf(part: email.message.Message, found: Walk, pieces: list[Piece], parent:
         found.defects.append(f"{ctype}: {defect}")
     if tnef.is_tnef(ctype, name) and _unpack_tnef(data, found):
         return
-    if ctype.startswith("message/") and not name:
-        name = _message_name(data, found.hints) if ctype == "message/rfc822" else ""
+    if ctype == "message/rfc822" and not name:
+        name = _message_name(data, _description(part, found.hints), found.hints)
     cid = mimetree.content_id(part)
     inline = disposition == "inline" or (not disposition and bool(cid) and parent == "multipart/related")
     found.attachments.append(Attachment(name, ctype, data, content_id=cid, inline=inline))
@@ -183,8 +185,13 @@ def _unpack_tnef(data: bytes, found: Walk) -> bool:
     return True
 
 
-def _message_name(data: bytes, hints: Hints) -> str:
-    """An attached mail's name: its subject + ".eml" (the convention of most MUAs)."""
+def _message_name(data: bytes, description: str, hints: Hints) -> str:
+    """An attached mail's name: its subject + ".eml" (the convention of most MUAs), else the
+    part's description (Postfix bounces say "Undelivered Message")."""
     headers = BytesHeaderParser(policy=compat32).parsebytes(data[:65536])
     subject = header_text(mimetree.first_raw(headers, "subject") or "", hints).strip()
-    return f"{subject or 'message'}.eml"
+    return f"{subject or description or 'message'}.eml"
+
+
+def _description(part: email.message.Message, hints: Hints) -> str:
+    return header_text(mimetree.first_raw(part, "content-description") or "", hints).strip()

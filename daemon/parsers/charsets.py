@@ -61,8 +61,9 @@ _WINDOWS_SIBLING: dict[str, str] = {
 # Single-byte legacy charsets: valid multi-byte UTF-8 under such a label is a mislabel.
 _SINGLE_BYTE_PREFIXES = ("iso8859-", "cp125", "ascii", "koi8", "mac-", "cp874", "cp437", "cp850")
 
-# Codecs that encode non-ASCII text with ASCII bytes; the ASCII fast path must not skip them.
-_SEVEN_BIT_CODECS = ("utf-7", "iso2022", "hz")
+# Codecs whose ASCII-only bytes are not ASCII text (7-bit encodings of non-ASCII, and
+# UTF-16/32 whose NUL bytes are ASCII); the ASCII fast path must not skip them.
+_NOT_ASCII_COMPATIBLE = ("utf-7", "iso2022", "hz", "utf-16", "utf-32")
 
 _C1 = bytes(range(0x80, 0xA0))
 
@@ -174,7 +175,7 @@ def _mostly_utf8(data: bytes) -> str | None:
 def message_hints(labels: list[str]) -> Hints:
     """Codecs declared somewhere in a message, to guess its unlabelled 8-bit text with:
     multi-byte ones first, since they reject foreign bytes where single-byte ones never do."""
-    codecs_ = [codec for codec in dict.fromkeys(codec_for(label) for label in labels) if codec]
+    codecs_ = [codec for codec in dict.fromkeys(codec_for(label) for label in dict.fromkeys(labels)) if codec]
     return tuple(sorted(codecs_, key=lambda codec: codec.startswith(_SINGLE_BYTE_PREFIXES)))
 
 
@@ -206,7 +207,7 @@ def _decode_declared(data: bytes, codec: str) -> str | None:
 def decode_text(data: bytes, label: str | None, hints: Hints = ()) -> Decoded:
     """Decode ``data`` labelled ``label``; ``hints`` (from message_hints) guess unlabelled text."""
     codec = codec_for(label)
-    if data.isascii() and not (codec and codec.startswith(_SEVEN_BIT_CODECS)):
+    if data.isascii() and not (codec and codec.startswith(_NOT_ASCII_COMPATIBLE)):
         return Decoded(data.decode("ascii"))
     if codec is None:
         what = f"unknown charset {label!r}" if label and label.strip() else "undeclared 8-bit text"

@@ -31,6 +31,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     hints = _message_hints(data)
     raw_headers = _raw_headers(root, defects)
     found = body.walk(root, hints)
+    text, html = found.text(), found.html()  # before the defects are collected: they add some
 
     def addresses(name: str) -> tuple[Address, ...]:
         value = _first(raw_headers, name)
@@ -46,8 +47,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         message_id=next(iter(message_ids(_first(raw_headers, "message-id"))), ""),
         in_reply_to=message_ids(_first(raw_headers, "in-reply-to")),
         references=message_ids(_first(raw_headers, "references")),
-        text=found.text(),
-        html=found.html(),
+        text=text,
+        html=html,
         attachments=tuple(found.attachments),
         headers=tuple((name, header_text(value, hints)) for name, value in raw_headers),
         defects=tuple(dict.fromkeys(defects + found.defects)),

@@ -6,6 +6,7 @@ import binascii
 import email.message
 import quopri
 import re
+from collections.abc import Iterator
 from email.feedparser import BytesFeedParser
 from email.policy import compat32
 
@@ -18,6 +19,8 @@ MAX_PARTS = 500  # MIME entities per message; parts beyond are not parsed as mul
 
 _OPAQUE = "application/octet-stream"
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
+_B64_JUNK_KEEP_PAD = re.compile(rb"[^A-Za-z0-9+/=]")
+_BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|([^\s;"]+))""", re.I)
 _TOKEN_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 
@@ -39,6 +42,15 @@ class Part(email.message.Message):
         if self.parsing and (real.startswith("message/") or (self.over_limit and real.startswith("multipart/"))):
             return _OPAQUE
         return real
+
+    def get_boundary(self, failobj: object = None) -> object:
+        """The boundary, also when the Content-Type lacks the ';' before it (RFC 2045 5.1
+        requires it; MUAs do not always write it)."""
+        found = super().get_boundary(failobj)
+        if isinstance(found, str):
+            return unfold(found).strip()  # a boundary folded onto the next line
+        match = _BOUNDARY.search(unfold(str(self.get("content-type", ""))))
+        return (match.group(1) or match.group(2)).strip() if match else failobj
 
     def true_type(self) -> str:
         """The declared content type, lower case, with the RFC 2045 defaults."""
@@ -105,14 +117,39 @@ def decode_body(part: email.message.Message) -> tuple[bytes, str]:
 
 def b64_decode(data: bytes) -> tuple[bytes, str]:
     """Base64 body, tolerating line noise and bad padding (RFC 2045 6.8: ignore junk)."""
+    body = data.rstrip(b" \t\r\n=")
+    if b"=" not in body:
+        try:
+            return binascii.a2b_base64(data), ""
+        except binascii.Error:
+            return _b64_chunk(_B64_JUNK.sub(b"", body)), "base64 body damaged: repaired"
+    # Padding before the end: encoders that pad every line, or text after the data.
+    return b"".join(_b64_chunk(chunk) for chunk in _padded_chunks(data)), "base64 padding inside the body"
+
+
+def _padded_chunks(data: bytes) -> Iterator[bytes]:
+    """The base64 runs of ``data``, each ending at its own padding."""
+    pending: list[bytes] = []
+    for line in data.splitlines():
+        clean = _B64_JUNK_KEEP_PAD.sub(b"", line)
+        pad = clean.find(b"=")
+        if pad < 0:
+            pending.append(clean)
+            continue
+        # What follows the padding on that line is not base64 data.
+        pending.append(clean[:pad])
+        yield b"".join(pending)
+        pending = []
+    yield b"".join(pending)
+
+
+def _b64_chunk(chunk: bytes) -> bytes:
+    if len(chunk) % 4 == 1:
+        chunk = chunk[:-1]  # a lone trailing sextet carries no whole byte
     try:
-        return binascii.a2b_base64(data), ""
+        return binascii.a2b_base64(chunk + b"=" * (-len(chunk) % 4))
     except binascii.Error:
-        pass
-    clean = _B64_JUNK.sub(b"", data.split(b"=", 1)[0])
-    if len(clean) % 4 == 1:
-        clean = clean[:-1]
-    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4)), "base64 body damaged: repaired"
+        return b""
 
 
 def content_type(part: email.message.Message) -> str:

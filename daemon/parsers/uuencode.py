@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 MAX_BLOCKS = 50  # uuencoded files per text body
 
-_BEGIN = re.compile(r"^begin(?:-base64)? +([0-7]{3,4}) +(.+?) *$", re.MULTILINE)
+_BEGIN = re.compile(r"^begin +([0-7]{3,4})(?: +(.*?))? *$", re.MULTILINE)
 _END = re.compile(r"^end *$", re.MULTILINE)
 _UU_LINE = re.compile(r"^[\x20-\x60]*$")
 
@@ -70,7 +70,7 @@ def extract(text: str) -> tuple[str, list[UUFile]]:
             continue  # prose that happens to start with "begin 644"
         block = block_text.encode("ascii").splitlines()
         kept.append(text[pos : begin.start()])
-        files.append(UUFile(begin.group(2).strip("\"'"), uudecode_lines(block)))
+        files.append(UUFile((begin.group(2) or "").strip("\"'"), uudecode_lines(block)))
         pos = end.end()
     kept.append(text[pos:])
     return "".join(kept), files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -34,16 +35,20 @@ class ResponseContext:
 
 @dataclass(frozen=True)
 class Draft:
-    """An outbound message ready for the outbox; its Message-ID is already set."""
+    """An outbound message ready for the outbox; its Message-ID is chosen before it is stored."""
 
     kind: str
     mail_from: str  # envelope sender
     recipients: tuple[str, ...]
-    message: EmailMessage
+    message_id: str
+    raw: bytes  # CRLF, ready for SMTP DATA
 
     @property
-    def message_id(self) -> str:
-        return str(self.message["Message-ID"])
+    def message(self) -> EmailMessage:
+        """The draft parsed back, for inspection (tests, CLI)."""
+        parsed = message_from_bytes(self.raw, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 class Responder(Protocol):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from email.utils import format_datetime
 from datetime import datetime, timezone
 
 from daemon.config import Config, ConfigError
-from daemon.outgoing import new_message_id, one_line, reply_subject
+from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
 from daemon.parsers.model import ParsedMessage
 from daemon.responders import Draft, ResponseContext
 from daemon.templating import load_template
@@ -38,22 +37,22 @@ class Acknowledgement:
 
     def _draft(self, ctx: ResponseContext, recipient: str) -> Draft:
         smtp = self.config.smtp
-        msg = EmailMessage()
-        msg["From"] = smtp.from_header
-        msg["To"] = recipient
-        msg["Subject"] = reply_subject(ctx.message.subject, ctx.ticket.number)
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
-        msg["Message-ID"] = new_message_id(ctx.ticket.number, smtp.from_address)
+        message_id = new_message_id(ctx.ticket.number, smtp.from_address)
+        headers = [
+            address_header("From", smtp.from_name, smtp.from_address),
+            header_line("To", recipient),
+            header_line("Subject", reply_subject(ctx.message.subject, ctx.ticket.number)),
+            header_line("Date", format_datetime(datetime.now(timezone.utc))),
+            header_line("Message-ID", message_id),
+        ]
         if ctx.message.message_id:
-            msg["In-Reply-To"] = ctx.message.message_id
-            msg["References"] = " ".join((*ctx.message.references[-10:], ctx.message.message_id))
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["Precedence"] = "auto_reply"
+            references = " ".join((*ctx.message.references[-10:], ctx.message.message_id))
+            headers += [header_line("In-Reply-To", ctx.message.message_id), header_line("References", references)]
+        headers += [header_line("Auto-Submitted", "auto-replied"), header_line("X-Auto-Response-Suppress", "All"),
+                    header_line("Precedence", "auto_reply")]
         body = self.template.render(ticket=ctx.ticket, message=_template_message(ctx.message),
                                     mailbox=ctx.mailbox.name if ctx.mailbox else "")
-        msg.set_content(body)
-        return Draft(self.name, smtp.envelope_from, (recipient,), msg)
+        return Draft(self.name, smtp.envelope_from, (recipient,), message_id, text_message(headers, body))
 
 
 def reply_address(message: ParsedMessage) -> str:

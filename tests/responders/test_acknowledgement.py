@@ -99,3 +99,12 @@ def test_templates_are_sandboxed(tmp_path: Path) -> None:
     from jinja2.exceptions import SecurityError, UndefinedError
     with pytest.raises((SecurityError, UndefinedError)):
         responder.run(ResponseContext(TICKET, parsed(customer_mail()), True, None))
+
+
+def test_non_ascii_subjects_and_names_survive_the_round_trip(tmp_path: Path) -> None:
+    msg = parsed(customer_mail().replace("Subject: Printer on fire", "Subject: =?utf-8?q?Drucker_kaputt_=E2=80=93_j=C3=A4?=")
+                 .replace("From: Ann <ann@example.org>", "From: =?utf-8?q?J=C3=BCrgen?= <ann@example.org>"))
+    ticket = TicketView(9, msg.subject, "new", "P3", "", "", "ann@example.org", "Jürgen")
+    out = ack(tmp_path).run(ResponseContext(ticket, msg, True, None))[0].message
+    assert out["Subject"] == "Re: Drucker kaputt – jä [#9]"
+    assert "Hello Jürgen," in out.get_content()
