@@ -41,8 +41,9 @@ async def running_parts(config: Config, parse_workers: int | None = None) -> Asy
     pool = parse_pool(parse_workers)
     try:
         async with database(config.database_url):
-            sender = OutboxSender(config.smtp)
-            processor = Processor(config, responders, pool, on_outbox=sender.notify)
+            write_turn = asyncio.Lock()
+            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections)
+            processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn)
             workers = [MailboxWorker(box, processor, config.max_message_bytes) for box in config.mailboxes]
             try:
                 yield sender, processor, workers

@@ -89,6 +89,7 @@ class SmtpConfig(Peer):
     retry_base: float = 30.0
     retry_max: float = 3600.0
     give_up_after: float = 5 * 86400.0
+    connections: int = 4
 
     @property
     def from_header(self) -> str:
@@ -268,6 +269,7 @@ def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
         retry_base=section.positive("retry_base", float, 30.0),
         retry_max=section.positive("retry_max", float, 3600.0),
         give_up_after=section.positive("give_up_after", float, 5 * 86400.0),
+        connections=section.positive("connections", int, 4),
     )
     section.done()
     return config

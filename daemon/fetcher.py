@@ -131,8 +131,9 @@ class MailboxWorker:
         if missing:
             log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
         report.fetched += len(fetched)
-        return await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
-                                        self.max_bytes)
+        async with self.processor.write_turn:
+            return await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
+                                            self.max_bytes)
 
     async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
         """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""

@@ -6,13 +6,13 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import aiosmtplib
 from tortoise.expressions import F
-from tortoise.transactions import in_transaction
 
 from daemon.config import SmtpConfig
 from daemon.imap import tls_context
@@ -21,6 +21,10 @@ from storage.models import OutboundMessage, OutboundStatus
 log = logging.getLogger("ticketd.smtp")
 
 Clock = Callable[[], datetime]
+
+# The server turned the whole session down, not one message: stop the pass, retry later.
+SESSION_ERRORS = (aiosmtplib.SMTPConnectResponseError, aiosmtplib.SMTPHeloError,
+                  aiosmtplib.SMTPAuthenticationError)
 
 
 def utcnow() -> datetime:
@@ -32,8 +36,8 @@ class DeliveryReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
-    # Seconds between the server's "250" and our commit of "sent": the only window in
-    # which a crash makes us send a message twice.
+    # Seconds between the server's "250" and our commit of "sent": the only window in which
+    # a crash makes us send a message twice.
     windows: list[float] = field(default_factory=list)
 
     def add(self, other: "DeliveryReport") -> None:
@@ -43,16 +47,25 @@ class DeliveryReport:
         self.windows += other.windows
 
 
+class Unreachable(Exception):
+    """The SMTP server cannot take mail right now (refused, dropped, said no to the session)."""
+
+
 class OutboxSender:
-    """Delivers due outbox rows over one reused SMTP connection."""
+    """Delivers due outbox rows over a few reused SMTP connections ("lanes")."""
 
     batch = 100
 
-    def __init__(self, config: SmtpConfig, clock: Clock = utcnow) -> None:
+    def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: asyncio.Lock | None = None,
+                 lanes: int = 4) -> None:
         self.config = config
         self.clock = clock
+        # Shared with the pipeline: while we hold it no inbound batch is mid-transaction, so
+        # "sent" commits right after the server's 250 instead of queueing behind a batch.
+        self.write_turn = write_turn or asyncio.Lock()
+        self.lanes = lanes
         self.wake = asyncio.Event()
-        self.smtp: aiosmtplib.SMTP | None = None
+        self.connections: list[aiosmtplib.SMTP | None] = [None] * lanes
         self.totals = DeliveryReport()  # everything since start, for run --once's exit code
 
     def notify(self) -> None:
@@ -63,49 +76,53 @@ class OutboxSender:
         query = OutboundMessage.filter(status=OutboundStatus.PENDING)
         if not ignore_schedule:
             query = query.filter(next_try_at__lte=self.clock())
-        rows = await query.order_by("id").limit(self.batch)
+        queue = deque(await query.order_by("id").limit(self.batch))
         report = DeliveryReport()
-        for row in rows:
-            if not await self._deliver(row, report):
-                break
+        lanes = range(min(self.lanes, len(queue)))
+        outcomes = await asyncio.gather(*(self._lane(i, queue, report) for i in lanes), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, Unreachable)]
+        if errors:  # every row still waiting gets the backoff, not a tight retry loop
+            for row in queue:
+                await self._defer(row, str(errors[0]), report)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Unreachable):
+                raise outcome
         self.totals.add(report)
         return report
 
-    async def _deliver(self, row: OutboundMessage, report: DeliveryReport) -> bool:
-        """Send one row; False when the server is unreachable and the pass should stop."""
+    async def _lane(self, lane: int, queue: deque[OutboundMessage], report: DeliveryReport) -> None:
+        while queue:
+            row = queue.popleft()
+            try:
+                await self._deliver(lane, row, report)
+            except Unreachable as exc:
+                await self._defer(row, str(exc), report)
+                raise
+
+    async def _deliver(self, lane: int, row: OutboundMessage, report: DeliveryReport) -> None:
         try:
-            smtp = await self._connection()
-            # Hold the database's write turn across the send: the server's "250" and our commit
-            # of "sent" are then a few hundred microseconds apart, the only crash window in which
-            # a message goes out twice (it must not wait behind a batch of inbound mail).
-            async with in_transaction():
-                await smtp.sendmail(row.mail_from, list(row.recipients), row.raw_bytes)
+            smtp = await self._connection(lane)
+            await smtp.mail(row.mail_from)
+            for recipient in row.recipients:
+                await smtp.rcpt(recipient)
+            async with self.write_turn:
+                await smtp.data(row.raw_bytes)
                 accepted = time.monotonic()
                 await OutboundMessage.filter(id=row.id).update(
                     status=OutboundStatus.SENT, sent_at=self.clock(), attempts=F("attempts") + 1, last_error="")
             report.windows.append(time.monotonic() - accepted)
             report.sent += 1
             log.info("sent %s (%s) to %s", row.message_id, row.kind, ", ".join(row.recipients))
-            return True
-        except (aiosmtplib.SMTPConnectResponseError, aiosmtplib.SMTPHeloError,
-                aiosmtplib.SMTPAuthenticationError) as exc:
-            # The server turned the session down, not this message: try again later.
-            await self._close()
-            await self._defer(row, f"{exc.code} {exc.message}", report)
-            return False
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            first = exc.recipients[0]
-            await self._failed_or_deferred(row, first.code, first.message, report)
-            return True
+        except SESSION_ERRORS as exc:
+            await self._close(lane)
+            raise Unreachable(f"{exc.code} {exc.message}") from None
         except aiosmtplib.SMTPResponseException as exc:
-            await self._failed_or_deferred(row, exc.code, exc.message, report)
-            return True
+            await self._failed_or_deferred(lane, row, exc.code, exc.message, report)
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            await self._close()
-            await self._defer(row, f"{type(exc).__name__}: {exc}", report)
-            return False
+            await self._close(lane)
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from None
 
-    async def _failed_or_deferred(self, row: OutboundMessage, code: int, message: str,
+    async def _failed_or_deferred(self, lane: int, row: OutboundMessage, code: int, message: str,
                                   report: DeliveryReport) -> None:
         text = f"{code} {message}"
         if 500 <= code < 600:
@@ -115,7 +132,7 @@ class OutboxSender:
             log.error("gave up on %s to %s: %s", row.message_id, ", ".join(row.recipients), text)
         else:
             await self._defer(row, text, report)
-        await self._reset_transaction()
+        await self._reset(lane)
 
     async def _defer(self, row: OutboundMessage, error: str, report: DeliveryReport) -> None:
         now = self.clock()
@@ -131,33 +148,34 @@ class OutboxSender:
         await OutboundMessage.filter(id=row.id).update(
             attempts=F("attempts") + 1, next_try_at=now + timedelta(seconds=delay), last_error=error[:2000])
         report.deferred += 1
-        log.warning("deferred %s for %.0f s: %s", row.message_id, delay, error)
+        log.warning("deferred %s for %.1f s: %s", row.message_id, delay, error)
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self.smtp is not None and self.smtp.is_connected:
-            return self.smtp
+    async def _connection(self, lane: int) -> aiosmtplib.SMTP:
+        smtp = self.connections[lane]
+        if smtp is not None and smtp.is_connected:
+            return smtp
         cfg = self.config
-        context = tls_context(cfg) if cfg.security != "none" else None
         smtp = aiosmtplib.SMTP(
             hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
             use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
-            tls_context=context,
+            tls_context=tls_context(cfg) if cfg.security != "none" else None,
         )
         await smtp.connect()
         if cfg.username and cfg.password:
             await smtp.login(cfg.username, cfg.password.reveal())
-        self.smtp = smtp
+        self.connections[lane] = smtp
         return smtp
 
-    async def _reset_transaction(self) -> None:
-        if self.smtp is not None and self.smtp.is_connected:
+    async def _reset(self, lane: int) -> None:
+        smtp = self.connections[lane]
+        if smtp is not None and smtp.is_connected:
             try:
-                await self.smtp.rset()
+                await smtp.rset()
             except aiosmtplib.SMTPException:
-                await self._close()
+                await self._close(lane)
 
-    async def _close(self) -> None:
-        smtp, self.smtp = self.smtp, None
+    async def _close(self, lane: int) -> None:
+        smtp, self.connections[lane] = self.connections[lane], None
         if smtp is None:
             return
         try:
@@ -179,14 +197,13 @@ class OutboxSender:
             try:
                 while (await self.deliver_due()).sent == self.batch:
                     pass
-                wait = await self.next_due_in(60.0)
+                # Rows written by another process (ingest) are found within 5 s.
+                wait = await self.next_due_in(5.0)
             except Exception:  # a database hiccup must not end delivery for good
                 log.exception("outbox pass failed")
                 wait = 5.0
             await _wait_any(self.wake, stop, wait)
-            if not stop.is_set():
-                await asyncio.sleep(0)
-        await self._close()
+        await self.close()
 
     async def drain(self, seconds: float, ignore_schedule: bool = False) -> DeliveryReport:
         """Deliver what is due until nothing is left or ``seconds`` pass."""
@@ -198,11 +215,12 @@ class OutboxSender:
             total.add(report)
             if report.sent == 0:
                 break
-        await self._close()
+        await self.close()
         return total
 
     async def close(self) -> None:
-        await self._close()
+        for lane in range(self.lanes):
+            await self._close(lane)
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:

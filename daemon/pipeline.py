@@ -56,8 +56,10 @@ class Processor:
     """Runs the steps between intake and outbox for batches of stored rows."""
 
     def __init__(self, config: Config, responders: list[Responder], pool: Executor | None = None,
-                 on_outbox: Callable[[], None] = lambda: None) -> None:
+                 on_outbox: Callable[[], None] = lambda: None, write_turn: asyncio.Lock | None = None) -> None:
         self.config = config
+        # Taken around every write transaction; the outbox sender holds it across SMTP DATA.
+        self.write_turn = write_turn or asyncio.Lock()
         self.responders = responders
         self.pool = pool
         self.on_outbox = on_outbox
@@ -71,7 +73,7 @@ class Processor:
         if not todo:
             return []
         try:
-            async with in_transaction():
+            async with self.write_turn, in_transaction():
                 outcomes = await _Batch(self, mailbox).run(*_unzip(todo))
         except Exception:
             log.exception("batch of %d failed; retrying one message at a time", len(todo))
@@ -86,26 +88,32 @@ class Processor:
         for row, item in zip(rows, parsed):
             await row.refresh_from_db(fields=ROW_FIELDS + ["server_done"])
             try:
-                async with in_transaction():
+                async with self.write_turn, in_transaction():
                     outcomes += await _Batch(self, mailbox).run([row], [item])
             except Exception as exc:
                 log.exception("message %s (inbound %d) failed", row.message_id, row.id)
-                outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}"))
+                async with self.write_turn:
+                    outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}"))
         return outcomes
 
     async def parse(self, rows: list[InboundMessage]) -> list[ParsedMessage | str]:
         """Parse rows still to be processed (others get ""), in the pool when there is one."""
-        raws = [row.raw_bytes if row.status == InboundStatus.RECEIVED else b"" for row in rows]
+        todo = [row.status == InboundStatus.RECEIVED for row in rows]
         if self.pool is None or len(rows) == 1:
-            return [parse_or_reason(raw) if raw else "" for raw in raws]
+            return [parse_or_reason(row.raw_bytes) if wanted else "" for row, wanted in zip(rows, todo)]
         loop = asyncio.get_running_loop()
         try:
-            return list(await asyncio.gather(
-                *(loop.run_in_executor(self.pool, parse_or_reason, raw) for raw in raws)))
+            return list(await asyncio.gather(*(
+                loop.run_in_executor(self.pool, parse_or_reason, row.raw_bytes) if wanted else _skipped()
+                for row, wanted in zip(rows, todo))))
         except BrokenProcessPool:
             log.error("parser process died; parsing in the main process from now on")
             self.pool = None
-            return [parse_or_reason(raw) for raw in raws]
+            return [parse_or_reason(row.raw_bytes) if wanted else "" for row, wanted in zip(rows, todo)]
+
+
+async def _skipped() -> str:
+    return ""
 
 
 def _unzip(pairs: list[tuple[InboundMessage, ParsedMessage | str]]) -> tuple[

@@ -52,4 +52,6 @@ async def test_every_corpus_message_becomes_an_article_or_a_recorded_reason(tmp_
           f"{len(quarantined)} quarantined")
     for path, reason in quarantined:
         print(f"  {path}: {reason}")
-    assert len(quarantined) <= len(paths) // 50, "more than 2 % of real-world mail quarantined"
+    # The reply-parser folder holds bodies without headers: a recorded reason is right for them.
+    mail = [q for q in quarantined if q[0].parts[0] != "github-email-reply-parser"]
+    assert len(mail) <= len(paths) // 50, "more than 2 % of real-world mail quarantined"

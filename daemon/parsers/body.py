@@ -36,7 +36,7 @@ class Piece:
 
 @dataclass
 class Walk:
-    """What the walk found, in document order."""
+    """What the walk has found so far, in document order."""
 
     hints: Hints
     pieces: list[Piece] = field(default_factory=list)
@@ -45,30 +45,41 @@ class Walk:
     visited: int = 0
     tnef_body: Piece | None = None
 
-    def text(self) -> str:
-        if any(p.html and len(p.html) > MAX_HTML_CHARS and not (p.plain or "").strip() for p in self.pieces):
-            self.defects.append(f"HTML body over {MAX_HTML_CHARS} characters: text taken from its start")
-        texts = [piece.readable().strip("\n") for piece in self.pieces]
-        text = "\n\n".join(t for t in texts if t.strip())
-        if not text.strip() and self.tnef_body is not None:
-            text = self.tnef_body.readable()
-        return text.rstrip()
 
-    def html(self) -> str:
-        htmls = [piece.html for piece in self.pieces if piece.html and piece.html.strip()]
-        if not htmls and not self.text_pieces() and self.tnef_body is not None:
-            htmls = [self.tnef_body.html or ""]
-        return "\n".join(htmls)
+@dataclass(frozen=True)
+class Body:
+    """The message's readable text, its HTML, its attachments, and what had to be repaired."""
 
-    def text_pieces(self) -> list[str]:
-        return [piece.plain for piece in self.pieces if piece.plain and piece.plain.strip()]
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...]
+    defects: tuple[str, ...]
 
 
-def walk(root: mimetree.Part, hints: Hints) -> Walk:
-    """Body pieces and attachments of the message rooted at ``root``."""
+def walk(root: mimetree.Part, hints: Hints) -> Body:
+    """Body and attachments of the message rooted at ``root``."""
     found = Walk(hints=hints)
     _visit(root, found, found.pieces, parent="", attached=False)
-    return found
+    if any(p.html and len(p.html) > MAX_HTML_CHARS and not (p.plain or "").strip() for p in found.pieces):
+        found.defects.append(f"HTML body over {MAX_HTML_CHARS} characters: text taken from its start")
+    return Body(_text(found), _html(found), tuple(found.attachments), tuple(found.defects))
+
+
+def _text(found: Walk) -> str:
+    texts = (piece.readable().strip("\n") for piece in found.pieces)
+    text = "\n\n".join(t for t in texts if t.strip())
+    # A winmail.dat body stands in only when the MIME parts carry none.
+    if not text.strip() and found.tnef_body is not None:
+        text = found.tnef_body.readable()
+    return text.rstrip()
+
+
+def _html(found: Walk) -> str:
+    htmls = [piece.html for piece in found.pieces if piece.html and piece.html.strip()]
+    has_text = any(piece.plain and piece.plain.strip() for piece in found.pieces)
+    if not htmls and not has_text and found.tnef_body is not None:
+        htmls = [found.tnef_body.html or ""]
+    return "\n".join(htmls)
 
 
 def _visit(part: email.message.Message, found: Walk, pieces: list[Piece], parent: str, attached: bool) -> None:
@@ -97,12 +108,18 @@ def _visit(part: email.message.Message, found: Walk, pieces: list[Piece], parent
 
 
 def _related_root(part: email.message.Message, children: list[email.message.Message]) -> email.message.Message | None:
-    """The root part: the one named by the "start" parameter, else the first (RFC 2387 3.2)."""
+    """The root part (RFC 2387 3.1-3.2): the one named by "start", else the first one of the
+    "type" given (MHTML writers put resources first), else the first."""
     start = part.get_param("start")
     if isinstance(start, str) and start.strip("<> "):
         wanted = start.strip("<> ")
         for child in children:
             if mimetree.content_id(child) == wanted:
+                return child
+    root_type = part.get_param("type")
+    if isinstance(root_type, str):
+        for child in children:
+            if mimetree.content_type(child) == root_type.strip().lower():
                 return child
     return children[0] if children else None
 
@@ -146,7 +163,8 @@ def _leaf(part: email.message.Message, found: Walk, pieces: list[Piece], parent:
     if ctype == "message/rfc822" and not name:
         name = _message_name(data, _description(part, found.hints), found.hints)
     cid = mimetree.content_id(part)
-    inline = disposition == "inline" or (not disposition and bool(cid) and parent == "multipart/related")
+    # Resources of a multipart/related (cid: or Content-Location images) are shown in place.
+    inline = disposition == "inline" or (not disposition and parent == "multipart/related")
     found.attachments.append(Attachment(name, ctype, data, content_id=cid, inline=inline))
 
 

@@ -21,9 +21,7 @@ _ALIASES: dict[str, str] = {
 }
 
 # Labels that name no charset at all: treat as undeclared.
-_NO_CHARSET = frozenset(
-    {"", "unknown", "unknown-8bit", "x-unknown", "default", "x-user-defined", "charset", "none"}
-)
+_NO_CHARSET = frozenset({"", "unknown", "unknown-8bit", "x-unknown", "default", "x-user-defined", "charset", "none"})
 
 # Codecs Python accepts but that are not mail charsets (they interpret escapes, or fail by design).
 _REFUSED = ("escape", "idna", "punycode", "undefined", "mbcs", "oem")
@@ -65,7 +63,7 @@ _SINGLE_BYTE_PREFIXES = ("iso8859-", "cp125", "ascii", "koi8", "mac-", "cp874", 
 # UTF-16/32 whose NUL bytes are ASCII); the ASCII fast path must not skip them.
 _NOT_ASCII_COMPATIBLE = ("utf-7", "iso2022", "hz", "utf-16", "utf-32")
 
-_C1 = bytes(range(0x80, 0xA0))
+_C1 = re.compile(rb"[\x80-\x9f]")
 
 Hints = tuple[str, ...]  # codecs declared in a message, for its unlabelled 8-bit text
 
@@ -130,7 +128,9 @@ def _iso2022jp_as_cp932(data: bytes) -> str:
 
 def _jis_to_sjis(chunk: bytes) -> bytes:
     out = bytearray()
-    for j1, j2 in zip(chunk[0::2], chunk[1::2]):
+    if len(chunk) % 2:
+        raise UnicodeDecodeError("iso2022_jp", chunk, 0, len(chunk), "odd number of bytes in JIS X 0208 mode")
+    for j1, j2 in zip(chunk[0::2], chunk[1::2], strict=True):
         if not (0x21 <= j1 <= 0x7E and 0x21 <= j2 <= 0x7E):
             raise UnicodeDecodeError("iso2022_jp", chunk, 0, len(chunk), "not a JIS pair")
         s1 = ((j1 - 0x21) >> 1) + 0x81
@@ -164,10 +164,10 @@ def _mostly_utf8(data: bytes) -> str | None:
     """UTF-8 with its stray bytes read as windows-1252, when most non-ASCII is valid UTF-8."""
     strict = data.decode("utf-8", "replace")
     bad = strict.count("\ufffd")
-    non_ascii = sum(1 for ch in strict if ord(ch) > 0x7F)
-    # A latin-1 text decoded as UTF-8 is almost all replacement characters; real UTF-8
-    # with a few broken bytes is not.
-    if non_ascii and bad * 2 < non_ascii:
+    valid = len(strict) - len(strict.encode("ascii", "ignore")) - bad  # non-ASCII characters that decoded
+    # Latin-1 text read as UTF-8 has next to no valid multi-byte sequences; real UTF-8 with
+    # a few broken bytes has at least as many valid ones as broken ones.
+    if valid and valid >= bad:
         return data.decode("utf-8", "ticketd-cp1252-fallback")
     return None
 
@@ -215,7 +215,7 @@ def decode_text(data: bytes, label: str | None, hints: Hints = ()) -> Decoded:
     if codec.startswith(_SINGLE_BYTE_PREFIXES) and (text := _looks_utf8(data)) is not None:
         return Decoded(text, f"charset {label} declared but text is UTF-8")
     sibling = _WINDOWS_SIBLING.get(codec)
-    if sibling and any(b in _C1 for b in data):
+    if sibling and _C1.search(data):
         text = _try(data, sibling)
         if text is not None:
             return Decoded(text, "" if codec == "iso8859-1" else f"charset {label} read as {sibling}")

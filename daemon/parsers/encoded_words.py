@@ -38,26 +38,30 @@ def q_decode(text: str) -> bytes:
     return _Q_HEX.sub(lambda m: bytes([int(m.group(1), 16)]), data)
 
 
-def _segments(value: str) -> list[tuple[str | None, bytes | str]]:
-    """Split into (charset, bytes) encoded runs and (None, text) literal runs."""
-    out: list[tuple[str | None, bytes | str]] = []
+Segment = str | tuple[str, bytes]  # literal text, or (charset, bytes) of encoded words
+
+
+def _segments(value: str) -> list[Segment]:
+    """Split into literal runs and encoded runs (adjacent words of one charset joined)."""
+    out: list[Segment] = []
     pos = 0
     for match in _WORD.finditer(value):
         literal = value[pos : match.start()]
         # RFC 2047 6.2: whitespace between adjacent encoded words is not displayed.
-        if literal and not (out and out[-1][0] is not None and not literal.strip(" \t")):
-            out.append((None, literal))
+        if literal and not (out and isinstance(out[-1], tuple) and not literal.strip(" \t")):
+            out.append(literal)
         charset, kind, text = match.groups()
         data = b_decode(text) if kind in "bB" else q_decode(text)
-        charset = charset.split("*", 1)[0].lower()
-        if out and out[-1][0] == charset:
+        charset = charset.split("*", 1)[0].lower()  # RFC 2231 language suffix
+        last = out[-1] if out else None
+        if isinstance(last, tuple) and last[0] == charset:
             # Same charset: join the bytes first, since senders split multi-byte characters.
-            out[-1] = (charset, out[-1][1] + data)  # type: ignore[operator]
+            out[-1] = (charset, last[1] + data)
         else:
             out.append((charset, data))
         pos = match.end()
     if pos < len(value):
-        out.append((None, value[pos:]))
+        out.append(value[pos:])
     return out
 
 
@@ -65,13 +69,10 @@ def decode_words(value: str, hints: Hints = ()) -> str:
     """Decode the RFC 2047 encoded words in ``value`` (text already unfolded)."""
     if "=?" not in value:
         return value
-    parts: list[str] = []
-    for charset, data in _segments(value):
-        if charset is None:
-            parts.append(str(data))
-        else:
-            parts.append(decode_text(bytes(data), charset, hints).text)  # type: ignore[arg-type]
-    return "".join(parts)
+    return "".join(
+        segment if isinstance(segment, str) else decode_text(segment[1], segment[0], hints).text
+        for segment in _segments(value)
+    )
 
 
 def raw_header_text(raw: str, hints: Hints = ()) -> str:

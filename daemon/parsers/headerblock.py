@@ -6,11 +6,11 @@ import re
 
 from daemon.parsers.model import UnreadableMessage
 
-MAX_HEADER_BLOCK = 1_000_000  # bytes scanned for the end of the header block
+MAX_HEADER_BLOCK = 256_000  # bytes scanned for the end of the header block
 MAX_STRAY_RUN = 50  # unindented lines inside a header block that may be taken as folded
 MIN_FIELDS_AFTER = 2  # header fields that must follow a stray run for it to count as folded
 
-_MBOX_FROM = re.compile(rb"From [^\r\n]*\r?\n")
+_MBOX_FROM = re.compile(rb"From (?![ \t]*:)[^\r\n]*\r?\n")  # not "From :", an obsolete-syntax field
 # The stdlib's field pattern; _OBS_FIELD allows RFC 5322 4.5.3 whitespace before the colon.
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 _OBS_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]+:")
@@ -46,11 +46,17 @@ def repair(data: bytes, defects: list[str]) -> bytes:
     kinds = [_kind(line) for line in lines]
     if "stray" not in kinds and "obsolete" not in kinds:
         return data
-    fixed = [_OBS_FIELD.sub(rb"\1:", line, count=1) if kind == "obsolete" else line for line, kind in zip(lines, kinds)]
+    fixed = [
+        _OBS_FIELD.sub(rb"\1:", line, count=1) if kind == "obsolete" else line
+        for line, kind in zip(lines, kinds, strict=True)
+    ]
     if "obsolete" in kinds:
         defects.append("header field with space before the colon: normalized")
+    fields = [i for i, kind in enumerate(kinds) if kind in ("field", "obsolete")]
+    # A stray run is folded text only if MIN_FIELDS_AFTER fields still follow it.
+    last_start = fields[-MIN_FIELDS_AFTER] if len(fields) >= MIN_FIELDS_AFTER else -1
     for start, stop in _stray_runs(kinds):
-        if _looks_folded(kinds, start, stop):
+        if _looks_folded(kinds, start, stop, last_start):
             fixed[start:stop] = [b" " + line for line in lines[start:stop]]
             defects.append("header lines without folding indentation: joined to the field above")
     return b"".join(fixed) + data[end:]
@@ -89,10 +95,9 @@ def _stray_runs(kinds: list[str]) -> list[tuple[int, int]]:
     return runs
 
 
-def _looks_folded(kinds: list[str], start: int, stop: int) -> bool:
-    """A stray run inside the header block, not a body that lacks its blank line:
-    it follows a field and more header fields come after it."""
-    if stop - start > MAX_STRAY_RUN or start == 0:
+def _looks_folded(kinds: list[str], start: int, stop: int, last_start: int) -> bool:
+    """A stray run inside the header block, not a body that lacks its blank line: it
+    follows a field, a header line comes next, and enough fields follow (from last_start on)."""
+    if stop - start > MAX_STRAY_RUN or start == 0 or stop > last_start:
         return False
-    fields_after = sum(1 for kind in kinds[stop:] if kind in ("field", "obsolete"))
-    return stop < len(kinds) and kinds[stop] != "stray" and fields_after >= MIN_FIELDS_AFTER
+    return kinds[stop] != "stray"

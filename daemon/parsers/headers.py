@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
-from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
 from daemon.parsers.charsets import Hints
+from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
 from daemon.parsers.model import Address
 
 MAX_ADDRESSES = 1000  # per header; a mass mailing lists more, a ticket needs none of them
@@ -21,6 +21,7 @@ _BARE_ADDR = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+\.[^\s<>()\",;:@]+")
 _WS = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\r\n]+")  # not \s: U+3000 in a CJK name is the sender's choice
 _COMMENT = re.compile(r"\([^()]*\)")
+_ADDR_SPEC = re.compile(r"[^@\s]+@[^@\s]+")
 _LOCAL_ONLY_HINT = re.compile(r"<[^<>@\s]+>|\(")
 _NUMERIC_ZONE = re.compile(r"([+-])([0-9]{2})([0-5][0-9])\s*(?:\([^()]*\)\s*)?$")
 
@@ -71,7 +72,7 @@ def _recover(item: str, hints: Hints) -> list[Address]:
     except RecursionError:
         pairs = []
     found = [_lenient(name, addr, item, hints) for name, addr in pairs]
-    return [address for address in found if address] or _bare_addresses(item)[:1]
+    return [address for address in found if address and _plausible(address.email)] or _bare_addresses(item)
 
 
 def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
@@ -90,6 +91,11 @@ def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
         # A local-only mailbox ("MAILER-DAEMON (Mail Delivery System)", "Name <moderator>").
         return _address(name, addr, hints)
     return None
+
+
+def _plausible(addr: str) -> bool:
+    """A local part and a domain around the '@', or a local-only mailbox."""
+    return "@" not in addr or _ADDR_SPEC.fullmatch(addr) is not None
 
 
 def name_only(raw: str, hints: Hints) -> Address | None:
@@ -127,7 +133,8 @@ def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
     text = unfold(raw_header_text(raw)).strip()
     result = parse_mail_date(text)
     if result.value is not None:
-        return result.value.astimezone(_zone(text, result.timezone))
+        instant: datetime = result.value  # UTC
+        return instant.astimezone(_zone(text, result.timezone))
     # mail-parser is strict about RFC 5322 syntax; the stdlib reads more of what is sent.
     try:
         value = email.utils.parsedate_to_datetime(text)
@@ -135,7 +142,7 @@ def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
         defects.append(f"date: unparseable {text[:60]!r}")
         return None
     defects.append(f"date: lenient parse of {text[:60]!r}")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _zone(text: str, hours: str | int) -> timezone:
@@ -152,7 +159,8 @@ def message_ids(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
     text = unfold(raw_header_text(raw))
-    ids = [_WS.sub("", found) for found in _MSGID.findall(text)]
+    # RFC 5322 4.5.4: obsolete ids may hold comments and spaces ("<1234 @ local(blah) .example>").
+    ids = [_WS.sub("", _COMMENT.sub("", found)) for found in _MSGID.findall(text)]
     if not ids:
         # Some MUAs drop the brackets; a bare token with an '@' is still an id.
         ids = [token.strip("<>,;") for token in text.split() if "@" in token]

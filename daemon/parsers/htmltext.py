@@ -9,16 +9,20 @@ MAX_HTML_CHARS = 500_000  # html.parser reads ~2 MB/s; text past this point of a
 
 # Content a mail client never shows.
 _HIDDEN = frozenset({"script", "style", "head", "title", "template", "xml", "object"})
-_BLOCK = frozenset(
-    "address article aside blockquote center dd details dialog dir div dl dt fieldset figcaption "
-    "figure footer form h1 h2 h3 h4 h5 h6 header hr li main menu nav ol p pre section summary "
-    "table tbody thead tfoot tr ul caption".split()
+_BLOCK_TAGS = (
+    "address article aside blockquote caption center dd details dialog dir div dl dt fieldset figcaption figure "
+    "footer form h1 h2 h3 h4 h5 h6 header hr li main menu nav ol p pre section summary table tbody thead tfoot tr ul"
 )
-_PARAGRAPH = frozenset("p h1 h2 h3 h4 h5 h6 blockquote table ul ol dl pre hr".split())
+_BLOCK = frozenset(_BLOCK_TAGS.split())
+_PARAGRAPH = frozenset(["p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "ul", "ol", "dl", "pre", "hr"])
 _CELL = frozenset({"td", "th"})
-_VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
-_BREAK = "\x00"  # marks a forced line break until the final layout pass
-_VERBATIM = "\x01"  # starts a line of <pre> text, whose spacing is kept
+_VOID = frozenset(
+    ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"]
+)
+# Markers until the layout pass: a block edge needs a line break, a paragraph edge a blank
+# line; several edges in a row still need only one (unlike <br>, which always breaks).
+_LINE, _PARAGRAPH_EDGE, _VERBATIM = "\x00", "\x02", "\x01"  # _VERBATIM starts a <pre> line
+_EDGES = re.compile(r"[ \t]*[\x00\x02][\x00\x02 \t]*")
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0\u200b]+")
 _LAYOUT_SPACES = re.compile(r"[ \t]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -39,9 +43,9 @@ class _TextExtractor(HTMLParser):
         elif tag in _HIDDEN:
             self.hidden += tag not in _VOID
         elif tag == "br":
-            self.out.append(_BREAK)
+            self.out.append("\n")
         elif tag in _BLOCK:
-            self.out.append(_BREAK * (2 if tag in _PARAGRAPH else 1))
+            self.out.append(_PARAGRAPH_EDGE if tag in _PARAGRAPH else _LINE)
             if tag == "li":
                 self.out.append("- ")
             elif tag == "pre":
@@ -54,7 +58,7 @@ class _TextExtractor(HTMLParser):
         if tag in _HIDDEN:
             self.hidden = max(0, self.hidden - 1)
         elif tag in _BLOCK:
-            self.out.append(_BREAK * (2 if tag in _PARAGRAPH else 1))
+            self.out.append(_PARAGRAPH_EDGE if tag in _PARAGRAPH else _LINE)
             self.pre = max(0, self.pre - (tag == "pre"))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -68,7 +72,7 @@ class _TextExtractor(HTMLParser):
         if self.hidden:
             return
         if self.pre:
-            self.out.append(data.replace("\r\n", "\n").replace("\n", _BREAK + _VERBATIM))
+            self.out.append(data.replace("\r\n", "\n").replace("\n", "\n" + _VERBATIM))
         else:
             self.out.append(_SPACES.sub(" ", data))
 
@@ -85,7 +89,8 @@ def html_to_text(html: str) -> str:
 
 
 def _layout(text: str) -> str:
-    lines = (_layout_line(line) for line in text.split(_BREAK))
+    text = _EDGES.sub(lambda edge: "\n\n" if _PARAGRAPH_EDGE in edge.group() else "\n", text)
+    lines = (_layout_line(line) for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
 
 

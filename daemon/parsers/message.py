@@ -6,16 +6,18 @@ import re
 from collections.abc import Iterator
 
 from daemon.parsers import body, headerblock, mimetree
+from daemon.parsers.charsets import Hints, message_hints
 from daemon.parsers.encoded_words import header_text
 from daemon.parsers.headers import message_ids, name_only, parse_addresses, parse_date
-from daemon.parsers.charsets import Hints, message_hints
 from daemon.parsers.model import Address, ParsedMessage
 
 MAX_HEADERS = 1000  # header fields kept in ParsedMessage.headers
 MAX_HEADER_CHARS = 100_000  # per header value; the longest real References run to ~10 KB
 
-HINT_SCAN_BYTES = 1_000_000
-_DECLARED_CHARSET = re.compile(rb"""charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})|=\?([A-Za-z0-9_.:-]{1,40})(?:\*[^?]{0,20})?\?[bBqQ]\?""", re.I)
+HINT_SCAN_BYTES = 1_000_000  # the start of a message is where its charsets are declared
+_DECLARED_CHARSET = re.compile(
+    rb"""charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})|=\?([A-Za-z0-9_.:-]{1,40})(?:\*[^?]{0,20})?\?[bBqQ]\?""", re.I
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]+")
 
 RawHeaders = list[tuple[str, str]]
@@ -31,27 +33,33 @@ def parse_message(raw: bytes) -> ParsedMessage:
     hints = _message_hints(data)
     raw_headers = _raw_headers(root, defects)
     found = body.walk(root, hints)
-    text, html = found.text(), found.html()  # before the defects are collected: they add some
 
     def addresses(name: str) -> tuple[Address, ...]:
         value = _first(raw_headers, name)
         return tuple(parse_addresses(value, hints, defects, name)) if value else ()
 
+    sender, reply_to, to, cc = (
+        _sender(raw_headers, hints, defects),
+        addresses("reply-to"),
+        addresses("to"),
+        addresses("cc"),
+    )
+    date = parse_date(_first(raw_headers, "date"), defects)
     return ParsedMessage(
-        from_=_sender(raw_headers, hints, defects),
-        reply_to=addresses("reply-to"),
-        to=addresses("to"),
-        cc=addresses("cc"),
+        from_=sender,
+        reply_to=reply_to,
+        to=to,
+        cc=cc,
         subject=_CONTROL.sub(" ", header_text(_first(raw_headers, "subject") or "", hints)).strip(),
-        date=parse_date(_first(raw_headers, "date"), defects),
+        date=date,
         message_id=next(iter(message_ids(_first(raw_headers, "message-id"))), ""),
         in_reply_to=message_ids(_first(raw_headers, "in-reply-to")),
         references=message_ids(_first(raw_headers, "references")),
-        text=text,
-        html=html,
-        attachments=tuple(found.attachments),
+        text=found.text,
+        html=found.html,
+        attachments=found.attachments,
         headers=tuple((name, header_text(value, hints)) for name, value in raw_headers),
-        defects=tuple(dict.fromkeys(defects + found.defects)),
+        defects=tuple(dict.fromkeys([*defects, *found.defects])),
     )
 
 
@@ -82,8 +90,8 @@ def _sender(raw_headers: RawHeaders, hints: Hints, defects: list[str]) -> Addres
             found = parse_addresses(value, hints, defects, name)
             if found:
                 return found[0]
-    value = _first(raw_headers, "from")
-    return name_only(value, hints) if value else None
+    first_from = _first(raw_headers, "from")
+    return name_only(first_from, hints) if first_from else None
 
 
 def _message_hints(data: bytes) -> Hints:

@@ -9,8 +9,9 @@ import re
 from collections.abc import Iterator
 from email.feedparser import BytesFeedParser
 from email.policy import compat32
+from typing import Any
 
-from daemon.parsers.charsets import Hints
+from daemon.parsers.charsets import Hints, decode_text
 from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
 from daemon.parsers.uuencode import uudecode
 
@@ -21,6 +22,7 @@ _OPAQUE = "application/octet-stream"
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _B64_JUNK_KEEP_PAD = re.compile(rb"[^A-Za-z0-9+/=]")
 _BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|([^\s;"]+))""", re.I)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN_TYPE = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+/[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 
@@ -43,7 +45,7 @@ class Part(email.message.Message):
             return _OPAQUE
         return real
 
-    def get_boundary(self, failobj: object = None) -> object:
+    def get_boundary(self, failobj: Any = None) -> Any:
         """The boundary, also when the Content-Type lacks the ';' before it (RFC 2045 5.1
         requires it; MUAs do not always write it)."""
         found = super().get_boundary(failobj)
@@ -89,7 +91,7 @@ def parse_tree(raw: bytes) -> tuple[Part, bool]:
 def raw_payload(part: email.message.Message) -> bytes:
     """The part's body bytes as on the wire (the parser keeps 8-bit bytes as surrogates)."""
     # Not get_payload(): for 8-bit bodies compat32 returns them charset-decoded with U+FFFD.
-    payload = part._payload  # noqa: SLF001
+    payload = part._payload  # type: ignore[attr-defined]  # noqa: SLF001
     if isinstance(payload, str):
         return payload.encode("utf-8", "surrogateescape")
     return b""
@@ -185,14 +187,19 @@ def _param_view(part: email.message.Message, hints: Hints) -> email.message.Mess
 
 def filename(part: email.message.Message, hints: Hints) -> str:
     """Decoded attachment name (RFC 2231 parameters, RFC 2047 words, raw 8-bit), display only."""
-    try:
-        name = _param_view(part, hints).get_filename()
-    except (ValueError, LookupError, UnicodeError):  # broken RFC 2231 continuations
-        name = None
-    if not name:
-        return ""
-    # RFC 2047 words are not allowed in parameters, yet most MUAs write them there.
-    return decode_words(name, hints).strip().replace("\x00", "")
+    view = _param_view(part, hints)
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        try:
+            value = view.get_param(param, None, header)
+        except (ValueError, LookupError, UnicodeError):  # broken RFC 2231 continuations
+            continue
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+            label, _, text = value
+            value = decode_text(text.encode("raw-unicode-escape"), label or "us-ascii", hints).text
+        if value:
+            # RFC 2047 words are not allowed in parameters, yet most MUAs write them there.
+            return _CONTROL.sub("", decode_words(str(value), hints)).strip()
+    return ""
 
 
 def charset(part: email.message.Message) -> str | None:

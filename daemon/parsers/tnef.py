@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 from dataclasses import dataclass
 
@@ -10,12 +9,10 @@ from tnefparse import TNEF
 
 from daemon.parsers.charsets import decode_text
 from daemon.parsers.model import Attachment
+from daemon.parsers.rtf import decompress, rtf_to_text
 
 TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 MAX_TNEF_ATTACHMENTS = 200
-
-# tnefparse logs a warning per odd object; a hostile winmail.dat would flood our logs.
-logging.getLogger("tnefparse").setLevel(logging.ERROR)
 
 
 class TnefError(Exception):
@@ -41,6 +38,8 @@ def unpack(data: bytes) -> Unpacked:
         tnef = TNEF(data, do_checksum=False)
         files = tuple(_attachment(item) for item in tnef.attachments[:MAX_TNEF_ATTACHMENTS])
         text, html = _text(tnef.body), _text(tnef.htmlbody)
+        if not text and not html and tnef.rtfbody:
+            text = _rtf_text(tnef.rtfbody)
     # tnefparse reads attacker bytes with struct/indexing and raises whatever it hits.
     except Exception as exc:  # noqa: BLE001
         raise TnefError(f"{type(exc).__name__}: {exc}") from exc
@@ -54,6 +53,12 @@ def _attachment(item: object) -> Attachment:
     data = bytes(item.data or b"")  # type: ignore[attr-defined]
     guessed = mimetypes.guess_type(name, strict=False)[0] if name else None
     return Attachment(filename=name, content_type=guessed or "application/octet-stream", content=data)
+
+
+def _rtf_text(value: bytes) -> str:
+    """Outlook's usual body: compressed RTF (tnefparse decompresses only with compressed_rtf)."""
+    rtf = value if value.lstrip().startswith(b"{\\rtf") else decompress(value)
+    return rtf_to_text(rtf)
 
 
 def _text(value: object) -> str:

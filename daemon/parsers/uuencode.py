@@ -10,7 +10,7 @@ MAX_BLOCKS = 50  # uuencoded files per text body
 
 _BEGIN = re.compile(r"^begin +([0-7]{3,4})(?: +(.*?))? *$", re.MULTILINE)
 _END = re.compile(r"^end *$", re.MULTILINE)
-_UU_LINE = re.compile(r"^[\x20-\x60]*$")
+_NOT_UU_LINE = re.compile(r"[^\x20-\x60\r\n]")  # uuencoded lines use only these characters
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,21 @@ def extract(text: str) -> tuple[str, list[UUFile]]:
     files: list[UUFile] = []
     kept: list[str] = []
     pos = 0
+    end: re.Match[str] | None = None
     for begin in _BEGIN.finditer(text):
-        if begin.start() < pos or len(files) >= MAX_BLOCKS:
+        if begin.start() < pos:
             continue
-        end = _END.search(text, begin.end())
-        if end is None:
+        if len(files) >= MAX_BLOCKS:
             break
-        block_text = text[begin.end() : end.start()]
-        if not all(_UU_LINE.match(line) for line in block_text.strip("\r\n").splitlines()):
+        # Reuse the "end" found for an earlier candidate: many "begin" lines must not each
+        # rescan the rest of the text.
+        if end is None or end.start() < begin.end():
+            end = _END.search(text, begin.end())
+            if end is None:
+                break
+        if _NOT_UU_LINE.search(text, begin.end(), end.start()):
             continue  # prose that happens to start with "begin 644"
-        block = block_text.encode("ascii").splitlines()
+        block = text[begin.end() : end.start()].encode("ascii").splitlines()
         kept.append(text[pos : begin.start()])
         files.append(UUFile((begin.group(2) or "").strip("\"'"), uudecode_lines(block)))
         pos = end.end()
