@@ -1,0 +1,229 @@
+"""An SMTP sink on 127.0.0.1 (aiosmtpd) that records, or refuses on demand, every message.
+
+Also a process: `python -m devtools.smtpsink --port 2525 --maildir DIR` stores each accepted
+message in the Maildir DIR (DIR/new/) and prints one line per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.policy
+import enum
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from types import TracebackType
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from devtools._maildir import deliver as maildir_deliver, make_maildir
+from devtools._process import LOCALHOST, free_port, port_is_free, wait_until
+
+log = logging.getLogger("devtools.smtpsink")
+
+
+class Mode(enum.Enum):
+    """How the sink answers DATA; the value is the SMTP reply."""
+
+    ACCEPT = "250 2.0.0 OK"
+    TEMPFAIL = "451 4.3.0 Temporary failure (devtools sink)"
+    PERMFAIL = "550 5.7.1 Rejected (devtools sink)"
+
+
+@dataclass(frozen=True)
+class SinkMessage:
+    """One accepted message, as the client handed it over."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    message: EmailMessage
+    received_at: datetime
+
+
+class _Handler:
+    """aiosmtpd handler: the reply for DATA is decided by the sink, the message kept by it."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return self._sink._receive(envelope)
+
+
+class SmtpSink:
+    """Records messages sent to `host:port`; `mode`/`fail_next()` make DATA fail on purpose.
+
+    The server runs on its own event loop in a thread (aiosmtpd's Controller), so it works
+    from sync and async tests alike and keeps running while test code blocks.
+    """
+
+    def __init__(
+        self, port: int = 0, *, host: str = LOCALHOST,
+        on_message: Callable[[SinkMessage], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.mode = Mode.ACCEPT
+        self._on_message = on_message
+        self._messages: list[SinkMessage] = []
+        self._failures: list[Mode] = []
+        self._changed = threading.Condition()
+        self._controller: Controller | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def start(self) -> None:
+        """Listen on host:port (a free port is chosen once if port is 0)."""
+        if self._controller is not None:
+            return
+        if not self.port:
+            self.port = free_port(self.host)
+        if not wait_until(lambda: port_is_free(self.host, self.port), 5.0):
+            raise RuntimeError(f"port {self.host}:{self.port} is still in use")
+        controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        """Stop listening and drop open connections. Safe to call twice."""
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def down(self) -> None:
+        """Simulate an outage: nothing listens on the port until up()."""
+        self.stop()
+
+    def up(self) -> None:
+        """End an outage: listen again on the same port."""
+        self.start()
+
+    def __enter__(self) -> SmtpSink:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what was received -----------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[SinkMessage]:
+        """A snapshot of the accepted messages, oldest first."""
+        with self._changed:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget received messages and pending failures; answer normally again."""
+        with self._changed:
+            self._messages.clear()
+            self._failures.clear()
+            self.mode = Mode.ACCEPT
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least `count` messages were accepted; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._messages) >= count, timeout)
+
+    def fail_next(self, count: int = 1, mode: Mode = Mode.TEMPFAIL) -> None:
+        """Answer the next `count` DATA commands with `mode`, then follow `self.mode` again."""
+        with self._changed:
+            self._failures.extend([mode] * count)
+
+    def _receive(self, envelope: Envelope) -> str:
+        mode = self._next_mode()
+        if mode is not Mode.ACCEPT:
+            return mode.value
+        message = _record(envelope)
+        if self._on_message is not None:
+            # Stored before we say 250, or not accepted at all.
+            try:
+                self._on_message(message)
+            except Exception as error:  # a full disk must not look like a 5xx
+                log.exception("could not store message")
+                return f"451 4.3.0 Could not store message: {type(error).__name__}"
+        with self._changed:
+            self._messages.append(message)
+            self._changed.notify_all()
+        return mode.value
+
+    def _next_mode(self) -> Mode:
+        with self._changed:
+            return self._failures.pop(0) if self._failures else self.mode
+
+
+def _record(envelope: Envelope) -> SinkMessage:
+    raw = envelope.original_content or b""
+    if isinstance(raw, str):  # only with decode_data=True, which we do not use
+        raw = raw.encode()
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(parsed, EmailMessage)
+    return SinkMessage(
+        mail_from=envelope.mail_from or "",
+        rcpt_tos=tuple(envelope.rcpt_tos),
+        raw=raw,
+        message=parsed,
+        received_at=datetime.now(timezone.utc),
+    )
+
+
+# -- the standalone process -----------------------------------------------------------------
+
+
+def _store_and_print(maildir: Path | None) -> Callable[[SinkMessage], None]:
+    def on_message(message: SinkMessage) -> None:
+        where = str(maildir_deliver(maildir, message.raw)) if maildir else "-"
+        subject = str(message.message.get("Subject", "")).replace("\n", " ")
+        recipients = ", ".join(message.rcpt_tos)
+        print(f"{message.received_at:%H:%M:%S} {message.mail_from} -> {recipients} "
+              f"{subject!r} {len(message.raw)} bytes {where}", flush=True)
+    return on_message
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devtools.smtpsink", description=__doc__)
+    parser.add_argument("--host", default=LOCALHOST)
+    parser.add_argument("--port", type=int, default=2525, help="0 picks a free port")
+    parser.add_argument("--maildir", type=Path, help="store accepted messages here (Maildir)")
+    parser.add_argument("--mode", choices=[m.name.lower() for m in Mode], default="accept")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.maildir:
+        args.maildir.mkdir(parents=True, exist_ok=True)
+        make_maildir(args.maildir)
+    sink = SmtpSink(args.port, host=args.host, on_message=_store_and_print(args.maildir))
+    sink.mode = Mode[args.mode.upper()]
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with sink:
+        print(f"smtpsink listening on {sink.host}:{sink.port}", flush=True)
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

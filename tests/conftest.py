@@ -1,0 +1,110 @@
+"""Real servers on 127.0.0.1 for the whole suite: Dovecot, an SMTP sink and (on demand) spamd."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `devtools` is a top-level package of the checkout, not of the installed distribution.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from devtools.dovecot import Dovecot, MailUser  # noqa: E402
+from devtools.smtpsink import SmtpSink  # noqa: E402
+from devtools.spamd import Spamd  # noqa: E402
+
+
+def _server_dir(name: str) -> Path:
+    """A fresh directory under /tmp that unprivileged server processes can reach.
+
+    Not tmp_path: pytest makes /tmp/pytest-of-<user> mode 0700, and when the suite runs as
+    root, Dovecot's mail processes (uid nobody) could not enter it.
+    """
+    path = Path(tempfile.mkdtemp(prefix=f"ticketd-{name}-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One Dovecot for the session; use `fresh_user` so tests do not see each other's mail."""
+    root = _server_dir("dovecot")
+    with Dovecot(root) as server:
+        yield server
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_user(dovecot: Dovecot) -> MailUser:
+    """A new login with an empty INBOX on the session Dovecot."""
+    return dovecot.add_user()
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """Like tmp_path, but reachable by the unprivileged processes of a server run as root."""
+    path = _server_dir("test")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot_factory() -> Iterator[Callable[..., Dovecot]]:
+    """Start private Dovecot instances (e.g. to restart one); all are stopped afterwards."""
+    started: list[tuple[Dovecot, Path]] = []
+
+    def start(**kwargs: Any) -> Dovecot:
+        root = _server_dir("dovecot")
+        server = Dovecot(root, **kwargs)
+        started.append((server, root))
+        server.start()
+        return server
+
+    yield start
+    for server, root in started:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """One SMTP sink for the session; use `fresh_sink` to start a test from a clean slate."""
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def fresh_sink(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
+    """The session sink, listening, empty and accepting, and left listening afterwards."""
+    smtp_sink.up()
+    smtp_sink.clear()
+    yield smtp_sink
+    smtp_sink.up()
+    smtp_sink.clear()
+
+
+@pytest.fixture(scope="session")
+def spamd() -> Iterator[Spamd]:
+    """A private offline spamd, started (a few seconds) only if some test asks for it."""
+    root = _server_dir("spamd")
+    with Spamd(root) as server:
+        yield server
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """Show the end of the servers' logs under a failed test."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, (Dovecot, Spamd)):
+                report.sections.append((f"{name} log (end)", value.log_tail()))
+    return report
