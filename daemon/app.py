@@ -64,6 +64,7 @@ async def run_once(config: Config, parse_workers: int | None = None) -> int:
         await sending
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
         failed = sender.totals.failed
+        _log_windows(sender.totals.windows)
         if failed or pending:
             log.error("outbox: %d failed, %d still waiting for delivery", failed, pending)
         return 0 if all(results) and not failed and not pending else 1
@@ -97,6 +98,15 @@ async def _finish(tasks: list[asyncio.Task[None]], grace: float) -> None:
         task.cancel()
     if late:
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _log_windows(windows: list[float]) -> None:
+    """How long a crash could have made us send twice: the 250-to-commit gap, per message."""
+    if windows:
+        ordered = sorted(windows)
+        log.info("outbox: %d sent; 250-to-commit window median %.2f ms, p99 %.2f ms, max %.2f ms",
+                 len(ordered), ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000,
+                 ordered[-1] * 1000)
 
 
 def _install_signals(stop: asyncio.Event) -> None:

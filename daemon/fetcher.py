@@ -100,30 +100,45 @@ class MailboxWorker:
         return report
 
     async def _drain(self, session: ImapSession, state: Mailbox, uids: list[int], report: SyncReport) -> None:
-        """Fetch batch k+1 while batch k is parsed and committed; commits stay in UID order."""
+        """Keep three batches moving: k is committed while k+1 parses and k+2 is fetched.
+
+        Commits stay in UID order; the IMAP connection runs one command at a time.
+        """
         size = self.config.batch_size
         chunks = [uids[i:i + size] for i in range(0, len(uids), size)]
-        fetching: asyncio.Future[list[FetchedMessage]] = asyncio.ensure_future(session.fetch(chunks[0], self.max_bytes))
+        rows = await self._store(state, session.uidvalidity, chunks[0],
+                                 await session.fetch(chunks[0], self.max_bytes), report)
+        parsing = asyncio.ensure_future(self.processor.parse(rows))
+        fetching = self._fetch_next(session, chunks, 1)
         done: list[InboundMessage] = []
         try:
             for i in range(len(chunks)):
-                fetched = await fetching
-                if done:  # the connection is free again: act on what is already committed
+                parsed = await parsing
+                next_rows: list[InboundMessage] = []
+                if fetching is not None:
+                    fetched = await fetching
                     await self._after(session, done, report)
-                rows = await self._store(state, session.uidvalidity, chunks[i], fetched, report)
-                parsing = asyncio.ensure_future(self.processor.parse(rows))
-                if i + 1 < len(chunks) and not self.stop.is_set():
-                    fetching = asyncio.ensure_future(session.fetch(chunks[i + 1], self.max_bytes))
-                report.processed += len(await self.processor.process(rows, self.config, await parsing))
-                done = [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done]
-                if self.stop.is_set():
+                    done = []
+                    next_rows = await self._store(state, session.uidvalidity, chunks[i + 1], fetched, report)
+                    parsing = asyncio.ensure_future(self.processor.parse(next_rows))
+                    fetching = self._fetch_next(session, chunks, i + 2)
+                report.processed += len(await self.processor.process(rows, self.config, parsed))
+                done += [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done]
+                rows = next_rows
+                if not rows:
                     break
-            if done:
-                await self._after(session, done, report)
+            await self._after(session, done, report)
         finally:
-            if not fetching.done():
-                fetching.cancel()
-                await asyncio.gather(fetching, return_exceptions=True)
+            for task in (fetching, parsing):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    def _fetch_next(self, session: ImapSession, chunks: list[list[int]],
+                    index: int) -> asyncio.Future[list[FetchedMessage]] | None:
+        if index >= len(chunks) or self.stop.is_set():
+            return None
+        return asyncio.ensure_future(session.fetch(chunks[index], self.max_bytes))
 
     async def _store(self, state: Mailbox, uidvalidity: int, uids: list[int], fetched: list[FetchedMessage],
                      report: SyncReport) -> list[InboundMessage]:
@@ -149,6 +164,8 @@ class MailboxWorker:
 
     async def _after(self, session: ImapSession, rows: list[InboundMessage], report: SyncReport) -> None:
         """The server-side step, only for rows whose outcome is committed."""
+        if not rows:
+            return
         action = self.config.after_processing
         whole = [r.uid for r in rows if not r.truncated and r.uid is not None]
         partial = [r.uid for r in rows if r.truncated and r.uid is not None]

@@ -60,8 +60,9 @@ class OutboxSender:
                  lanes: int = 4) -> None:
         self.config = config
         self.clock = clock
-        # Shared with the pipeline: while we hold it no inbound batch is mid-transaction, so
-        # "sent" commits right after the server's 250 instead of queueing behind a batch.
+        # Shared with the pipeline and held across DATA: when the server's 250 arrives no inbound
+        # transaction is open, so "sent" commits within a millisecond instead of queueing behind
+        # a batch. That gap is the only window in which a crash sends a message twice.
         self.write_turn = write_turn or asyncio.Lock()
         self.lanes = lanes
         self.wake = asyncio.Event()

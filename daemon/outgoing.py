@@ -36,6 +36,8 @@ def reply_subject(subject: str, ticket_number: int) -> str:
 def header_line(name: str, value: str) -> bytes:
     """One folded header; RFC 2047-encoded when not ASCII; never more than one logical line."""
     value = one_line(value, 2000)
+    if value.isascii() and len(name) + len(value) < 76:  # the common case needs no folding
+        return f"{name}: {value}\r\n".encode("ascii")
     try:
         value.encode("ascii")
         encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")

@@ -20,6 +20,7 @@ from daemon.parsers import parse_message
 from daemon.parsers.model import ParsedMessage, UnreadableMessage
 from daemon.responders import Draft, ResponseContext, Responder, TicketView
 from daemon.threader import find_ticket
+from storage.bulk import update_rows
 from storage.models import (Article, Attachment, Counter, Event, InboundMessage, InboundStatus,
                             OutboundMessage, Participant, Ticket)
 
@@ -55,6 +56,10 @@ def parse_or_reason(raw: bytes) -> ParsedMessage | str:
 class Processor:
     """Runs the steps between intake and outbox for batches of stored rows."""
 
+    # Messages per transaction: commits are shared, and a poison message costs a retry of
+    # at most this many one by one.
+    commit_group = 25
+
     def __init__(self, config: Config, responders: list[Responder], pool: Executor | None = None,
                  on_outbox: Callable[[], None] = lambda: None, write_turn: asyncio.Lock | None = None) -> None:
         self.config = config
@@ -72,14 +77,18 @@ class Processor:
         todo = [(row, item) for row, item in zip(rows, parsed) if row.status == InboundStatus.RECEIVED]
         if not todo:
             return []
-        try:
-            async with self.write_turn, in_transaction():
-                outcomes = await _Batch(self, mailbox).run(*_unzip(todo))
-        except Exception:
-            log.exception("batch of %d failed; retrying one message at a time", len(todo))
-            outcomes = await self._one_by_one(*_unzip(todo), mailbox)
-        if any(o.outbound for o in outcomes):
-            self.on_outbox()
+        outcomes: list[Outcome] = []
+        for start in range(0, len(todo), self.commit_group):
+            group = todo[start:start + self.commit_group]
+            try:
+                async with self.write_turn, in_transaction():
+                    done = await _Batch(self, mailbox).run(*_unzip(group))
+            except Exception:
+                log.exception("a group of %d failed; retrying one message at a time", len(group))
+                done = await self._one_by_one(*_unzip(group), mailbox)
+            outcomes += done
+            if any(o.outbound for o in done):
+                self.on_outbox()
         return outcomes
 
     async def _one_by_one(self, rows: list[InboundMessage], parsed: list[ParsedMessage | str],
@@ -137,6 +146,7 @@ class _Batch:
         self.p = processor
         self.mailbox = mailbox
         self.events: list[Event] = []
+        self.outbound: list[OutboundMessage] = []  # written together at the end of the batch
         self.seen_ids: dict[str, InboundMessage] = {}
         self.numbers: _Numbers = _Numbers()
 
@@ -146,7 +156,9 @@ class _Batch:
         await self.numbers.save()
         if self.events:
             await Event.bulk_create(self.events)
-        await InboundMessage.bulk_update(rows, fields=ROW_FIELDS)
+        if self.outbound:
+            await OutboundMessage.bulk_create(self.outbound)
+        await update_rows(rows, ROW_FIELDS)
         return outcomes
 
     async def _one(self, row: InboundMessage, item: ParsedMessage | str,
@@ -190,11 +202,9 @@ class _Batch:
                                  detail={"article": article.id, "inbound": row.id,
                                          "threaded_by": match.how if match else None}))
         drafts = self._respond(ticket, msg, is_new=match is None)
-        for draft in drafts:
-            await OutboundMessage.create(
-                ticket=ticket, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
-                recipients=list(draft.recipients), raw_bytes=draft.raw,
-                next_try_at=now)
+        self.outbound += [OutboundMessage(
+            ticket_id=ticket.id, kind=d.kind, message_id=d.message_id, mail_from=d.mail_from,
+            recipients=list(d.recipients), raw_bytes=d.raw, next_try_at=now) for d in drafts]
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
         log.info("%s %s ticket #%d (%s)", msg.message_id or "(no Message-ID)",
                  "opened" if match is None else "added to", ticket.number,

@@ -51,16 +51,16 @@ async def find_ticket(message: ParsedMessage) -> ThreadMatch | None:
 
 
 async def _by_message_ids(ids: list[str]) -> Ticket | None:
+    """The ticket of the nearest referenced message; our own outbound mail counts too."""
     order = {mid: i for i, mid in enumerate(ids)}
-    hits: list[tuple[int, int]] = []
-    for mid, ticket_id in await Article.filter(message_id__in=ids).values_list("message_id", "ticket_id"):
-        hits.append((order[mid], ticket_id))
-    for mid, ticket_id in await OutboundMessage.filter(message_id__in=ids, ticket_id__isnull=False) \
-            .values_list("message_id", "ticket_id"):
-        hits.append((order[mid], ticket_id))
+    hits = await Article.filter(message_id__in=ids).values_list("message_id", "ticket_id")
+    if not hits:  # most replies quote a customer's message; only then look at what we sent
+        hits = await OutboundMessage.filter(message_id__in=ids, ticket_id__isnull=False) \
+            .values_list("message_id", "ticket_id")
     if not hits:
         return None
-    return await Ticket.get_or_none(id=min(hits)[1])
+    _, ticket_id = min((order[mid], ticket_id) for mid, ticket_id in hits)
+    return await Ticket.get_or_none(id=ticket_id)
 
 
 async def _is_participant(ticket: Ticket, addresses: set[str]) -> bool:
