@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from devtools.spamd import Spamd  # noqa: E402
 
 
 def _server_dir(name: str) -> Path:
-    """A fresh directory under /tmp that unprivileged server processes can reach.
+    """A fresh directory that unprivileged server processes can reach.
 
     Not tmp_path: pytest makes /tmp/pytest-of-<user> mode 0700, and when the suite runs as
-    root, Dovecot's mail processes (uid nobody) could not enter it.
+    root, Dovecot's mail processes (uid nobody) could not enter it. For the same reason root
+    ignores $TMPDIR, which may be private too.
     """
-    path = Path(tempfile.mkdtemp(prefix=f"ticketd-{name}-"))
+    parent = "/tmp" if os.geteuid() == 0 else None
+    path = Path(tempfile.mkdtemp(prefix=f"ticketd-{name}-", dir=parent))
     path.chmod(0o755)
     return path
 
@@ -36,9 +39,11 @@ def _server_dir(name: str) -> Path:
 def dovecot() -> Iterator[Dovecot]:
     """One Dovecot for the session; use `fresh_user` so tests do not see each other's mail."""
     root = _server_dir("dovecot")
-    with Dovecot(root) as server:
-        yield server
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        with Dovecot(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -55,22 +60,30 @@ def server_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def dovecot_factory() -> Iterator[Callable[..., Dovecot]]:
-    """Start private Dovecot instances (e.g. to restart one); all are stopped afterwards."""
-    started: list[tuple[Dovecot, Path]] = []
+class DovecotFactory:
+    """Starts private Dovecot instances and remembers them for clean-up and failure logs."""
 
-    def start(**kwargs: Any) -> Dovecot:
-        root = _server_dir("dovecot")
-        server = Dovecot(root, **kwargs)
-        started.append((server, root))
+    def __init__(self) -> None:
+        self.servers: list[Dovecot] = []
+
+    def __call__(self, **kwargs: Any) -> Dovecot:
+        server = Dovecot(_server_dir("dovecot"), **kwargs)
+        self.servers.append(server)  # before start(), so a failed start is cleaned up too
         server.start()
         return server
 
-    yield start
-    for server, root in started:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot_factory() -> Iterator[DovecotFactory]:
+    """Start private Dovecot instances (e.g. to restart one); all are stopped afterwards."""
+    factory = DovecotFactory()
+    yield factory
+    factory.close()
 
 
 @pytest.fixture(scope="session")
@@ -94,17 +107,29 @@ def fresh_sink(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
 def spamd() -> Iterator[Spamd]:
     """A private offline spamd, started (a few seconds) only if some test asks for it."""
     root = _server_dir("spamd")
-    with Spamd(root) as server:
-        yield server
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        with Spamd(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None],
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Show the end of the servers' logs under a failed test."""
     report: pytest.TestReport = yield
     if report.failed:
-        for name, value in getattr(item, "funcargs", {}).items():
-            if isinstance(value, (Dovecot, Spamd)):
-                report.sections.append((f"{name} log (end)", value.log_tail()))
+        for name, server in _servers(getattr(item, "funcargs", {})):
+            report.sections.append((f"{name} log (end)", server.log_tail()))
     return report
+
+
+def _servers(funcargs: dict[str, object]) -> Iterator[tuple[str, Dovecot | Spamd]]:
+    for name, value in funcargs.items():
+        if isinstance(value, (Dovecot, Spamd)):
+            yield name, value
+        elif isinstance(value, DovecotFactory):
+            for n, server in enumerate(value.servers):
+                yield f"{name}[{n}]", server

@@ -74,3 +74,31 @@ def test_ingest_quarantines_unreadable_input_with_a_reason(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr.decode()
     [held] = cli_json(config, "quarantine", "list", "--json")
     assert held["reason"].startswith("unreadable")
+
+
+def test_run_stops_cleanly_on_sigterm_after_handling_mail(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.daemon import PROJECT
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)])
+    daemon = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"],
+                              env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        dovecot.deliver(fresh_user.address, simple("ann@example.org", "Daemon mode", "<term@example.org>"))
+        assert fresh_sink.wait_for(1, timeout=30), "no acknowledgement from the running daemon"
+        daemon.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, err = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, err.decode()[-2000:]
+    assert time.monotonic() - started < 15
+    assert b"stopped" in err
+    assert len(cli_json(config, "tickets", "list", "--json")) == 1
