@@ -1,1 +1,1 @@
-"""Development servers on 127.0.0.1 (Dovecot, an SMTP sink, spamd) for tests, benchmarks and the quick start."""
+"""Development servers on 127.0.0.1 (Dovecot, SMTP sink, spamd) for tests, benchmarks, demos."""

@@ -1,16 +1,16 @@
-"""Shared plumbing for the dev servers: finding programs, free ports, child processes that never outlive us."""
+"""Plumbing shared by the dev servers: programs, free ports, children that never outlive us."""
 
 from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +25,8 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
-_running: weakref.WeakSet[Stoppable] = weakref.WeakSet()
+# Strong references: a server whose object was dropped must still be stopped at exit.
+_running: set[Stoppable] = set()
 
 
 def find_program(name: str) -> str:
@@ -66,16 +67,24 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.01
         time.sleep(interval)
 
 
-def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None, user: str | None = None,
+) -> subprocess.Popen[bytes]:
     """Start `argv` in its own process group, stdout/stderr appended to `log`.
 
     When called from the main thread the child also gets a parent-death signal (setpriv
     --pdeathsig), so a SIGKILLed or SIGTERMed test run cannot leave servers behind. Linux
-    sends that signal when the *thread* that forked dies, hence main thread only.
+    sends that signal when the *thread* that forked dies, hence main thread only; and it
+    forgets it when the process changes its uid, hence `user` (run as that user from the
+    start, root only) for servers that would otherwise drop privileges themselves.
     """
-    setpriv = shutil.which("setpriv")
-    if setpriv and threading.current_thread() is threading.main_thread():
-        argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+    wrapper = []
+    if user is not None:
+        wrapper += [f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
+    if threading.current_thread() is threading.main_thread():
+        wrapper += ["--pdeathsig", "TERM"]
+    if wrapper:
+        argv = [find_program("setpriv"), *wrapper, "--", *argv]
     with log.open("ab") as out:
         return subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -129,7 +138,9 @@ def _stop_all() -> None:
 def tail(path: Path, lines: int = 60) -> str:
     """The last `lines` lines of a log file ('' if it does not exist)."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 64 * 1024))
+            text = log.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -1,4 +1,4 @@
-"""A private Dovecot IMAP server on 127.0.0.1 with Maildir storage under one directory, for tests."""
+"""A private Dovecot IMAP server on 127.0.0.1, Maildir storage under one directory, for tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import stat
 import subprocess
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -200,9 +201,9 @@ class Dovecot:
     def _write_files(self) -> None:
         if self.tls and not self.cert_path.exists():
             _make_self_signed_cert(self.cert_path, self._key_path)
-        for address in self.users:
-            self._write_passwd(address)
+        for address, password in self.users.items():
             self._make_home(address)
+            self._write_passwd(address, self._passwd_line(address, password))
         self.config_path.write_text(self._config())
 
     def _config(self) -> str:
@@ -226,7 +227,8 @@ protocols = imap
 listen = {self.host}
 {ssl_lines}disable_plaintext_auth = no
 auth_mechanisms = plain login
-# Tests log in wrongly on purpose; do not make them wait.
+# Tests log in wrongly on purpose; do not make them wait (a failure is still answered by
+# a 0.5 s timer in Dovecot's auth process).
 auth_failure_delay = 0
 default_internal_user = {ident.internal_user}
 default_internal_group = {ident.internal_group}
@@ -276,20 +278,23 @@ protocol imap {{
         second, but opens a file it has not seen yet on the first lookup.
         """
         address = address or f"user-{uuid.uuid4().hex[:12]}@example.test"
+        line = self._passwd_line(address, password)
         with self._lock:
             self.users[address] = password
             self._make_home(address)
-            self._write_passwd(address)
+            self._write_passwd(address, line)
         return MailUser(address, password)
 
     def user(self, address: str) -> MailUser:
         return MailUser(address, self.users[address])
 
-    def _write_passwd(self, address: str) -> None:
-        password = self.users[address]
+    def _passwd_line(self, address: str, password: str) -> str:
         if re.search(r"[:/\n]|^\.", address) or re.search(r"[:\n]", password):
             raise ValueError(f"{address!r}/{password!r} cannot be a passwd-file entry")
-        line = f"{address}:{{PLAIN}}{password}:{self._id.uid}:{self._id.gid}::{self.home(address)}::\n"
+        ident = self._id
+        return f"{address}:{{PLAIN}}{password}:{ident.uid}:{ident.gid}::{self.home(address)}::\n"
+
+    def _write_passwd(self, address: str, line: str) -> None:
         self._passwd_dir.mkdir(mode=0o755, exist_ok=True)
         tmp = self._passwd_dir / f".{address}.tmp"
         tmp.write_text(line)
@@ -297,13 +302,16 @@ protocol imap {{
         tmp.replace(self._passwd_dir / address)
 
     def _make_home(self, user: str) -> None:
-        home = self.home(user)
-        for directory in (home, home / "Maildir"):
-            if not directory.is_dir():
-                directory.mkdir(mode=0o700)
-                if self._owner:
-                    os.chown(directory, *self._owner)
-        make_maildir(self.folder_path(user, "INBOX"), self._owner)
+        self.create_folder(user, "INBOX")
+
+    def _make_owned_dirs(self, path: Path) -> None:
+        """mkdir -p below root/mail, each new directory owned by the mail user."""
+        if path == self.root / "mail" or path.is_dir():
+            return
+        self._make_owned_dirs(path.parent)
+        path.mkdir(mode=0o700)
+        if self._owner:
+            os.chown(path, *self._owner)
 
     @property
     def _owner(self) -> tuple[int, int] | None:
@@ -322,11 +330,14 @@ protocol imap {{
         maildir_deliver(path, raw, self._owner)
 
     def create_folder(self, user: str, folder: str) -> None:
-        """Create `folder` through Dovecot (so its indexes know it); no-op if it exists."""
-        if folder.upper() == "INBOX":
-            make_maildir(self.folder_path(user, "INBOX"), self._owner)
-        elif not (self.folder_path(user, folder) / "cur").is_dir():
-            self._doveadm("mailbox", "create", "-u", user, folder)
+        """Create `folder` (ASCII name, '/' for hierarchy) if missing; works while stopped too.
+
+        A Maildir made on disk is listed by Dovecot at once: its mailbox list index is
+        refreshed when the directory's mtime changes.
+        """
+        path = self.folder_path(user, folder)
+        self._make_owned_dirs(path.parent)
+        make_maildir(path, self._owner)
 
     def messages(self, user: str, folder: str = "INBOX") -> list[tuple[int, frozenset[str], bytes]]:
         """(uid, flags, raw) of every message, read over IMAP without changing anything.
@@ -381,7 +392,7 @@ protocol imap {{
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
 
-def _check(response: tuple[str, list[object]]) -> None:
+def _check(response: tuple[str, object]) -> None:
     typ, data = response
     if typ != "OK":
         raise imaplib.IMAP4.error(f"{typ} {data!r}")
@@ -391,7 +402,7 @@ def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _parse_fetch(data: list[object]) -> list[tuple[int, frozenset[str], bytes]]:
+def _parse_fetch(data: Sequence[object]) -> list[tuple[int, frozenset[str], bytes]]:
     """Turn imaplib's UID FETCH (UID FLAGS BODY.PEEK[]) answer into (uid, flags, raw)."""
     result: list[tuple[int, frozenset[str], bytes]] = []
     for index, item in enumerate(data):

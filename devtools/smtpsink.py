@@ -37,6 +37,10 @@ class Mode(enum.Enum):
     TEMPFAIL = "451 4.3.0 Temporary failure (devtools sink)"
     PERMFAIL = "550 5.7.1 Rejected (devtools sink)"
 
+    @property
+    def reply(self) -> str:
+        return str(self.value)
+
 
 @dataclass(frozen=True)
 class SinkMessage:
@@ -153,7 +157,7 @@ class SmtpSink:
     def _receive(self, envelope: Envelope) -> str:
         mode = self._next_mode()
         if mode is not Mode.ACCEPT:
-            return mode.value
+            return mode.reply
         message = _record(envelope)
         if self._on_message is not None:
             # Stored before we say 250, or not accepted at all.
@@ -165,7 +169,7 @@ class SmtpSink:
         with self._changed:
             self._messages.append(message)
             self._changed.notify_all()
-        return mode.value
+        return mode.reply
 
     def _next_mode(self) -> Mode:
         with self._changed:

@@ -16,7 +16,9 @@ from devtools._process import (
 
 # Loading and compiling the rules takes a few seconds; slow CI machines take longer.
 START_TIMEOUT = 90.0
-_ROOT_USER = "nobody"  # spamd's children must not run as root
+# As root, spamd runs as nobody from the start (not `--username`, which would make it drop
+# privileges itself and so lose the parent-death signal).
+_ROOT_USER = "nobody"
 # No network tests, no per-user files, and nothing learnt between runs: verdicts depend
 # only on the message and the shipped rules.
 _OPTIONS = ["--local", "--nouser-config", "--cf=use_bayes 0", "--cf=bayes_auto_learn 0"]
@@ -46,7 +48,8 @@ class Spamd:
         self.port = self.port or free_port(self.host)
         if not wait_until(lambda: port_is_free(self.host, self.port), 5.0):
             raise RuntimeError(f"port {self.host}:{self.port} is still in use")
-        self._proc = spawn(self._argv(), self.log_path, env=self._env())
+        user = _ROOT_USER if os.geteuid() == 0 else None
+        self._proc = spawn(self._argv(), self.log_path, env=self._env(), user=user)
         track(self)
         try:
             if not wait_until(self._pongs, START_TIMEOUT, interval=0.05):
@@ -96,15 +99,12 @@ class Spamd:
 
     def _argv(self) -> list[str]:
         home = self._home()
-        argv = [
+        return [
             find_program("spamd"), *_OPTIONS,
             f"--listen={self.host}:{self.port}", f"--allowed-ips={self.host}",
             f"--max-children={self.children}", f"--min-children={self.children}",
             "--syslog=stderr", f"--helper-home-dir={home}",
         ]
-        if os.geteuid() == 0:
-            argv += ["--username", _ROOT_USER]
-        return argv
 
     def _home(self) -> Path:
         home = self.root / "home"
