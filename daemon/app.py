@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -16,6 +17,7 @@ from daemon.fetcher import MailboxWorker
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
 from daemon.responders import build_responders
+from daemon.turn import WriteTurn
 from storage.db import database
 
 log = logging.getLogger("ticketd")
@@ -29,9 +31,21 @@ def parse_pool(workers: int | None = None) -> Executor | None:
     count = workers if workers is not None else min(4, (os.cpu_count() or 1) - 1)
     if count <= 0:
         return None
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
     pool.submit(int).result()  # start the workers now, before any thread exists
     return pool
+
+
+def _die_with_parent(parent: int) -> None:
+    """A parse worker must not outlive a daemon killed with SIGKILL (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool's own EOF handling must do
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @asynccontextmanager
@@ -41,7 +55,7 @@ async def running_parts(config: Config, parse_workers: int | None = None) -> Asy
     pool = parse_pool(parse_workers)
     try:
         async with database(config.database_url):
-            write_turn = asyncio.Lock()
+            write_turn = WriteTurn()
             sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections)
             processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn)
             workers = [MailboxWorker(box, processor, config.max_message_bytes) for box in config.mailboxes]

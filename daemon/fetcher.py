@@ -146,7 +146,7 @@ class MailboxWorker:
         if missing:
             log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
         report.fetched += len(fetched)
-        async with self.processor.write_turn:
+        async with self.processor.write_turn.exclusive():
             return await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
                                             self.max_bytes)
 

@@ -16,6 +16,7 @@ from tortoise.expressions import F
 
 from daemon.config import SmtpConfig
 from daemon.imap import tls_context
+from daemon.turn import WriteTurn
 from storage.models import OutboundMessage, OutboundStatus
 
 log = logging.getLogger("ticketd.smtp")
@@ -56,14 +57,12 @@ class OutboxSender:
 
     batch = 100
 
-    def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: asyncio.Lock | None = None,
+    def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: WriteTurn | None = None,
                  lanes: int = 4) -> None:
         self.config = config
         self.clock = clock
-        # Shared with the pipeline and held across DATA: when the server's 250 arrives no inbound
-        # transaction is open, so "sent" commits within a millisecond instead of queueing behind
-        # a batch. That gap is the only window in which a crash sends a message twice.
-        self.write_turn = write_turn or asyncio.Lock()
+        # Held (shared) from DATA until "sent" commits: see daemon.turn.
+        self.write_turn = write_turn or WriteTurn()
         self.lanes = lanes
         self.wake = asyncio.Event()
         self.connections: list[aiosmtplib.SMTP | None] = [None] * lanes
@@ -106,7 +105,7 @@ class OutboxSender:
             await smtp.mail(row.mail_from)
             for recipient in row.recipients:
                 await smtp.rcpt(recipient)
-            async with self.write_turn:
+            async with self.write_turn.shared():
                 await smtp.data(row.raw_bytes)
                 accepted = time.monotonic()
                 await OutboundMessage.filter(id=row.id).update(

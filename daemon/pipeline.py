@@ -20,6 +20,7 @@ from daemon.parsers import parse_message
 from daemon.parsers.model import ParsedMessage, UnreadableMessage
 from daemon.responders import Draft, ResponseContext, Responder, TicketView
 from daemon.threader import find_ticket
+from daemon.turn import WriteTurn
 from storage.bulk import update_rows
 from storage.models import (Article, Attachment, Counter, Event, InboundMessage, InboundStatus,
                             OutboundMessage, Participant, Ticket)
@@ -61,10 +62,10 @@ class Processor:
     commit_group = 25
 
     def __init__(self, config: Config, responders: list[Responder], pool: Executor | None = None,
-                 on_outbox: Callable[[], None] = lambda: None, write_turn: asyncio.Lock | None = None) -> None:
+                 on_outbox: Callable[[], None] = lambda: None, write_turn: WriteTurn | None = None) -> None:
         self.config = config
         # Taken around every write transaction; the outbox sender holds it across SMTP DATA.
-        self.write_turn = write_turn or asyncio.Lock()
+        self.write_turn = write_turn or WriteTurn()
         self.responders = responders
         self.pool = pool
         self.on_outbox = on_outbox
@@ -81,7 +82,7 @@ class Processor:
         for start in range(0, len(todo), self.commit_group):
             group = todo[start:start + self.commit_group]
             try:
-                async with self.write_turn, in_transaction():
+                async with self.write_turn.exclusive(), in_transaction():
                     done = await _Batch(self, mailbox).run(*_unzip(group))
             except Exception:
                 log.exception("a group of %d failed; retrying one message at a time", len(group))
@@ -97,11 +98,11 @@ class Processor:
         for row, item in zip(rows, parsed):
             await row.refresh_from_db(fields=ROW_FIELDS + ["server_done"])
             try:
-                async with self.write_turn, in_transaction():
+                async with self.write_turn.exclusive(), in_transaction():
                     outcomes += await _Batch(self, mailbox).run([row], [item])
             except Exception as exc:
                 log.exception("message %s (inbound %d) failed", row.message_id, row.id)
-                async with self.write_turn:
+                async with self.write_turn.exclusive():
                     outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}"))
         return outcomes
 

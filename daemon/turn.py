@@ -1,0 +1,51 @@
+"""Who may write to the database when: inbound transactions alone, outbox sends together."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+
+class WriteTurn:
+    """A readers-writer lock with the pipeline as the writer and SMTP sends as the readers.
+
+    A send holds a shared turn from SMTP DATA until "sent" is committed, so the server's 250
+    and our commit are never separated by an inbound transaction (that gap is the window in
+    which a crash sends a message twice); sends overlap each other freely. A waiting inbound
+    transaction stops new sends from starting, so inbound mail is never starved.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._sharing = 0
+        self._exclusive = False
+        self._writers_waiting = 0
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._writers_waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._exclusive and self._sharing == 0)
+            finally:
+                self._writers_waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive and self._writers_waiting == 0)
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._sharing -= 1
+                self._changed.notify_all()
