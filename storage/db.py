@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
@@ -23,8 +24,10 @@ def tortoise_config(url: str) -> dict[str, object]:
         connection: object = {
             "engine": "tortoise.backends.sqlite",
             # WAL with synchronous=FULL: a commit survives a power cut, not only a crash.
-            "credentials": {"file_path": path, "journal_mode": "WAL", "synchronous": "FULL",
-                            "busy_timeout": 30000},
+            # busy_timeout first: the pragmas run in order, and switching to WAL must wait for
+            # a running daemon's transaction instead of failing with "database is locked".
+            "credentials": {"file_path": path, "busy_timeout": 30000, "journal_mode": "WAL",
+                            "synchronous": "FULL"},
         }
     else:
         connection = url.replace("postgresql://", "postgres://", 1)
@@ -50,14 +53,32 @@ async def open_database(url: str) -> None:
     """Connect and create missing tables (safe to repeat)."""
     _prepare_sqlite_dir(url)
     try:
-        await Tortoise.init(config=tortoise_config(url))
-        await Tortoise.generate_schemas(safe=True)
+        await _connect_and_create_tables(url)
     except OSError as exc:
         raise DatabaseError(f"cannot open database {_redacted(url)}: {exc}") from None
     except Exception as exc:  # sqlite3 / asyncpg errors have no common base
         if type(exc).__module__.startswith(("sqlite3", "asyncpg", "tortoise")):
             raise DatabaseError(f"cannot open database {_redacted(url)}: {exc}") from None
         raise
+
+
+async def _connect_and_create_tables(url: str) -> None:
+    """Connect (pragmas first) and create missing tables.
+
+    Another process mid-write (the daemon, while the CLI opens the database) can make the
+    WAL switch or the schema check fail with "database is locked" at once instead of waiting;
+    then we start over on a fresh connection, so no pragma is ever skipped.
+    """
+    for attempt in range(50):
+        try:
+            await Tortoise.init(config=tortoise_config(url))
+            await Tortoise.generate_schemas(safe=True)
+            return
+        except Exception as exc:  # sqlite3.OperationalError has no finer type for this
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            await connections.close_all()
+            await asyncio.sleep(0.2)
 
 
 async def close_database() -> None:
