@@ -100,6 +100,8 @@ class SmtpConfig(Peer):
 class AcknowledgementConfig:
     enabled: bool
     template: Path
+    # "queue:NAME" / "category:NAME" -> template; the first that fits a ticket wins, queue first.
+    templates: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class Config:
     stop_grace: float = 10.0
     outbox_drain: float = 10.0
     own_addresses: frozenset[str] = field(default_factory=frozenset)
+    filters: Any = None  # daemon.filters.registry.FiltersConfig
+    rules: Any = None  # daemon.rules.RuleSet
+    auto_replies_per_hour: int = 3  # per recipient: two autoresponders stop after this many
 
 
 class Section:
@@ -199,10 +204,18 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     database.done()
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
+    from daemon.filters.registry import load_filters
+    from daemon.rules import load_rules
+
     ack = _acknowledgement(top.sub("acknowledgement", {}))
     limits = top.sub("limits", {})
     max_bytes = limits.positive("max_message_bytes", int, 25 * 1024 * 1024)
+    auto_limit = limits.get("auto_replies_per_hour", int, 3)
+    if auto_limit < 0:
+        limits.fail("auto_replies_per_hour", "0 or more", auto_limit)
     limits.done()
+    filters = load_filters(top.sub("filters", {}))
+    rules = load_rules(top.sub("rules", {}), top.file.parent)
     daemon = top.sub("daemon", {})
     log_level = daemon.choice("log_level", ("debug", "info", "warning", "error"), "info")
     stop_grace = daemon.positive("stop_grace", float, 10.0)
@@ -210,7 +223,8 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     daemon.done()
     top.done()
     own = frozenset({m.address.lower() for m in mailboxes} | {smtp.from_address.lower()})
-    return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own)
+    return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
+                  filters, rules, auto_limit)
 
 
 def _database_url(section: Section) -> str:
@@ -331,8 +345,19 @@ def _acknowledgement(section: Section) -> AcknowledgementConfig:
         template = section.file.parent / template
     if not template.is_file():
         section.fail("template", "an existing Jinja2 template file", str(template))
+    templates: dict[str, Path] = {}
+    table = section.sub("templates", {})
+    for key in list(table.data):
+        path = Path(table.get(key, str))
+        if not key.startswith(("queue:", "category:")):
+            table.fail(key, 'a key "queue:NAME" or "category:NAME"', key)
+        path = path if path.is_absolute() else section.file.parent / path
+        if not path.is_file():
+            table.fail(key, "an existing Jinja2 template file", str(path))
+        templates[key] = path
+    table.done()
     section.done()
-    return AcknowledgementConfig(enabled, template)
+    return AcknowledgementConfig(enabled, template, templates)
 
 
 def config_path(given: str | None, environ: dict[str, str] | None = None) -> str:

@@ -108,7 +108,7 @@ class MailboxWorker:
         chunks = [uids[i:i + size] for i in range(0, len(uids), size)]
         rows = await self._store(state, session.uidvalidity, chunks[0],
                                  await session.fetch(chunks[0], self.max_bytes), report)
-        parsing = asyncio.ensure_future(self.processor.parse(rows))
+        parsing = asyncio.ensure_future(self.processor.prepare(rows, self.config.name))
         fetching = self._fetch_next(session, chunks, 1)
         done: list[InboundMessage] = []
         try:
@@ -120,7 +120,7 @@ class MailboxWorker:
                     await self._after(session, done, report)
                     done = []
                     next_rows = await self._store(state, session.uidvalidity, chunks[i + 1], fetched, report)
-                    parsing = asyncio.ensure_future(self.processor.parse(next_rows))
+                    parsing = asyncio.ensure_future(self.processor.prepare(next_rows, self.config.name))
                     fetching = self._fetch_next(session, chunks, i + 2)
                 report.processed += len(await self.processor.process(rows, self.config, parsed))
                 done += [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done]

@@ -13,7 +13,8 @@ class InboundStatus:
     PROCESSED = "processed"  # an article of a ticket
     DUPLICATE = "duplicate"  # the same mail was already processed (see duplicate_of)
     QUARANTINED = "quarantined"  # unreadable, too large, or held by a filter: see reason
-    FINAL = (PROCESSED, DUPLICATE, QUARANTINED)
+    REJECTED = "rejected"  # refused by a filter (a blocked sender): kept, never a ticket
+    FINAL = (PROCESSED, DUPLICATE, QUARANTINED, REJECTED)
 
 
 class Mailbox(Model):
@@ -46,6 +47,8 @@ class InboundMessage(Model):
     status = fields.CharField(max_length=20, default=InboundStatus.RECEIVED, db_index=True)
     reason = fields.TextField(default="")
     attempts = fields.IntField(default=0)
+    # Each filter's verdict [(name, action, reason, details)], so a decision can be explained.
+    verdicts = fields.JSONField(default=list)
     # True once the server-side after-action (seen / delete / move) is done.
     server_done = fields.BooleanField(default=False)
     ticket: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
@@ -83,6 +86,7 @@ class Ticket(Model):
     requester_name = fields.TextField(default="")
     assignee = fields.CharField(max_length=320, null=True)
     fired_rules = fields.JSONField(default=list)
+    tags = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     first_response_at = fields.DatetimeField(null=True)
@@ -151,6 +155,7 @@ class OutboundStatus:
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    BOUNCED = "bounced"  # sent, then a delivery status notification came back
 
 
 class OutboundMessage(Model):
@@ -163,6 +168,9 @@ class OutboundMessage(Model):
     message_id = fields.CharField(max_length=998, unique=True)
     mail_from = fields.CharField(max_length=320)
     recipients = fields.JSONField()
+    # The first recipient, lower case: what per-recipient limits on automatic mail count by.
+    recipient = fields.CharField(max_length=320, default="", db_index=True)
+    automatic = fields.BooleanField(default=False)
     raw_bytes = fields.BinaryField()
     status = fields.CharField(max_length=10, default=OutboundStatus.PENDING, db_index=True)
     attempts = fields.IntField(default=0)
@@ -173,6 +181,19 @@ class OutboundMessage(Model):
 
     class Meta:
         table = "outbound_message"
+
+
+class Suppression(Model):
+    """An address that bounced permanently: no automatic mail to it until ``until``."""
+
+    id = fields.BigIntField(primary_key=True)
+    address = fields.CharField(max_length=320, unique=True)
+    until = fields.DatetimeField()
+    reason = fields.TextField(default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "suppression"
 
 
 class Event(Model):

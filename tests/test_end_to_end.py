@@ -193,10 +193,8 @@ async def test_after_processing_delete_expunges_only_processed_mail(
 async def test_an_oversized_message_is_quarantined_with_its_reason_and_left_on_the_server(
         tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
     dovecot.deliver(fresh_user.address, simple("ann@example.org", "Huge", "<big@example.org>", body="x" * 200_000))
-    config = config_for(tmp_path, dovecot, fresh_user, fresh_sink, after="delete",
-                        extra="[limits]\nmax_message_bytes = 100000\n".replace("[limits]", "\n[limits]"))
-    config.write_text(config.read_text().replace("[limits]\nmax_message_bytes = 100000\n", "")
-                      + "\n[limits]\nmax_message_bytes = 100000\n")
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
+                          after="delete", max_bytes=100_000)
     assert await run_once(config) == 0
 
     assert await tickets(config) == []

@@ -7,8 +7,10 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Protocol
 
-from daemon.config import Config, MailboxConfig
+from daemon.config import Config
+from daemon.filters import Decision
 from daemon.parsers.model import ParsedMessage
+from daemon.rules import HelpArticle
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class TicketView:
     queue: str
     requester: str
     requester_name: str
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,12 @@ class ResponseContext:
     ticket: TicketView
     message: ParsedMessage
     is_new_ticket: bool
-    mailbox: MailboxConfig | None
+    mailbox: str  # the mailbox name it arrived in, "" for `ticketd ingest`
+    decision: Decision | None = None  # the filters' verdicts (no_auto_reply, tags)
+    recent_automatic: int = 0  # automatic mails to this sender in the last hour
+    suppressed: bool = False  # the sender's address bounced permanently not long ago
+    first_response: str = ""  # expected first-response time for the ticket's priority
+    articles: tuple[HelpArticle, ...] = ()  # help-centre articles matching the mail
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class Draft:
     recipients: tuple[str, ...]
     message_id: str
     raw: bytes  # CRLF, ready for SMTP DATA
+    automatic: bool = True  # counts toward the per-recipient limit on automatic mail
 
     @property
     def message(self) -> EmailMessage:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
+import logging
 from datetime import datetime, timezone
+from email.utils import format_datetime
+from pathlib import Path
 
 from daemon.config import Config, ConfigError
 from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
 from daemon.parsers.model import ParsedMessage
-from daemon.responders import Draft, ResponseContext
-from daemon.templating import load_template
+from daemon.filters.autoreply import automatic_reason
+from daemon.responders import Draft, ResponseContext, TicketView
+from daemon.templating import Template, load_template
 
-# RFC 3834 section 2 and common practice: mail that must never get an automatic answer.
-_BULK_PRECEDENCE = {"bulk", "junk", "list"}
-_ROBOT_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+log = logging.getLogger("ticketd.responders")
 
 
 class Acknowledgement:
@@ -22,18 +23,44 @@ class Acknowledgement:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        ack = config.acknowledgement
+        self.template = self._load(ack.template, "acknowledgement.template")
+        self.templates = {key: self._load(path, f"acknowledgement.templates.{key}")
+                          for key, path in ack.templates.items()}
+
+    def _load(self, path: Path, key: str) -> Template:
         try:
-            self.template = load_template(config.acknowledgement.template)
+            return load_template(path)
         except ValueError as exc:
-            raise ConfigError(f"{config.path}: acknowledgement.template: {exc}") from None
+            raise ConfigError(f"{self.config.path}: {key}: {exc}") from None
 
     def run(self, ctx: ResponseContext) -> list[Draft]:
-        if not ctx.is_new_ticket or is_automatic(ctx.message, self.config.own_addresses):
+        if not ctx.is_new_ticket:
             return []
         recipient = reply_address(ctx.message)
-        if not recipient or recipient.lower() in self.config.own_addresses:
+        why_not = self._why_not(ctx, recipient)
+        if why_not:
+            log.info("no acknowledgement for ticket #%d: %s", ctx.ticket.number, why_not)
             return []
         return [self._draft(ctx, recipient)]
+
+    def _why_not(self, ctx: ResponseContext, recipient: str) -> str:
+        if not recipient or recipient.lower() in self.config.own_addresses:
+            return "no address to answer, or our own"
+        if ctx.decision is not None and ctx.decision.no_auto_reply:
+            return "a filter said not to answer automatically (" + (ctx.decision.reason or "no reason") + ")"
+        reason = automatic_reason(ctx.message, self.config.own_addresses)  # RFC 3834, even without the filter
+        if reason:
+            return reason
+        if ctx.suppressed:
+            return f"{recipient} bounced permanently"
+        if ctx.recent_automatic >= self.config.auto_replies_per_hour:
+            return f"{recipient} already had {ctx.recent_automatic} automatic mails this hour"
+        return ""
+
+    def template_for(self, ticket: TicketView) -> Template:
+        return (self.templates.get(f"queue:{ticket.queue}") or self.templates.get(f"category:{ticket.category}")
+                or self.template)
 
     def _draft(self, ctx: ResponseContext, recipient: str) -> Draft:
         smtp = self.config.smtp
@@ -50,8 +77,10 @@ class Acknowledgement:
             headers += [header_line("In-Reply-To", ctx.message.message_id), header_line("References", references)]
         headers += [header_line("Auto-Submitted", "auto-replied"), header_line("X-Auto-Response-Suppress", "All"),
                     header_line("Precedence", "auto_reply")]
-        body = self.template.render(ticket=ctx.ticket, message=_template_message(ctx.message),
-                                    mailbox=ctx.mailbox.name if ctx.mailbox else "")
+        body = self.template_for(ctx.ticket).render(
+            ticket=ctx.ticket, message=_template_message(ctx.message), mailbox=ctx.mailbox,
+            first_response=ctx.first_response,
+            articles=[{"title": a.title, "url": a.url} for a in ctx.articles])
         return Draft(self.name, smtp.envelope_from, (recipient,), message_id, text_message(headers, body))
 
 
@@ -64,16 +93,7 @@ def reply_address(message: ParsedMessage) -> str:
 
 def is_automatic(message: ParsedMessage, own_addresses: frozenset[str]) -> bool:
     """True for mail an autoresponder must not answer (RFC 3834, loops, robots)."""
-    auto = (message.header("Auto-Submitted") or "no").strip().lower()
-    if auto.split(";")[0].strip() != "no":
-        return True
-    if (message.header("Precedence") or "").strip().lower() in _BULK_PRECEDENCE:
-        return True
-    if any(message.header(h) is not None for h in ("List-Id", "List-Unsubscribe", "X-Auto-Response-Suppress",
-                                                 "X-Autoreply", "X-Autorespond")):
-        return True
-    sender = message.from_.email.lower() if message.from_ else ""
-    return sender in own_addresses or sender.split("@")[0] in _ROBOT_LOCALPARTS
+    return bool(automatic_reason(message, own_addresses))
 
 
 def _template_message(message: ParsedMessage) -> dict[str, object]:

@@ -20,8 +20,13 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def write_config(directory: Path, imap_port: int, smtp_port: int, mailboxes: list[tuple[str, str]],
-                 after: str = "seen", extra: str = "", mailbox_extra: str = "") -> Path:
-    """A config for one or more (name, user address) mailboxes; the user's password is "secret"."""
+                 after: str = "seen", extra: str = "", mailbox_extra: str = "", max_bytes: int = 25 << 20,
+                 auto_replies_per_hour: int = 1000) -> Path:
+    """A config for one or more (name, user address) mailboxes; the user's password is "secret".
+
+    The loop guard (automatic mails per recipient an hour) is lifted unless a test sets it:
+    generated customers open several tickets within minutes, and each must be acknowledged.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     boxes = "".join(f"""
 [[mailboxes]]
@@ -39,6 +44,10 @@ password = "secret"
 timeout = 10
 """ for name, address in mailboxes)
     text = f"""
+[limits]
+max_message_bytes = {max_bytes}
+auto_replies_per_hour = {auto_replies_per_hour}
+
 [database]
 url = "sqlite://{directory}/ticketd.db"
 

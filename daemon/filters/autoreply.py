@@ -1,0 +1,59 @@
+"""autoreply: recognise robots (RFC 3834 and common practice) so nobody answers them automatically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.filters import FilterContext, Verdict
+from daemon.parsers.model import ParsedMessage
+
+BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+ROBOT_HEADERS = ("List-Id", "List-Unsubscribe", "X-Auto-Response-Suppress", "X-Autoreply", "X-Autorespond")
+ROBOT_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+
+
+@dataclass(frozen=True)
+class AutoReplySettings:
+    robot_localparts: tuple[str, ...] = ROBOT_LOCALPARTS
+
+
+def load_settings(section) -> AutoReplySettings:  # type: ignore[no-untyped-def]
+    parts = section.get("robot_localparts", list, list(ROBOT_LOCALPARTS),
+                        expected="an array of local parts such as \"noreply\"")
+    if not all(isinstance(p, str) and p for p in parts):
+        section.fail("robot_localparts", "an array of non-empty strings", parts)
+    section.done()
+    return AutoReplySettings(tuple(p.lower() for p in parts))
+
+
+def automatic_reason(message: ParsedMessage, own: frozenset[str], robots: tuple[str, ...] = ROBOT_LOCALPARTS) -> str:
+    """Why ``message`` must get no automatic answer, or "" for mail from a person."""
+    auto = (message.header("Auto-Submitted") or "no").split(";")[0].strip().lower()
+    if auto != "no":
+        return f"Auto-Submitted: {auto}"
+    precedence = (message.header("Precedence") or "").strip().lower()
+    if precedence in BULK_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    for name in ROBOT_HEADERS:
+        if message.header(name) is not None:
+            return f"{name} present"
+    sender = message.from_.email.lower() if message.from_ else ""
+    if sender in own:
+        return f"from our own address {sender}"
+    if sender.split("@")[0] in robots:
+        return f"robot sender {sender}"
+    return ""
+
+
+class AutoReplyFilter:
+    name = "autoreply"
+    description = "Mark auto-replies, lists and robots (RFC 3834) so they are never answered"
+
+    def __init__(self, settings: AutoReplySettings) -> None:
+        self.settings = settings
+
+    async def check(self, ctx: FilterContext) -> Verdict:
+        reason = automatic_reason(ctx.message, ctx.own_addresses, self.settings.robot_localparts)
+        if not reason:
+            return Verdict()
+        return Verdict(reason=reason, tags=("auto-reply",), no_auto_reply=True)

@@ -1,0 +1,92 @@
+"""Before the transaction: parse (in the process pool) and filter (concurrently, bounded)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from daemon.filters import ACCEPT, REJECT, Decision, Filter, FilterContext, Verdict, combine
+from daemon.parsers import parse_message
+from daemon.parsers.model import ParsedMessage, UnreadableMessage
+
+log = logging.getLogger("ticketd.filters")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One row, ready for its transaction: the parse (or why not) and the filters' decision."""
+
+    parsed: ParsedMessage | str  # a str is the reason the bytes could not be read
+    decision: Decision | None = None
+
+
+def parse_or_reason(raw: bytes) -> ParsedMessage | str:
+    """Parse, turning every failure into a stored reason instead of an exception."""
+    try:
+        return parse_message(raw)
+    except UnreadableMessage as exc:
+        return f"unreadable: {exc}"
+    except RecursionError:
+        return "unreadable: MIME structure nested too deeply"
+    except Exception as exc:  # a parser bug must quarantine one message, never stop the daemon
+        return f"parser error: {type(exc).__name__}: {exc}"
+
+
+async def parse_all(raws: list[bytes | None], pool: Executor | None) -> tuple[list[ParsedMessage | str], bool]:
+    """Parse in ``pool`` (None entries are skipped); the flag says the pool broke."""
+    if pool is None or len(raws) == 1:
+        return [parse_or_reason(raw) if raw is not None else "" for raw in raws], False
+    loop = asyncio.get_running_loop()
+    try:
+        return list(await asyncio.gather(*(
+            loop.run_in_executor(pool, parse_or_reason, raw) if raw is not None else _skipped()
+            for raw in raws))), False
+    except BrokenProcessPool:
+        log.error("parser process died; parsing in the main process from now on")
+        return [parse_or_reason(raw) if raw is not None else "" for raw in raws], True
+
+
+async def _skipped() -> str:
+    return ""
+
+
+async def run_filters(filters: list[Filter], ctx: FilterContext) -> Decision:
+    """The filters in order; a REJECT or a filter asking to be final ends the run early."""
+    verdicts: list[tuple[str, Verdict]] = []
+    for unit in filters:
+        try:
+            verdict = await unit.check(ctx)
+        except Exception as exc:  # a broken filter lets mail through, loudly, rather than lose it
+            log.exception("filter %s failed on %s", unit.name, ctx.message.message_id)
+            verdict = Verdict(ACCEPT, reason=f"filter error: {type(exc).__name__}: {exc}")
+        verdicts.append((unit.name, verdict))
+        if verdict.action == REJECT or verdict.details.get("final"):
+            break
+    return combine(verdicts)
+
+
+async def filter_all(filters: list[Filter], parsed: list[ParsedMessage | str], raws: list[bytes | None],
+                     mailbox: str, own: frozenset[str], concurrency: int, clock: Clock) -> list[Decision | None]:
+    """Decide every readable message, at most ``concurrency`` at a time (spamd is the slow part)."""
+    if not filters:
+        return [None] * len(parsed)
+    window = asyncio.Semaphore(concurrency)
+
+    async def one(item: ParsedMessage | str, raw: bytes | None) -> Decision | None:
+        if isinstance(item, str) or raw is None:
+            return None
+        async with window:
+            return await run_filters(filters, FilterContext(item, raw, mailbox, own, clock()))
+
+    return list(await asyncio.gather(*(one(item, raw) for item, raw in zip(parsed, raws))))
