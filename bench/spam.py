@@ -1,14 +1,16 @@
 """Benchmark: spamd's own rate (Debian spamc) next to ticketd's SpamFilter on the same generated mail.
 
-    python -m bench.spam --n 200 [--seed 1] [--children 4] [--rounds 3]
+    python -m bench.spam --n 200 [--seed 1] [--children 4] [--rounds 3] [--no-end-to-end]
 
 Starts a private offline spamd on 127.0.0.1 and measures, in messages/s:
   1. spamd's own rate: ``spamc -y`` (SYMBOLS, the request the filter sends) over all N messages,
      one at a time and 4 in parallel;
   2. ``SpamFilter.check`` over the same messages with 1, 4 and 8 checks in flight (parsing is done
      beforehand, so this isolates the filter's client overhead over spamd's own cost).
-It also checks that spamc and the filter saw the same rules on every message; non-zero exit if not,
-or if the filter could not reach spamd.
+  3. end to end, as bench.run does (a private Dovecot, ``ticketd run --once``, an SMTP sink):
+     ticketd with its default filter pipeline, and with "spam" added against the same spamd.
+It also checks that spamc and the filter saw the same rules on every message, that the end-to-end
+runs are complete and that spamd scored every message of the spam run; non-zero exit if not.
 """
 
 from __future__ import annotations
@@ -30,14 +32,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.generate import generate
+from bench.run import PASSWORD, USER, Result, cli_json, load, run_child, server_flags, ticketd, write_config
 from daemon.filters import FilterContext, Verdict
+from daemon.filters.registry import DEFAULT_PIPELINE
 from daemon.filters.spam import SpamFilter, SpamSettings
 from daemon.parsers import parse_message
 from devtools._process import find_program
+from devtools.dovecot import Dovecot
+from devtools.smtpsink import SmtpSink
 from devtools.spamd import Spamd
 
 WARM_UP = 8  # messages checked before any timing: spamd's children load lazily
 PROBE_TIMEOUT = 120.0  # seconds for one spamc call before the benchmark gives up
+RUN_TIMEOUT = 1800.0  # seconds for one `ticketd run --once` before it is killed
+WITHOUT, WITH = "ticketd run --once, no spam", "ticketd run --once, spam on"
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,46 @@ def disagreements(spamc_rules: list[frozenset[str]], verdicts: list[Verdict]) ->
     return sum(frozenset(v.details.get("rules", ())) != rules for rules, v in zip(spamc_rules, verdicts))
 
 
-def run(n: int, seed: int, children: int, rounds: int, root: Path, say: Callable[[str], None]) -> int:
+def end_to_end(n: int, seed: int, workdir: Path, spamd: Spamd | None) -> tuple[Result, int]:
+    """bench.run's measurement (Dovecot, ``ticketd run --once``, SMTP sink), with or without the spam
+    filter after the default pipeline; also how many messages spamd scored meanwhile."""
+    workdir.mkdir(parents=True)
+    dovecot = Dovecot(workdir / "dovecot", users={USER: PASSWORD})
+    sink = SmtpSink()
+    dovecot.start()
+    sink.start()
+    try:
+        loaded = load(dovecot, n, seed)
+        config = write_config(workdir / "ticketd.toml", workdir / "ticketd.db", dovecot, sink)
+        if spamd is not None:
+            pipeline = ", ".join(f'"{name}"' for name in (*DEFAULT_PIPELINE, "spam"))
+            with config.open("a") as toml:
+                toml.write(f'\n[filters]\npipeline = [{pipeline}]\n\n'
+                           f'[filters.spam]\nhost = "{spamd.host}"\nport = {spamd.port}\n')
+        scored = spamd_results(spamd)
+        child = run_child(ticketd("-c", str(config), "run", "--once"), workdir / "ticketd.log", RUN_TIMEOUT)
+        scored = spamd_results(spamd) - scored
+        sink.wait_for(sum(loaded.conversations.values()), timeout=10)
+        flags = server_flags(dovecot)
+        acks = Counter(rcpt for message in sink.messages for rcpt in message.rcpt_tos)
+        result = Result(n, loaded, child, len(cli_json(config, "tickets", "list")),
+                        len(cli_json(config, "quarantine", "list")), acks,
+                        sum(b"\\Seen" in f for f in flags), len(flags))
+        return result, scored
+    finally:
+        sink.stop()
+        dovecot.stop()
+
+
+def spamd_results(spamd: Spamd | None) -> int:
+    """Messages spamd has scored so far, from its log (one "result:" line each)."""
+    if spamd is None or not spamd.log_path.exists():
+        return 0
+    return spamd.log_path.read_text(errors="replace").count("spamd: result:")
+
+
+def run(n: int, seed: int, children: int, rounds: int, root: Path, say: Callable[[str], None],
+        whole: bool = True) -> int:
     messages = [message.raw for message in generate(n, seed)]
     size = sum(map(len, messages))
     too_large = sum(len(raw) > SpamSettings().max_size for raw in messages)
@@ -110,7 +157,7 @@ def run(n: int, seed: int, children: int, rounds: int, root: Path, say: Callable
     contexts = contexts_for(messages)
     rates: dict[str, list[float]] = {}
     failures = 0
-    with Spamd(root, children=children) as spamd:
+    with Spamd(root / "spamd", children=children) as spamd:
         settings = SpamSettings(host=spamd.host, port=spamd.port)
         spamc_pass(spamd, messages[:WARM_UP], min(4, children))
         # Rounds interleave spamc and the filter, so that load from elsewhere hits both alike.
@@ -132,6 +179,19 @@ def run(n: int, seed: int, children: int, rounds: int, root: Path, say: Callable
                 say(f"  {rate.label:28s} {rate.seconds:7.2f} s  {rate.per_second:6.1f} messages/s"
                     f"  ({', '.join(f'{a} {c}' for a, c in sorted(actions.items()))}; skipped {skipped}, "
                     f"unreachable {unreachable}, rules differ from spamc on {differ})")
+            if whole:
+                for label, server in ((WITHOUT, None), (WITH, spamd)):
+                    result, scored = end_to_end(n, seed, root / f"round{number}-{'spam' if server else 'plain'}",
+                                                server)
+                    problems = result.problems()
+                    if server is not None and scored != n - too_large:
+                        problems.append(f"spamd scored {scored} messages, expected {n - too_large}")
+                    failures += len(problems)
+                    rate = Rate(label, n, result.child.seconds)
+                    rates.setdefault(label, []).append(rate.per_second)
+                    say(f"  {label:28s} {rate.seconds:7.2f} s  {rate.per_second:6.1f} messages/s"
+                        f"  ({result.tickets} tickets, {result.quarantined} quarantined, spamd scored {scored}; "
+                        f"{'; '.join(problems) or 'OK'})")
     best = {label: max(values) for label, values in rates.items()}
     if rounds > 1:
         say(f" best of {rounds} rounds (median in brackets), messages/s")
@@ -140,8 +200,11 @@ def run(n: int, seed: int, children: int, rounds: int, root: Path, say: Callable
     spamd_rate = best["spamc, 4 in parallel"]
     say(f"  SpamFilter vs spamc 4 in parallel: {best['SpamFilter, 4 in flight'] / spamd_rate:.0%} "
         f"with 4 in flight, {best['SpamFilter, 8 in flight'] / spamd_rate:.0%} with 8")
+    if whole:
+        say(f"  ticketd with spam checks vs spamc 4 in parallel: {best[WITH] / spamd_rate:.0%} "
+            f"(without spam checks: {best[WITHOUT]:.1f} messages/s)")
     if failures:
-        say("FAILED: the filter could not reach spamd or saw other rules than spamc")
+        say("FAILED: see the lines above (unreachable spamd, rules unlike spamc's, or an incomplete run)")
         return 1
     return 0
 
@@ -152,6 +215,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=200, help="messages (default 200)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--children", type=int, default=4, help="spamd --max-children (default 4)")
+    parser.add_argument("--no-end-to-end", dest="whole", action="store_false",
+                        help="skip the bench.run-style runs of ticketd with and without spam checks")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat every pass, interleaved, and report the best and the median")
     return parser.parse_args(argv)
@@ -163,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ticketd-bench-spamd-", dir="/tmp" if os.geteuid() == 0 else None))
     root.chmod(0o755)
     try:
-        return run(args.n, args.seed, args.children, args.rounds, root, lambda line: print(line, flush=True))
+        return run(args.n, args.seed, args.children, args.rounds, root, lambda line: print(line, flush=True),
+                   args.whole)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

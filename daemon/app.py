@@ -12,7 +12,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from daemon.config import Config
+from pathlib import Path
+from typing import Callable
+
+from daemon.config import Config, ConfigError, load_config
 from daemon.fetcher import MailboxWorker
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
@@ -87,8 +90,16 @@ async def run_once(config: Config, parse_workers: int | None = None) -> int:
 async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); finish the batch in hand, then drain the outbox."""
     stop = stop or asyncio.Event()
+    try:
+        return await _serve(config, stop, parse_workers)
+    finally:
+        _remove_signals()
+
+
+async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None) -> int:
     _install_signals(stop)
-    async with running_parts(config, parse_workers) as (sender, _, workers):
+    async with running_parts(config, parse_workers) as (sender, processor, workers):
+        _install_reload(lambda: reload(processor, config.path))
         stop_sender = asyncio.Event()
         tasks = [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
@@ -121,6 +132,39 @@ def _log_windows(windows: list[float]) -> None:
         log.info("outbox: %d sent; 250-to-commit window median %.2f ms, p99 %.2f ms, max %.2f ms",
                  len(ordered), ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000,
                  ordered[-1] * 1000)
+
+
+def reload(processor: Processor, path: Path) -> bool:
+    """Re-read the configuration and rules; swap them in whole, or keep the old ones and say why."""
+    old = processor.config
+    try:
+        new = load_config(path)
+        processor.reconfigure(new)  # builds responders and filters first: a broken template stops here
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays in force: %s", exc)
+        return False
+    for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
+                       ("mailboxes", new.mailboxes == old.mailboxes)):
+        if not same:
+            log.warning("reload: changes to [%s] take effect at the next restart", what)
+    log.info("configuration reloaded from %s", path)
+    return True
+
+
+def _install_reload(callback: Callable[[], object]) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+        pass
+
+
+def _remove_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            loop.remove_signal_handler(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
 
 
 def _install_signals(stop: asyncio.Event) -> None:

@@ -64,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     qlist = quarantine.add_parser("list", help="quarantined messages with their reasons")
     qlist.add_argument("--json", action="store_true")
     qlist.set_defaults(handler=_quarantine_list)
+    for action, helptext in (("show", "one held message: headers, verdicts, reason"),
+                             ("release", "run it through the rest of the pipeline as if accepted"),
+                             ("delete", "remove it from the database for good")):
+        cmd = quarantine.add_parser(action, help=helptext)
+        cmd.add_argument("id", type=int)
+        cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(handler=_quarantine_action)
+    rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
+    test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
+                                         "(no database, no mail)")
+    test.add_argument("files", nargs="+")
+    test.add_argument("--mailbox", help="the mailbox the mail arrives in (default: the first configured)")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(handler=_rules_test)
     return parser
 
 
@@ -130,8 +144,11 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
     print(f"Ticket #{ticket['number']}: {ticket['subject']}")
     for key in ("status", "priority", "category", "queue", "requester", "created_at", "article_count"):
         print(f"  {key}: {ticket[key]}")
+    print(f"  tags: {', '.join(ticket['tags']) or '-'}")
+    print(f"  rules fired: {', '.join(ticket['fired_rules']) or '(none)'}")
     for i, article in enumerate(ticket["articles"], 1):
-        print(f"\n--- article {i} ({article['direction']}) from {article['from']} at {article['date']}")
+        kind = article["direction"] + (", internal" if article["internal"] else "")
+        print(f"\n--- article {i} ({kind}) from {article['from']} at {article['date']}")
         print(f"    Message-ID: {article['message_id']}")
         if article["attachments"]:
             print("    attachments: " + ", ".join(f"{a['filename'] or '(unnamed)'} ({a['size']} bytes)"
@@ -149,6 +166,54 @@ async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
     for item in held:
         print(f"{item['id']:<6} {item['mailbox'] or '-':<12} {item['message_id'][:40]:<40} {item['reason']}")
     print(f"{len(held)} message(s) in quarantine")
+    return 0
+
+
+async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
+    from daemon import quarantine
+
+    try:
+        if args.action == "show":
+            result: Any = await quarantine.show(config, args.id)
+        elif args.action == "release":
+            result = await quarantine.release(config, args.id)
+        else:
+            await quarantine.delete(config, args.id)
+            result = {"id": args.id, "deleted": True}
+    except quarantine.QuarantineError as exc:
+        print(f"ticketd: {exc}", file=sys.stderr)
+        return 1
+    if args.json or args.action != "show":
+        _print_json(result)
+        return 0
+    print(f"Held message {result['id']} ({result['status']}) from mailbox {result['mailbox'] or '-'}")
+    print(f"  reason: {result['reason']}")
+    for name, value in result["headers"].items():
+        print(f"  {name}: {value}")
+    for name, action, reason, _ in result["verdicts"]:
+        print(f"  filter {name}: {action}{' (' + reason + ')' if reason else ''}")
+    return 0
+
+
+async def _rules_test(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from daemon.dryrun import explain, render_text
+
+    mailbox = args.mailbox if args.mailbox is not None else config.mailboxes[0].name
+    results = []
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"ticketd: {name}: {exc.strerror}", file=sys.stderr)
+            return 1
+        result = await explain(config, raw, mailbox)
+        results.append({"file": name, **result})
+        if not args.json:
+            print(render_text(result, name) + "\n")
+    if args.json:
+        _print_json(results)
     return 0
 
 

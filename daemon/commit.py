@@ -153,7 +153,7 @@ class Commit:
         return OutboundMessage(
             ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
             recipients=list(draft.recipients), recipient=recipient, automatic=draft.automatic,
-            raw_bytes=draft.raw, next_try_at=self.now)
+            raw_bytes=draft.raw, next_try_at=self.now, created_at=self.now)
 
     async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None) -> Ticket:
         sender = msg.from_
@@ -222,6 +222,16 @@ class Commit:
         log.warning("bounce %s for ticket #%d: %s %s", msg.message_id, ticket.number, info.get("status"),
                     ", ".join(info.get("recipients", [])))
         return Outcome(row.id, row.status, ticket.number)
+
+    async def _suppress(self, addresses: list[str], days: int, info: dict[str, Any]) -> None:
+        until = self.now + timedelta(days=days)
+        reason = f"bounced permanently: {info.get('status', '')} {info.get('diagnostic', '')}".strip()
+        for address in {a.lower() for a in addresses if a}:
+            updated = await Suppression.filter(address=address).update(until=until, reason=reason[:2000])
+            if not updated:
+                await Suppression.create(address=address, until=until, reason=reason[:2000])
+            self.suppressed.add(address)
+
 
 async def _bounced_ticket(original: str, sent: OutboundMessage | None) -> Ticket | None:
     if sent is not None and sent.ticket_id is not None:

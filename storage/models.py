@@ -176,7 +176,8 @@ class OutboundMessage(Model):
     attempts = fields.IntField(default=0)
     next_try_at = fields.DatetimeField(db_index=True)
     last_error = fields.TextField(default="")
-    created_at = fields.DatetimeField(auto_now_add=True)
+    # Set from the pipeline's clock (not auto_now_add): per-hour limits are tested on simulated time.
+    created_at = fields.DatetimeField(db_index=True)
     sent_at = fields.DatetimeField(null=True)
 
     class Meta:

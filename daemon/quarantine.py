@@ -1,0 +1,61 @@
+"""Held messages (quarantined or rejected): show, release into the pipeline, delete."""
+
+from __future__ import annotations
+
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from daemon.config import Config
+from daemon.pipeline import Processor
+from storage import queries
+from storage.db import database
+from storage.models import InboundMessage, InboundStatus
+
+SUMMARY_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
+
+
+class QuarantineError(Exception):
+    """The held message cannot be shown, released or deleted; the text says why."""
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    try:
+        parsed = BytesHeaderParser(policy=default_policy).parsebytes(raw[:256 * 1024])
+        return {name: str(parsed[name]) for name in SUMMARY_HEADERS if parsed[name] is not None}
+    except Exception:  # a held message is often broken; showing it must still work
+        return {}
+
+
+async def _held(inbound_id: int) -> InboundMessage:
+    row = await queries.held_message(inbound_id)
+    if row is None:
+        raise QuarantineError(f"no quarantined or rejected message {inbound_id}")
+    return row
+
+
+async def show(config: Config, inbound_id: int) -> dict[str, Any]:
+    async with database(config.database_url):
+        row = await _held(inbound_id)
+        return queries.held_detail(row, _headers(row.raw_bytes))
+
+
+async def release(config: Config, inbound_id: int) -> dict[str, Any]:
+    """Run a held message through the rest of the pipeline as if the filters had accepted it."""
+    async with database(config.database_url):
+        row = await _held(inbound_id)
+        if row.truncated:
+            raise QuarantineError(f"message {inbound_id} is over limits.max_message_bytes and only its header "
+                                  "was fetched; raise the limit and let ticketd fetch it again")
+        mailbox = next((m for m in config.mailboxes if row.mailbox and m.name == row.mailbox.name), None)
+        row.status, row.reason = InboundStatus.RECEIVED, f"released from quarantine ({row.reason})"[:2000]
+        await row.save(update_fields=["status", "reason"])
+        [outcome] = await Processor(config, filters=[]).process([row], mailbox)
+    return {"id": inbound_id, "status": outcome.status, "ticket": outcome.ticket_number,
+            "reason": outcome.reason}
+
+
+async def delete(config: Config, inbound_id: int) -> None:
+    async with database(config.database_url):
+        row = await _held(inbound_id)
+        await row.delete()
