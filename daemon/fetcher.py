@@ -26,6 +26,7 @@ NETWORK_ERRORS = (OSError, asyncio.TimeoutError, ImapError, aioimaplib.AioImapEx
 class SyncReport:
     fetched: int = 0
     processed: int = 0
+    deferred: int = 0  # left for a later pass (a filter said so, e.g. spamd unreachable)
     after_actions: int = 0
 
 
@@ -47,8 +48,10 @@ class MailboxWorker:
         session = self.session_factory(self.config)
         try:
             await session.open()
-            await self.sync(session)
-            return True
+            report = await self.sync(session)
+            if report.deferred:
+                log.warning("mailbox %s: %d message(s) deferred to a later pass", self.config.name, report.deferred)
+            return report.deferred == 0
         except NETWORK_ERRORS as exc:
             log.error("mailbox %s: %s", self.config.name, _describe(exc))
             return False
@@ -113,20 +116,25 @@ class MailboxWorker:
         done: list[InboundMessage] = []
         try:
             for i in range(len(chunks)):
-                parsed = await parsing
                 next_rows: list[InboundMessage] = []
+                next_parsing = None
                 if fetching is not None:
                     fetched = await fetching
                     await self._after(session, done, report)
                     done = []
                     next_rows = await self._store(state, session.uidvalidity, chunks[i + 1], fetched, report)
-                    parsing = asyncio.ensure_future(self.processor.prepare(next_rows, self.config.name))
+                    # Prepared alongside batch k: spamd (the slow stage) never waits for a batch boundary.
+                    next_parsing = asyncio.ensure_future(self.processor.prepare(next_rows, self.config.name))
                     fetching = self._fetch_next(session, chunks, i + 2)
-                report.processed += len(await self.processor.process(rows, self.config, parsed))
+                prepared = await parsing
+                outcomes = await self.processor.process(rows, self.config, prepared)
+                report.processed += len(outcomes)
+                report.deferred += sum(1 for o in outcomes if o.status == "deferred")
                 done += [r for r in rows if r.status in InboundStatus.FINAL and not r.server_done]
                 rows = next_rows
-                if not rows:
+                if next_parsing is None:
                     break
+                parsing = next_parsing
             await self._after(session, done, report)
         finally:
             for task in (fetching, parsing):
@@ -157,7 +165,9 @@ class MailboxWorker:
         for row in stale:  # their UIDs mean nothing now; the content still becomes a ticket
             log.info("mailbox %s: processing inbound %d from an older UIDVALIDITY", self.config.name, row.id)
         if leftover:
-            report.processed += len(await self.processor.process(leftover, self.config))
+            outcomes = await self.processor.process(leftover, self.config)
+            report.processed += len(outcomes)
+            report.deferred += sum(1 for o in outcomes if o.status == "deferred")
         pending = await intake.pending_after_actions(state, session.uidvalidity)
         if pending:
             await self._after(session, pending, report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import Executor
 from typing import Callable
@@ -40,11 +41,13 @@ class Processor:
         # Taken (exclusively) around every write transaction; see daemon.turn.
         self.write_turn = write_turn or WriteTurn()
         self.clock = clock
+        self.window: asyncio.Semaphore | None = None  # messages being filtered at once, all batches
 
     def reconfigure(self, config: Config) -> None:
         """Swap in a new, already validated configuration whole (SIGHUP)."""
         responders, filters = build_responders(config), build_filters(config.filters)
         self.config, self.responders, self.filters = config, responders, filters
+        self.window = None
 
     async def prepare(self, rows: list[InboundMessage], mailbox: str = "") -> list[Prepared]:
         """Parse and filter the rows still to be processed; safe to run ahead of ``process``."""
@@ -52,8 +55,10 @@ class Processor:
         parsed, broken = await parse_all(raws, self.pool)
         if broken:
             self.pool = None
+        if self.window is None:  # created lazily: it must belong to the running event loop
+            self.window = asyncio.Semaphore(self.config.filters.concurrency)
         decisions = await filter_all(self.filters, parsed, raws, mailbox, self.config.own_addresses,
-                                     self.config.filters.concurrency, self.clock)
+                                     self.window, self.clock)
         return [Prepared(p, d) for p, d in zip(parsed, decisions)]
 
     async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | None,

@@ -77,11 +77,11 @@ async def run_filters(filters: list[Filter], ctx: FilterContext) -> Decision:
 
 
 async def filter_all(filters: list[Filter], parsed: list[ParsedMessage | str], raws: list[bytes | None],
-                     mailbox: str, own: frozenset[str], concurrency: int, clock: Clock) -> list[Decision | None]:
-    """Decide every readable message, at most ``concurrency`` at a time (spamd is the slow part)."""
+                     mailbox: str, own: frozenset[str], window: asyncio.Semaphore,
+                     clock: Clock) -> list[Decision | None]:
+    """Decide every readable message, at most ``window`` at a time across batches (spamd is slow)."""
     if not filters:
         return [None] * len(parsed)
-    window = asyncio.Semaphore(concurrency)
 
     async def one(item: ParsedMessage | str, raw: bytes | None) -> Decision | None:
         if isinstance(item, str) or raw is None:

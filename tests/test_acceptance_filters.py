@@ -205,3 +205,25 @@ def test_a_reload_with_a_broken_rules_file_keeps_the_old_rules_working(
     second, first = cli_json(config, "tickets", "list", "--json")  # newest first
     assert (first["priority"], first["queue"]) == ("P1", "Emergency")  # the old rules held
     assert (second["priority"], second["queue"]) == ("P1", "Escalations")
+
+
+async def test_spamd_down_with_defer_leaves_the_mail_for_a_later_pass(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink, spamd: Spamd) -> None:
+    from devtools._process import free_port
+
+    dovecot.deliver(fresh_user.address, simple("ann@example.org", "Scanner offline", "<defer@example.org>"))
+    base = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)]).read_text()
+    config = tmp_path / "ticketd.toml"
+    spam = '[filters]\npipeline = ["spam"]\n[filters.spam]\non_unreachable = "defer"\ntimeout = 2\nport = {}\n'
+    config.write_text(base + spam.format(free_port("127.0.0.1")))  # nothing listens there
+
+    assert await run_once(config) == 1  # not everything could be done
+    assert await tickets(config) == []
+    [(_, flags, _)] = dovecot.messages(fresh_user.address)
+    assert "\\Seen" not in flags
+
+    config.write_text(base + spam.format(spamd.port))
+    assert await run_once(config) == 0
+    assert len(await tickets(config)) == 1
+    [(_, flags, _)] = dovecot.messages(fresh_user.address)
+    assert "\\Seen" in flags
