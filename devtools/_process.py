@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 import atexit
 import os
 import pwd
@@ -13,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 LOCALHOST = "127.0.0.1"
 
@@ -144,3 +146,26 @@ def tail(path: Path, lines: int = 60) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedServer:
+    """The life-cycle sugar every dev server shares: restart, and use as a context manager."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Stop and start again on the same port(s), keeping the server's data."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

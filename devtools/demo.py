@@ -9,35 +9,10 @@ import tempfile
 from pathlib import Path
 
 from bench.generate import generate
+from bench.run import USER, write_config
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
 
-USER = "support@example.test"
-
-
-def config_text(root: Path, imap_port: int, smtp_port: int) -> str:
-    return f"""# Written by the quick start (python -m devtools.demo); see examples/ticketd.toml for every key.
-[database]
-url = "sqlite://{root}/ticketd.db"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-from = "Example Support <{USER}>"
-
-[[mailboxes]]
-name = "support"
-address = "{USER}"
-after_processing = "seen"
-[mailboxes.imap]
-host = "127.0.0.1"
-port = {imap_port}
-security = "none"
-username = "{USER}"
-password = "secret"
-folder = "INBOX"
-"""
 
 
 def ticketd(config: Path, *args: str) -> int:
@@ -55,8 +30,7 @@ def main() -> int:
     with Dovecot(root / "dovecot") as dovecot, SmtpSink() as sink:
         for message in generate(args.messages, seed=1, to=USER):
             dovecot.deliver(USER, message.raw)
-        config = root / "ticketd.toml"
-        config.write_text(config_text(root, dovecot.port, sink.port))
+        config = write_config(root / "ticketd.toml", root / "ticketd.db", dovecot, sink)
         print(f"== Dovecot on 127.0.0.1:{dovecot.port} holds {args.messages} sample messages; "
               f"SMTP sink on 127.0.0.1:{sink.port}")
         print(f"== ticketd -c {config} run --once")

@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from devtools._maildir import deliver as maildir_deliver, make_maildir
 from devtools._process import (
+    ManagedServer,
     LOCALHOST, find_program, free_port, port_is_free, spawn, tail, terminate, track, untrack,
     wait_until,
 )
@@ -63,7 +63,7 @@ def _identity() -> _Identity:
     return _Identity(me.pw_uid, os.getegid(), me.pw_name, group, me.pw_name, rootless=True)
 
 
-class Dovecot:
+class Dovecot(ManagedServer):
     """One Dovecot instance: config, logs, passwd-file and Maildirs all live under `root`.
 
     `start()` runs `dovecot -F` as a child process; `stop()` kills it and its children.
@@ -144,20 +144,8 @@ class Dovecot:
             terminate(proc, grace=0.3, whole_group=True)
         untrack(self)
 
-    def restart(self) -> None:
-        """Stop and start again on the same port(s) with the same mail storage."""
-        self.stop()
-        self.start()
 
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of Dovecot's log, for failing tests."""

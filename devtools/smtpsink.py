@@ -19,13 +19,12 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from types import TracebackType
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from devtools._maildir import deliver as maildir_deliver, make_maildir
-from devtools._process import LOCALHOST, free_port, port_is_free, wait_until
+from devtools._process import ManagedServer, LOCALHOST, free_port, port_is_free, wait_until
 
 log = logging.getLogger("devtools.smtpsink")
 
@@ -63,7 +62,7 @@ class _Handler:
         return self._sink._receive(envelope)
 
 
-class SmtpSink:
+class SmtpSink(ManagedServer):
     """Records messages sent to `host:port`; `mode`/`fail_next()` make DATA fail on purpose.
 
     The server runs on its own event loop in a thread (aiosmtpd's Controller), so it works
@@ -107,9 +106,6 @@ class SmtpSink:
         if controller is not None:
             controller.stop()
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def down(self) -> None:
         """Simulate an outage: nothing listens on the port until up()."""
@@ -119,15 +115,7 @@ class SmtpSink:
         """End an outage: listen again on the same port."""
         self.start()
 
-    def __enter__(self) -> SmtpSink:
-        self.start()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what was received -----------------------------------------------------------------
 

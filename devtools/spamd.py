@@ -7,9 +7,9 @@ import pwd
 import socket
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from devtools._process import (
+    ManagedServer,
     LOCALHOST, find_program, free_port, port_is_free, spawn, tail, terminate, track, untrack,
     wait_until,
 )
@@ -24,7 +24,7 @@ _ROOT_USER = "nobody"
 _OPTIONS = ["--local", "--nouser-config", "--cf=use_bayes 0", "--cf=bayes_auto_learn 0"]
 
 
-class Spamd:
+class Spamd(ManagedServer):
     """One spamd, its log and helper home dir under `root`; `start()` returns once it PONGs."""
 
     def __init__(self, root: Path, port: int = 0, *, children: int = 4) -> None:
@@ -66,19 +66,8 @@ class Spamd:
             terminate(proc)
         untrack(self)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
-    def __enter__(self) -> Spamd:
-        self.start()
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def ping(self) -> bool:
         """True when spamd answers the spamc protocol's PING with PONG."""
