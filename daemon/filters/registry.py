@@ -38,7 +38,7 @@ def load_filters(section) -> FiltersConfig:  # type: ignore[no-untyped-def]
             section.fail(f"pipeline[{i}]", "one of " + ", ".join(modules), name)
         if name in pipeline[:i]:
             section.fail(f"pipeline[{i}]", f"each filter once ({name!r} is named twice)", name)
-    concurrency = section.positive("concurrency", int, 8)
+    concurrency = section.positive("concurrency", int, 4)
     settings = {name: modules[name][0].load_settings(section.sub(name, {})) for name in modules}
     section.done()
     return FiltersConfig(tuple(pipeline), concurrency, settings)
