@@ -126,8 +126,8 @@ async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
         _print_json(tickets)
         return 0
     for t in tickets:
-        print(f"#{t['number']:<6} {t['status']:<8} {t['priority']:<3} {t['article_count']:>3} "
-              f"{t['requester']:<30} {t['subject'][:60]}")
+        print(f"#{t['number']:<6} {t['status']:<8} {t['priority']:<3} {t['queue'][:12]:<12} "
+              f"{t['article_count']:>3} {t['requester']:<30} {t['subject'][:60]}")
     print(f"{len(tickets)} ticket(s)")
     return 0
 

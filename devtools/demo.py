@@ -31,6 +31,8 @@ def main() -> int:
         for message in generate(args.messages, seed=1, to=USER):
             dovecot.deliver(USER, message.raw)
         config = write_config(root / "ticketd.toml", root / "ticketd.db", dovecot, sink)
+        rules = Path(__file__).resolve().parents[1] / "examples" / "rules.toml"
+        config.write_text(config.read_text() + f'\n[rules]\nfile = "{rules}"\n')  # priorities and queues
         print(f"== Dovecot on 127.0.0.1:{dovecot.port} holds {args.messages} sample messages; "
               f"SMTP sink on 127.0.0.1:{sink.port}")
         print(f"== ticketd -c {config} run --once")
