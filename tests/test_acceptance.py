@@ -85,8 +85,11 @@ async def test_200_mixed_messages_become_threaded_articles_with_one_ack_per_tick
 
 def start(config: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
-    return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run", "--once"],
-                            env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The log goes to a file: an undrained pipe would fill up and freeze the daemon mid-send.
+    log = (config.parent / "ticketd.log").open("ab")
+    with log:
+        return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run", "--once"],
+                                env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=log)
 
 
 async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
@@ -95,17 +98,18 @@ async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
                           mailbox_extra="batch_size = 20")
     rng = random.Random(2026)
-    kills = 0
+    kill_times: list[float] = []
     for _ in range(4):
         process = start(config)
         time.sleep(rng.uniform(1.0, 3.0))  # imports take ~1 s: every kill lands mid-run
         if process.poll() is None:
+            kill_times.append(time.time())
             process.send_signal(signal.SIGKILL)
-            kills += 1
         process.wait()
+    kills = len(kill_times)
     final = start(config)
-    _, err = final.communicate(timeout=600)
-    assert final.returncode == 0, err.decode()[-3000:]
+    final.wait(timeout=600)
+    assert final.returncode == 0, (config.parent / "ticketd.log").read_text()[-3000:]
 
     ticket_of, articles, requesters, acks = await stored(config)
     assert kills >= 2, "the run finished before it could be killed: make the mailbox bigger"
@@ -118,6 +122,20 @@ async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     print(f"\n{kills} kills; {len(requesters)} tickets; {len(acks)} acks sent; "
           f"{doubled} delivered twice (kill between the server's 250 and our commit)")
     assert set(delivered) == set(acks)
-    assert doubled <= kills, "an acknowledgement was sent twice outside the 250-to-commit window"
+    # A copy is sent twice only when a kill fell between the server's acceptance and our commit
+    # of "sent". The first copy then reached the sink right around a kill: just before it (250
+    # received, commit not yet done; about a millisecond), or just after it (we died after the
+    # final dot, the server still took the message: SMTP's own duplicate case, RFC 1047).
+    # Each of the 4 SMTP lanes can be caught once per kill. The margin covers scheduling.
+    gaps = []
+    for message_id, count in delivered.items():
+        if count > 1:
+            first = min(m.received_at.timestamp() for m in fresh_sink.messages
+                        if str(m.message["Message-ID"]) == message_id)
+            gaps.append(min((kill - first for kill in kill_times), key=abs))
+            assert abs(gaps[-1]) <= 0.25, f"{message_id} sent twice; first copy {gaps[-1]:.3f} s from a kill"
+    print("first copy of each duplicate, ms before (+) or after (-) a kill:",
+          sorted(round(g * 1000, 1) for g in gaps))
+    assert doubled <= kills * 4, "more duplicates than SMTP lanes caught mid-send"
     assert all(count >= 1 for count in per_ticket.values())
     assert all("\\Seen" in flags for _, flags, _ in dovecot.messages(fresh_user.address))
