@@ -102,3 +102,16 @@ def test_run_stops_cleanly_on_sigterm_after_handling_mail(
     assert time.monotonic() - started < 15
     assert b"stopped" in err
     assert len(cli_json(config, "tickets", "list", "--json")) == 1
+
+
+def test_check_config_names_an_unknown_filter_and_a_bad_rule(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    base = config.read_text()
+    config.write_text(base + '\n[filters]\npipeline = ["bounce", "virus"]\n')
+    done = cli(config, "check-config")
+    assert done.returncode == 78
+    assert f"{config}: filters.pipeline[1]: expected one of".encode() in done.stderr and b"'virus'" in done.stderr
+    config.write_text(base + '\n[[rules.rule]]\nname = "urgent"\nregex = "(unclosed"\npriority = "P1"\n')
+    done = cli(config, "check-config")
+    assert done.returncode == 78
+    assert str(config).encode() in done.stderr and b"(urgent)" in done.stderr and b"invalid regex" in done.stderr

@@ -108,3 +108,29 @@ def test_non_ascii_subjects_and_names_survive_the_round_trip(tmp_path: Path) -> 
     out = ack(tmp_path).run(ResponseContext(ticket, msg, True, None))[0].message
     assert out["Subject"] == "Re: Drucker kaputt – jä [#9]"
     assert "Hello Jürgen," in out.get_content()
+
+
+def test_a_queue_template_wins_and_sees_priority_first_response_and_articles(tmp_path: Path) -> None:
+    from daemon.rules import HelpArticle
+
+    billing = tmp_path / "billing.j2"
+    billing.write_text("Billing {{ ticket.priority }} within {{ first_response }}: "
+                       "{% for a in articles %}{{ a.title }} <{{ a.url }}>{% endfor %}\n")
+    responder = ack(tmp_path, f'\n[acknowledgement.templates]\n"queue:Billing" = "{billing}"\n')
+    ticket = TicketView(5, "Refund", "new", "P2", "", "Billing", "ann@example.org", "Ann")
+    article = HelpArticle("Refund policy", "https://help.example.test/refunds", ("refund",))
+    ctx = ResponseContext(ticket, parsed(customer_mail()), True, "support", first_response="4 hours",
+                          articles=(article,))
+    body = responder.run(ctx)[0].message.get_content()
+    assert body.strip() == "Billing P2 within 4 hours: Refund policy <https://help.example.test/refunds>"
+    other = TicketView(6, "Printer", "new", "P3", "", "support", "ann@example.org", "Ann")
+    assert "ticket #6 for it" in responder.run(ResponseContext(other, parsed(customer_mail()), True, ""))[0] \
+        .message.get_content()
+
+
+def test_no_acknowledgement_past_the_hourly_limit_or_to_a_bounced_address(tmp_path: Path) -> None:
+    responder = ack(tmp_path)
+    msg = parsed(customer_mail())
+    assert responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=3)) == []
+    assert responder.run(ResponseContext(TICKET, msg, True, "", suppressed=True)) == []
+    assert len(responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=2))) == 1
