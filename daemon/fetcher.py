@@ -161,9 +161,9 @@ class MailboxWorker:
     async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
         """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""
         leftover = await intake.unprocessed(state)
-        stale = [row for row in leftover if row.uidvalidity != session.uidvalidity]
-        for row in stale:  # their UIDs mean nothing now; the content still becomes a ticket
-            log.info("mailbox %s: processing inbound %d from an older UIDVALIDITY", self.config.name, row.id)
+        stale = sum(1 for row in leftover if row.uidvalidity != session.uidvalidity)
+        if stale:  # their UIDs mean nothing now; the content still becomes a ticket
+            log.info("mailbox %s: processing %d message(s) from an older UIDVALIDITY", self.config.name, stale)
         if leftover:
             outcomes = await self.processor.process(leftover, self.config)
             report.processed += len(outcomes)

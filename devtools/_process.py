@@ -151,6 +151,12 @@ def tail(path: Path, lines: int = 60) -> str:
 class ManagedServer:
     """The life-cycle sugar every dev server shares: restart, and use as a context manager."""
 
+    _proc: subprocess.Popen[bytes] | None = None  # set by servers that run as a child process
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self) -> None:
         raise NotImplementedError
 

@@ -115,10 +115,6 @@ class Dovecot(ManagedServer):
 
     # -- life cycle ------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self) -> None:
         """Write the config and start Dovecot; return once the port greets."""
         if self.running:

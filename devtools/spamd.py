@@ -38,10 +38,6 @@ class Spamd(ManagedServer):
     def log_path(self) -> Path:
         return self.root / "spamd.log"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self) -> None:
         if self.running:
             return

@@ -87,11 +87,10 @@ async def store_one(item: Incoming, max_bytes: int) -> InboundMessage:
     return row
 
 
-async def unprocessed(mailbox: Mailbox | None) -> list[InboundMessage]:
-    """Rows stored by an earlier run that never finished processing, oldest first."""
-    query = InboundMessage.filter(status=InboundStatus.RECEIVED)
-    query = query.filter(mailbox=mailbox) if mailbox is not None else query.filter(mailbox_id__isnull=True)
-    return await query.order_by("uidvalidity", "uid", "id")
+async def unprocessed(mailbox: Mailbox) -> list[InboundMessage]:
+    """Rows stored by an earlier run that never finished processing (or were deferred), oldest first."""
+    return await InboundMessage.filter(status=InboundStatus.RECEIVED, mailbox=mailbox) \
+        .order_by("uidvalidity", "uid", "id")
 
 
 async def pending_after_actions(mailbox: Mailbox, uidvalidity: int) -> list[InboundMessage]:
