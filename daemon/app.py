@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from datetime import timedelta
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -15,6 +16,7 @@ from typing import AsyncIterator
 from pathlib import Path
 from typing import Callable
 
+from daemon import sweeper
 from daemon.config import Config, ConfigError, load_config
 from daemon.fetcher import MailboxWorker
 from daemon.outbox import OutboxSender
@@ -22,6 +24,7 @@ from daemon.pipeline import Processor
 from daemon.responders import build_responders
 from daemon.turn import WriteTurn
 from storage.db import database
+from storage.errors import TemporaryFailure
 
 log = logging.getLogger("ticketd")
 
@@ -57,7 +60,7 @@ async def running_parts(config: Config, parse_workers: int | None = None) -> Asy
     responders = build_responders(config)
     pool = parse_pool(parse_workers)
     try:
-        async with database(config.database_url):
+        async with database(config.database_url, config.busy_timeout):
             write_turn = WriteTurn()
             sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections)
             processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn)
@@ -73,10 +76,10 @@ async def running_parts(config: Config, parse_workers: int | None = None) -> Asy
 
 async def run_once(config: Config, parse_workers: int | None = None) -> int:
     """Drain every mailbox, deliver the outbox, and say (by exit code) whether all went well."""
-    async with running_parts(config, parse_workers) as (sender, _, workers):
+    async with running_parts(config, parse_workers) as (sender, processor, workers):
         stop_sender = asyncio.Event()
         sending = asyncio.create_task(sender.run(stop_sender))  # deliver while we still fetch
-        results = await asyncio.gather(*(w.run_once() for w in workers))
+        results = await asyncio.gather(*(w.run_once() for w in workers), _sweep_once(processor))
         stop_sender.set()
         await sending
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
@@ -85,6 +88,16 @@ async def run_once(config: Config, parse_workers: int | None = None) -> int:
         if failed or pending:
             log.error("outbox: %d failed, %d still waiting for delivery", failed, pending)
         return 0 if all(results) and not failed and not pending else 1
+
+
+async def _sweep_once(processor: Processor) -> bool:
+    """Piped messages that an `ingest` stored but did not finish; False if some must wait."""
+    try:
+        await sweeper.sweep(processor, timedelta(0))  # a concurrent ingest's row is skipped by the claim
+        return True
+    except TemporaryFailure as exc:
+        log.error("piped messages must wait for the next run: %s", exc)
+        return False
 
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None) -> int:
@@ -101,11 +114,14 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None)
     async with running_parts(config, parse_workers) as (sender, processor, workers):
         _install_reload(lambda: reload(processor, config.path))
         stop_sender = asyncio.Event()
+        stop_intake = asyncio.Event()
         tasks = [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
+        tasks.append(asyncio.create_task(sweeper.run(processor, stop_intake), name="piped"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
-        log.info("ticketd running: %d mailbox(es)", len(workers))
+        log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es)", len(workers), len(config.addresses))
         await stop.wait()
         log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
+        stop_intake.set()
         for worker in workers:
             worker.stop.set()
         await _finish(tasks, config.stop_grace)

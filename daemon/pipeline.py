@@ -10,12 +10,13 @@ from typing import Callable
 from tortoise.transactions import in_transaction
 
 from daemon.commit import ROW_FIELDS, Commit, Outcome
-from daemon.config import Config, MailboxConfig
+from daemon.config import AddressConfig, Config, MailboxConfig
 from daemon.filters import Filter
 from daemon.filters.registry import build_filters
 from daemon.prepare import Clock, Prepared, filter_all, parse_all, utcnow
 from daemon.responders import Responder, build_responders
 from daemon.turn import WriteTurn
+from storage.errors import TemporaryFailure, describe, is_temporary
 from storage.models import InboundMessage, InboundStatus
 
 log = logging.getLogger("ticketd.pipeline")
@@ -61,9 +62,14 @@ class Processor:
                                      self.window, self.clock)
         return [Prepared(p, d) for p, d in zip(parsed, decisions)]
 
-    async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | None,
+    async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | AddressConfig | None,
                       prepared: list[Prepared] | None = None) -> list[Outcome]:
-        """Commit ``rows`` in order, a group per transaction; one bad row never sinks the rest."""
+        """Commit ``rows`` in order, a group per transaction; one bad row never sinks the rest.
+
+        A condition of the system (database locked or unreachable, disk full) raises
+        ``TemporaryFailure``: the rows stay "received" and are processed again later, never
+        quarantined. Groups committed before it stand.
+        """
         name = mailbox.name if mailbox else ""
         if prepared is None:
             prepared = await self.prepare(rows, name)
@@ -74,7 +80,9 @@ class Processor:
             try:
                 async with self.write_turn.exclusive(), in_transaction():
                     done = await Commit(self, name).run([r for r, _ in group], [p for _, p in group])
-            except Exception:
+            except Exception as exc:
+                if is_temporary(exc):
+                    raise TemporaryFailure(describe(exc)) from exc
                 log.exception("a group of %d failed; retrying one message at a time", len(group))
                 done = await self._one_by_one(group, name)
             outcomes += done
@@ -90,6 +98,8 @@ class Processor:
                 async with self.write_turn.exclusive(), in_transaction():
                     outcomes += await Commit(self, mailbox).run([row], [item])
             except Exception as exc:
+                if is_temporary(exc):
+                    raise TemporaryFailure(describe(exc)) from exc
                 log.exception("message %s (inbound %d) failed", row.message_id, row.id)
                 async with self.write_turn.exclusive():
                     outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}",

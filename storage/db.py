@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
-from urllib.parse import urlsplit
 
 from tortoise import Tortoise, connections
 
@@ -17,16 +17,18 @@ class DatabaseError(Exception):
     """The database cannot be opened; the text says why."""
 
 
-def tortoise_config(url: str) -> dict[str, object]:
+def tortoise_config(url: str, busy_timeout: float = 30.0) -> dict[str, object]:
     """Translate our URL into Tortoise's config, with durable SQLite settings."""
     if url.startswith("sqlite://"):
         path = url[len("sqlite://"):]
         connection: object = {
-            "engine": "tortoise.backends.sqlite",
+            # Our subclass of Tortoise's client: write transactions BEGIN IMMEDIATE, so a
+            # writer waits (busy_timeout) for another process instead of failing at once.
+            "engine": "storage.sqlite_backend",
             # WAL with synchronous=FULL: a commit survives a power cut, not only a crash.
             # busy_timeout first: the pragmas run in order, and switching to WAL must wait for
             # a running daemon's transaction instead of failing with "database is locked".
-            "credentials": {"file_path": path, "busy_timeout": 30000, "journal_mode": "WAL",
+            "credentials": {"file_path": path, "busy_timeout": int(busy_timeout * 1000), "journal_mode": "WAL",
                             "synchronous": "FULL"},
         }
     else:
@@ -49,11 +51,11 @@ def _prepare_sqlite_dir(url: str) -> None:
         raise DatabaseError(f"cannot create database directory {parent}: {exc.strerror}") from None
 
 
-async def open_database(url: str) -> None:
+async def open_database(url: str, busy_timeout: float = 30.0) -> None:
     """Connect and create missing tables (safe to repeat)."""
     _prepare_sqlite_dir(url)
     try:
-        await _connect_and_create_tables(url)
+        await _connect_and_create_tables(url, busy_timeout)
     except OSError as exc:
         raise DatabaseError(f"cannot open database {_redacted(url)}: {exc}") from None
     except Exception as exc:  # sqlite3 / asyncpg errors have no common base
@@ -62,22 +64,23 @@ async def open_database(url: str) -> None:
         raise
 
 
-async def _connect_and_create_tables(url: str) -> None:
+async def _connect_and_create_tables(url: str, busy_timeout: float) -> None:
     """Connect (pragmas first) and create missing tables.
 
     Another process mid-write (the daemon, while the CLI opens the database) can make the
     WAL switch or the schema check fail with "database is locked" at once instead of waiting;
     then we start over on a fresh connection, so no pragma is ever skipped.
     """
-    for attempt in range(50):
+    deadline = time.monotonic() + busy_timeout
+    while True:
         try:
-            await Tortoise.init(config=tortoise_config(url))
+            await Tortoise.init(config=tortoise_config(url, busy_timeout))
             await Tortoise.generate_schemas(safe=True)
             return
         except Exception as exc:  # sqlite3.OperationalError has no finer type for this
-            if "locked" not in str(exc) or attempt == 49:
-                raise
             await connections.close_all()
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
             await asyncio.sleep(0.2)
 
 
@@ -86,8 +89,9 @@ async def close_database() -> None:
 
 
 @asynccontextmanager
-async def database(url: str) -> AsyncIterator[None]:
-    await open_database(url)
+async def database(url: str, busy_timeout: float = 30.0) -> AsyncIterator[None]:
+    """Open for the block's duration; a writer waits up to ``busy_timeout`` s for another's lock."""
+    await open_database(url, busy_timeout)
     try:
         yield
     finally:
@@ -95,7 +99,7 @@ async def database(url: str) -> AsyncIterator[None]:
 
 
 def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(parts.password, "***")
-    return url
+    # Imported here, not at the top: storage otherwise needs nothing from daemon.
+    from daemon.terminal import redact_url
+
+    return redact_url(url)

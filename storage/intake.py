@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -10,6 +11,8 @@ from datetime import datetime, timezone
 from tortoise.transactions import in_transaction
 
 from storage.models import InboundMessage, InboundStatus, Mailbox
+
+log = logging.getLogger("ticketd.intake")
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
@@ -62,6 +65,9 @@ def new_row(item: Incoming, mailbox: Mailbox | None, uidvalidity: int | None, ma
         row.status, row.truncated = InboundStatus.QUARANTINED, item.too_large
         row.reason = f"too large: {item.size} bytes, the limit is {max_bytes} (limits.max_message_bytes)"
         row.processed_at = datetime.now(timezone.utc)
+        where = f"mailbox {mailbox.name} UID {item.uid}" if mailbox and item.uid is not None else "piped message"
+        log.warning("%s %s quarantined: %s; only its header is kept", where, row.message_id or "(no Message-ID)",
+                    row.reason)
     return row
 
 
@@ -80,9 +86,9 @@ async def store_batch(mailbox: Mailbox, uidvalidity: int, items: list[Incoming],
     return await InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, uid__in=uids).order_by("uid")
 
 
-async def store_one(item: Incoming, max_bytes: int) -> InboundMessage:
+async def store_one(item: Incoming, max_bytes: int, mailbox: Mailbox | None = None) -> InboundMessage:
     """Commit one message that arrived outside IMAP (``ticketd ingest``)."""
-    row = new_row(item, None, None, max_bytes)
+    row = new_row(item, mailbox, None, max_bytes)
     await row.save()
     return row
 

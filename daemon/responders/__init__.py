@@ -60,11 +60,23 @@ class Draft:
         return parsed
 
 
+@dataclass(frozen=True)
+class Withheld:
+    """Mail a responder would have sent but did not, and why: an event on the ticket."""
+
+    kind: str
+    recipient: str
+    reason: str
+    # A limit that held back mail to a customer (hourly limit, suppression) is worth a
+    # warning; not answering an autoresponder is the normal case.
+    warn: bool = False
+
+
 class Responder(Protocol):
     name: str
     description: str
 
-    def run(self, ctx: ResponseContext) -> list[Draft]: ...
+    def run(self, ctx: ResponseContext) -> list[Draft | Withheld]: ...
 
 
 def build_responders(config: Config) -> list[Responder]:

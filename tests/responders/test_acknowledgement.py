@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import ConfigError, load_config
-from daemon.responders import ResponseContext, TicketView
+from daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from daemon.responders.acknowledgement import Acknowledgement, is_automatic
 from tests.support.mail import parsed
 from tests.test_config import MINIMUM, write
@@ -64,7 +64,8 @@ def test_acknowledgement_goes_to_reply_to_when_given(tmp_path: Path) -> None:
 def test_automatic_mail_is_never_answered(tmp_path: Path, header: str) -> None:
     msg = parsed(customer_mail(header))
     assert is_automatic(msg, frozenset())
-    assert ack(tmp_path).run(ResponseContext(TICKET, msg, True, None)) == []
+    [withheld] = ack(tmp_path).run(ResponseContext(TICKET, msg, True, None))
+    assert isinstance(withheld, Withheld) and not withheld.warn
 
 
 def test_auto_submitted_no_is_answered() -> None:
@@ -131,6 +132,9 @@ def test_a_queue_template_wins_and_sees_priority_first_response_and_articles(tmp
 def test_no_acknowledgement_past_the_hourly_limit_or_to_a_bounced_address(tmp_path: Path) -> None:
     responder = ack(tmp_path)
     msg = parsed(customer_mail())
-    assert responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=3)) == []
-    assert responder.run(ResponseContext(TICKET, msg, True, "", suppressed=True)) == []
-    assert len(responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=2))) == 1
+    [limited] = responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=3))
+    assert isinstance(limited, Withheld) and limited.warn and "auto_replies_per_hour" in limited.reason
+    [bounced] = responder.run(ResponseContext(TICKET, msg, True, "", suppressed=True))
+    assert isinstance(bounced, Withheld) and bounced.warn and "bounced" in bounced.reason
+    [draft] = responder.run(ResponseContext(TICKET, msg, True, "", recent_automatic=2))
+    assert isinstance(draft, Draft)

@@ -1,0 +1,77 @@
+"""Is this inbound message one we already processed? Same bytes, or the same ID, sender and body.
+
+A Message-ID alone proves nothing: anyone can send a mail carrying the ID of a message that
+is still on its way, and silence it. So an ID match counts only when the sender and the
+readable body match too (the same mail delivered to two mailboxes differs only in its trace
+headers); a different message with a known ID is processed as its own, and the collision noted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.parsers.model import ParsedMessage
+from storage.models import Article, InboundMessage, InboundStatus
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A processed inbound message, as much of it as the comparison needs."""
+
+    id: int
+    ticket_id: int | None
+    sha256: str
+    message_id: str
+    sender: str  # as stored on its article: str(ParsedMessage.from_)
+    text: str
+
+
+def key(row: InboundMessage) -> str:
+    return row.message_id or f"sha256:{row.sha256}"
+
+
+def sender_of(msg: ParsedMessage) -> str:
+    return str(msg.from_ or "")
+
+
+def earlier_of(row: InboundMessage, msg: ParsedMessage) -> Earlier:
+    return Earlier(row.id, row.ticket_id, row.sha256, row.message_id, sender_of(msg), msg.text)
+
+
+def same_message(row: InboundMessage, msg: ParsedMessage, candidates: list[Earlier]) -> tuple[Earlier | None, str]:
+    """The earlier message this one repeats, and how we know; (None, "") when it is new."""
+    for earlier in candidates:
+        if earlier.id != row.id and earlier.sha256 == row.sha256:
+            return earlier, "the same bytes"
+    for earlier in candidates:
+        if (earlier.id != row.id and row.message_id and earlier.message_id == row.message_id
+                and earlier.sender == sender_of(msg) and earlier.text == msg.text):
+            return earlier, "the same Message-ID, sender and body"
+    return None, ""
+
+
+async def load_earlier(rows: list[InboundMessage]) -> dict[str, list[Earlier]]:
+    """Processed messages sharing a key with ``rows``, in two queries (three on a collision)."""
+    ids = [r.message_id for r in rows if r.message_id]
+    hashes = [r.sha256 for r in rows if not r.message_id]
+    found: list[InboundMessage] = []
+    fields = ("id", "message_id", "sha256", "ticket_id")
+    if ids:
+        found += await InboundMessage.filter(message_id__in=ids, status=InboundStatus.PROCESSED).only(*fields)
+    if hashes:
+        found += await InboundMessage.filter(sha256__in=hashes, message_id="",
+                                             status=InboundStatus.PROCESSED).only(*fields)
+    if not found:
+        return {}
+    # The article's sender and text are needed only when the bytes differ (rare: a second
+    # mailbox's copy, or a collision).
+    ours = {r.sha256 for r in rows}
+    need = [r.id for r in found if r.sha256 not in ours]
+    articles = {a["inbound_id"]: a for a in await Article.filter(inbound_id__in=need).values(
+                "inbound_id", "sender", "text")} if need else {}
+    result: dict[str, list[Earlier]] = {}
+    for r in found:
+        article = articles.get(r.id, {})
+        result.setdefault(key(r), []).append(Earlier(r.id, r.ticket_id, r.sha256, r.message_id,
+                                                     article.get("sender", ""), article.get("text", "")))
+    return result

@@ -1,0 +1,55 @@
+"""Finish piped-in messages that `ticketd ingest` stored but could not process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from itertools import groupby
+
+from daemon.config import Config
+from daemon.pipeline import Processor
+from storage.errors import TemporaryFailure
+from storage.models import InboundMessage, InboundStatus
+
+log = logging.getLogger("ticketd.intake")
+
+# An `ingest` still at work on its row would only make us parse it in vain (the claim in the
+# commit keeps it from being processed twice), so the sweep leaves young rows alone.
+MIN_AGE = timedelta(seconds=30)
+INTERVAL = 30.0
+
+
+async def sweep(processor: Processor, min_age: timedelta = MIN_AGE) -> int:
+    """Process every stranded piped row once; return how many were processed."""
+    config: Config = processor.config
+    cutoff = datetime.now(timezone.utc) - min_age
+    rows = await (InboundMessage.filter(status=InboundStatus.RECEIVED, uid=None, received_at__lt=cutoff)
+                  .order_by("mailbox_id", "id").limit(500).prefetch_related("mailbox"))
+    done = 0
+    for name, group in groupby(rows, key=lambda r: r.mailbox.name if r.mailbox else None):
+        batch = list(group)
+        log.info("processing %d piped message(s) left by ingest (mailbox %s)", len(batch), name or "-")
+        done += len(await processor.process(batch, config.intake(name) if name else None))
+    return done
+
+
+async def run(processor: Processor, stop: asyncio.Event, interval: float = INTERVAL) -> None:
+    """Sweep now and every ``interval`` seconds until ``stop``; a failure waits for the next turn.
+
+    The first sweep takes every stranded row, young or not: rows left from before a restart
+    should not wait, and a concurrent ingest's row is skipped by the claim in the commit.
+    """
+    min_age = timedelta(0)
+    while not stop.is_set():
+        try:
+            await sweep(processor, min_age)
+            min_age = MIN_AGE
+        except TemporaryFailure as exc:
+            log.warning("piped messages wait for the next sweep: %s", exc)
+        except Exception:  # one bad sweep must not end the daemon's sweeping for good
+            log.exception("sweep of piped messages failed")
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except asyncio.TimeoutError:
+            pass
