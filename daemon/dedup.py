@@ -65,8 +65,10 @@ async def load_earlier(rows: list[InboundMessage]) -> dict[str, list[Earlier]]:
         return {}
     # The article's sender and text are needed only when the bytes differ (rare: a second
     # mailbox's copy, or a collision).
-    ours = {r.sha256 for r in rows}
-    need = [r.id for r in found if r.sha256 not in ours]
+    hashes_by_key: dict[str, set[str]] = {}
+    for r in rows:
+        hashes_by_key.setdefault(key(r), set()).add(r.sha256)
+    need = [r.id for r in found if hashes_by_key.get(key(r), set()) - {r.sha256}]
     articles = {a["inbound_id"]: a for a in await Article.filter(inbound_id__in=need).values(
                 "inbound_id", "sender", "text")} if need else {}
     result: dict[str, list[Earlier]] = {}

@@ -19,7 +19,7 @@ class QuarantineError(Exception):
     """The held message cannot be shown, released or deleted; the text says why."""
 
 
-def _headers(raw: bytes) -> dict[str, str]:
+def summary_headers(raw: bytes) -> dict[str, str]:
     try:
         parsed = BytesHeaderParser(policy=default_policy).parsebytes(raw[:256 * 1024])
         return {name: str(parsed[name]) for name in SUMMARY_HEADERS if parsed[name] is not None}
@@ -37,7 +37,7 @@ async def _held(inbound_id: int) -> InboundMessage:
 async def show(config: Config, inbound_id: int) -> dict[str, Any]:
     async with database(config.database_url):
         row = await _held(inbound_id)
-        return queries.held_detail(row, _headers(row.raw_bytes))
+        return queries.held_detail(row, summary_headers(row.raw_bytes))
 
 
 async def release(config: Config, inbound_id: int) -> dict[str, Any]:
@@ -47,10 +47,13 @@ async def release(config: Config, inbound_id: int) -> dict[str, Any]:
         if row.truncated:
             raise QuarantineError(f"message {inbound_id} is over limits.max_message_bytes and only its header "
                                   "was fetched; raise the limit and let ticketd fetch it again")
-        mailbox = next((m for m in config.mailboxes if row.mailbox and m.name == row.mailbox.name), None)
+        mailbox = config.intake(row.mailbox.name) if row.mailbox else None
         row.status, row.reason = InboundStatus.RECEIVED, f"released from quarantine ({row.reason})"[:2000]
         await row.save(update_fields=["status", "reason"])
         [outcome] = await Processor(config, filters=[]).process([row], mailbox)
+    if outcome.status != InboundStatus.PROCESSED:  # e.g. still unreadable, or a duplicate after all
+        raise QuarantineError(f"message {inbound_id} was not released: it is {outcome.status} "
+                              f"({outcome.reason or 'no reason given'})")
     return {"id": inbound_id, "status": outcome.status, "ticket": outcome.ticket_number,
             "reason": outcome.reason}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from tortoise.functions import Count
 
-from storage.models import Article, InboundMessage, InboundStatus, Ticket
+from storage.models import Article, Event, InboundMessage, InboundStatus, Ticket
 
 
 def _ticket_dict(t: Ticket, article_count: int) -> dict[str, Any]:
@@ -39,6 +39,8 @@ async def ticket_detail(number: int) -> dict[str, Any] | None:
         "attachments": [{"filename": x.filename, "content_type": x.content_type, "size": x.size,
                          "sha256": x.sha256} for x in a.attachments],
     } for a in articles]
+    result["events"] = [{"what": e.what, "at": e.at.isoformat(), "detail": e.detail}
+                        for e in await Event.filter(ticket=ticket).order_by("id")]
     return result
 
 
@@ -63,3 +65,40 @@ def held_detail(row: InboundMessage, headers: dict[str, str]) -> dict[str, Any]:
             "uid": row.uid, "message_id": row.message_id, "size": row.size, "reason": row.reason,
             "received_at": row.received_at.isoformat(), "truncated": row.truncated,
             "verdicts": row.verdicts, "headers": headers}
+
+
+_INBOUND_FIELDS = ("id", "status", "mailbox_id", "uid", "uidvalidity", "message_id", "size", "reason",
+                   "received_at", "processed_at", "ticket_id", "duplicate_of_id", "attempts", "truncated")
+
+
+def _inbound_dict(row: InboundMessage, numbers: dict[int, int]) -> dict[str, Any]:
+    return {"id": row.id, "mailbox": row.mailbox.name if row.mailbox else None, "uid": row.uid,
+            "message_id": row.message_id, "status": row.status, "reason": row.reason,
+            "ticket": numbers.get(row.ticket_id) if row.ticket_id else None,
+            "duplicate_of": row.duplicate_of_id, "size": row.size, "attempts": row.attempts,
+            "received_at": row.received_at.isoformat(),
+            "processed_at": row.processed_at.isoformat() if row.processed_at else None}
+
+
+async def _ticket_numbers(rows: list[InboundMessage]) -> dict[int, int]:
+    ids = {r.ticket_id for r in rows if r.ticket_id}
+    return dict(await Ticket.filter(id__in=ids).values_list("id", "number")) if ids else {}
+
+
+async def inbound_list(status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every inbound message's fate, newest first: ticket, duplicate, held (with its reason) or waiting."""
+    query = InboundMessage.all() if status is None else InboundMessage.filter(status=status)
+    query = query.order_by("-id").only(*_INBOUND_FIELDS).prefetch_related("mailbox")
+    rows = await (query.limit(limit) if limit else query)
+    numbers = await _ticket_numbers(rows)
+    return [_inbound_dict(r, numbers) for r in rows]
+
+
+async def inbound_row(inbound_id: int) -> InboundMessage | None:
+    return await InboundMessage.filter(id=inbound_id).prefetch_related("mailbox").first()
+
+
+async def inbound_detail(row: InboundMessage, headers: dict[str, str]) -> dict[str, Any]:
+    result = _inbound_dict(row, await _ticket_numbers([row]))
+    result.update(uidvalidity=row.uidvalidity, truncated=row.truncated, verdicts=row.verdicts, headers=headers)
+    return result

@@ -244,3 +244,21 @@ async def test_ingest_in_process_reports_the_ticket(tmp_path: Path, fresh_sink: 
     raw = simple("gil@example.org", "In process", "<inproc@example.org>")
     outcome = await ingest(config, Incoming(raw=raw, size=len(raw)), "pipe")
     assert outcome["status"] == "processed" and outcome["ticket"] == 1
+
+
+def test_an_acknowledgement_withheld_by_the_hourly_limit_is_a_warning_and_an_event(
+        tmp_path: Path, fresh_sink: SmtpSink) -> None:
+    log = tmp_path / "ticketd.log"
+    config = _config(tmp_path, fresh_sink.port, auto_replies_per_hour=1,
+                     extra=f'\n[daemon]\nlog_target = "{log}"\n')
+    for i in (1, 2):
+        assert cli(config, "ingest", stdin=simple("hal@example.org", f"Ticket {i}", f"<limit{i}@example.org>")) \
+            .returncode == 0
+    shown = cli_json(config, "tickets", "show", "2", "--json")
+    [withheld] = [e for e in shown["events"] if e["what"] == "withheld"]
+    assert withheld["detail"]["recipient"] == "hal@example.org"
+    assert "auto_replies_per_hour" in withheld["detail"]["reason"]
+    assert not [e for e in cli_json(config, "tickets", "show", "1", "--json")["events"] if e["what"] == "withheld"]
+    assert "WARNING ticketd.responders: no acknowledgement for ticket #2" in log.read_text()
+    human = cli(config, "tickets", "show", "2").stdout.decode()
+    assert "withheld" in human and "auto_replies_per_hour" in human

@@ -1,0 +1,45 @@
+"""``ticketd inbound``: every inbound message's fate — its ticket, its duplicate, or why it is held."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.config import Config
+from daemon.quarantine import QuarantineError, summary_headers
+from daemon.terminal import safe_line
+from storage import queries
+from storage.db import database
+from storage.models import InboundStatus
+
+STATUSES = (InboundStatus.RECEIVED, *InboundStatus.FINAL)
+
+
+async def listing(config: Config, status: str | None, limit: int | None) -> list[dict[str, Any]]:
+    async with database(config.database_url):
+        return await queries.inbound_list(status, limit)
+
+
+async def detail(config: Config, inbound_id: int) -> dict[str, Any]:
+    async with database(config.database_url):
+        row = await queries.inbound_row(inbound_id)
+        if row is None:
+            raise QuarantineError(f"no inbound message {inbound_id}")
+        return await queries.inbound_detail(row, summary_headers(row.raw_bytes))
+
+
+def render_list(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{r['id']:<7} {safe_line(r['mailbox'] or '-')[:12]:<12} {safe_line(r['uid'] or '-'):>6} "
+             f"{r['status']:<11} {('#' + str(r['ticket'])) if r['ticket'] else '-':<7} "
+             f"{safe_line(r['message_id'])[:40]:<40} {safe_line(r['reason'])[:80]}" for r in rows]
+    return "\n".join([*lines, f"{len(rows)} inbound message(s)"])
+
+
+def render_detail(row: dict[str, Any]) -> str:
+    lines = [f"Inbound message {row['id']}: {row['status']}"]
+    for key in ("mailbox", "uid", "uidvalidity", "message_id", "ticket", "duplicate_of", "reason", "size",
+                "attempts", "truncated", "received_at", "processed_at"):
+        lines.append(f"  {key}: {safe_line(row[key] if row[key] is not None else '-')}")
+    lines += [f"  {safe_line(name)}: {safe_line(value)}" for name, value in row["headers"].items()]
+    for name, action, reason, _ in row["verdicts"]:
+        lines.append(f"  filter {safe_line(name)}: {safe_line(action)}{' (' + safe_line(reason) + ')' if reason else ''}")
+    return "\n".join(lines)
