@@ -97,9 +97,12 @@ class MailboxWorker:
         await self._recover(session, state, report)
         while not self.stop.is_set():
             uids = await session.uids_after(state.last_uid)
-            if not uids:
+            if uids:
+                await self._drain(session, state, uids, report)
+            elif not session.news.is_set():
                 break
-            await self._drain(session, state, uids, report)
+            # else: the server announced mail with the search's own response (Dovecot does, for
+            # mail that came just before an IDLE's DONE); it would never repeat it to an IDLE.
         return report
 
     async def _drain(self, session: ImapSession, state: Mailbox, uids: list[int], report: SyncReport) -> None:
@@ -192,16 +195,11 @@ class MailboxWorker:
         report.after_actions += len(rows)
 
     async def _wait_for_mail(self, session: ImapSession) -> None:
+        if self.stop.is_set():
+            return
         if self.config.idle and session.supports_idle:
-            idle = asyncio.ensure_future(session.wait_for_news(min(self.config.poll_interval, IDLE_RENEW)))
-            stop = asyncio.ensure_future(self.stop.wait())
-            done, _ = await asyncio.wait({idle, stop}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            if idle in done:
-                idle.result()  # re-raise a connection error so run() reconnects
-            else:
-                idle.cancel()
-                await asyncio.gather(idle, return_exceptions=True)
+            # Told of ``stop`` rather than cancelled: IDLE then ends with DONE, and LOGOUT need not wait.
+            await session.wait_for_news(min(self.config.poll_interval, IDLE_RENEW), self.stop)
         else:
             await self._sleep(self.config.poll_interval)
 

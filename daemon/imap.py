@@ -7,20 +7,19 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Awaitable, Iterable, TypeVar
+from typing import Callable, Iterable
 
 from aioimaplib import aioimaplib
 
 from daemon.config import ImapConfig, Peer
 
 log = logging.getLogger("ticketd.imap")
-T = TypeVar("T")
 
 _FETCH_LINE = re.compile(rb"^(\d+) FETCH \(")
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
-_EXISTS = re.compile(rb"^(\d+) EXISTS$")
+_COUNT = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)$")
 
 
 class ImapError(Exception):
@@ -54,6 +53,39 @@ def uid_set(uids: Iterable[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in ranges)
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, showing us every untagged line, whichever command it came with.
+
+    aioimaplib passes EXISTS on only while IDLE runs, and even then drops it when it shares a
+    packet with IDLE's tagged OK; with any other command it logs and ignores it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn_lost_cb: Callable[[Exception | None], None] | None,
+                 on_untagged: Callable[[bytes], None]) -> None:
+        super().__init__(loop, conn_lost_cb)
+        self.on_untagged = on_untagged
+
+    def _untagged_response(self, line: bytes) -> aioimaplib.Command:
+        self.on_untagged(line)
+        return super()._untagged_response(line)
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
+    """aioimaplib's client over `_Protocol`."""
+
+    def __init__(self, on_untagged: Callable[[bytes], None], **kwargs: object) -> None:
+        self.on_untagged = on_untagged  # before super(): it calls create_client
+        super().__init__(**kwargs)
+
+    def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
+                      conn_lost_cb: Callable[[Exception | None], None] | None = None,
+                      ssl_context: ssl.SSLContext | None = None) -> None:
+        local_loop = loop or asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop, conn_lost_cb, self.on_untagged)
+        self._client_task = local_loop.create_task(
+            local_loop.create_connection(lambda: self.protocol, host, port, ssl=ssl_context))
+
+
 class ImapSession:
     """One logged-in connection with one selected folder."""
 
@@ -61,14 +93,17 @@ class ImapSession:
         self.config = config
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
-        self.exists = 0
+        self.exists = 0  # the message count, as the server last told it
         self.lost = asyncio.Event()
+        # Set when the count changes, cleared as each UID SEARCH starts: set means the folder may
+        # hold mail that no search has seen.
+        self.news = asyncio.Event()
 
     async def open(self) -> None:
         cfg = self.config
         context = tls_context(cfg) if cfg.security == "tls" else None
-        client = aioimaplib.IMAP4(host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context,
-                                  conn_lost_cb=lambda exc: self.lost.set())
+        client = _Client(self._count, host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context,
+                         conn_lost_cb=lambda exc: self.lost.set())
         self.client = client
         await client.wait_hello_from_server()
         if cfg.security == "starttls":
@@ -98,10 +133,23 @@ class ImapSession:
             if isinstance(line, (bytes, bytearray)):
                 if match := _UIDVALIDITY.search(line):
                     self.uidvalidity = int(match.group(1))
-                if match := _EXISTS.match(line):
-                    self.exists = int(match.group(1))
         if not self.uidvalidity:
             raise ImapError(f"SELECT {self.config.folder}: server sent no UIDVALIDITY")
+
+    def _count(self, line: bytes) -> None:
+        """Follow the message count through every response (RFC 3501 7.3.1, 7.4.1).
+
+        Servers announce new mail with any command, once (RFC 3501 5.2), often after a SEARCH's
+        results; only a changed count is news, so a server repeating EXISTS cannot loop us.
+        RECENT adds nothing: new mail always changes the EXISTS count too.
+        """
+        if match := _COUNT.match(line):
+            number = int(match.group(1))
+            if match.group(2) == b"EXPUNGE":
+                self.exists -= 1
+            elif number != self.exists:
+                self.exists = number
+                self.news.set()
 
     @property
     def supports_idle(self) -> bool:
@@ -109,6 +157,7 @@ class ImapSession:
 
     async def uids_after(self, last_uid: int) -> list[int]:
         """UIDs above ``last_uid``, ascending; never relies on \\Seen."""
+        self.news.clear()  # before: an EXISTS sent after this search's results must stay news
         response = await self._client().uid_search(f"UID {last_uid + 1}:*", charset=None)
         self._check(response, "UID SEARCH")
         uids: list[int] = []
@@ -167,38 +216,28 @@ class ImapSession:
         self._check(await client.uid("copy", uid_set(uids), target), f"UID COPY {folder}")
         await self.delete(uids)
 
-    async def wait_for_news(self, timeout: float) -> bool:
-        """IDLE until the server reports a change or ``timeout`` passes; True on news."""
+    async def wait_for_news(self, timeout: float, stop: asyncio.Event | None = None) -> bool:
+        """IDLE until the server reports new mail, ``stop`` is set or ``timeout`` passes; True on news.
+
+        Returns at once if news came with an earlier response: the server announces a message
+        once, so an IDLE begun after that would sit until the next mail or the renewal.
+        """
+        if self.news.is_set():
+            return True
         client = self._client()
-        idle = await client.idle_start(timeout=timeout)
-        news = False
+        idle = await client.idle_start(timeout=timeout + 60)  # ended by our timeout, not aioimaplib's
         try:
-            while True:
-                pushed = await self._unless_lost(client.wait_server_push(timeout=timeout + 5))
-                if pushed == aioimaplib.STOP_WAIT_SERVER_PUSH:
-                    break
-                if any(isinstance(x, (bytes, bytearray)) and (b"EXISTS" in x or b"RECENT" in x)
-                       for x in (pushed if isinstance(pushed, list) else [pushed])):
-                    news = True
-                    break
+            # Timing out is the renewal RFC 2177 asks for: servers may drop an IDLE after 30 minutes.
+            await _any_set(timeout, self.news, self.lost, *([stop] if stop else []))
         finally:
             if not self.lost.is_set():
+                # A push between this DONE and the tagged OK still sets ``news`` (see _Protocol).
                 client.idle_done()
                 await asyncio.wait_for(idle, min(self.config.timeout, 5.0))
-        return news
-
-    async def _unless_lost(self, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable`` but fail at once if the server drops the connection."""
-        task = asyncio.ensure_future(awaitable)
-        lost = asyncio.ensure_future(self.lost.wait())
-        try:
-            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            lost.cancel()
-        if not task.done():
-            task.cancel()
+            _discard(client.protocol.idle_queue)  # pushes are read through ``news``; none pile up here
+        if self.lost.is_set():
             raise ImapError("connection lost")
-        return task.result()
+        return self.news.is_set()
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -226,6 +265,21 @@ class ImapSession:
         if response.result != "OK":
             text = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
             raise ImapError(f"{what} failed: {response.result} {text[:200]}")
+
+
+async def _any_set(timeout: float, *events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set, or ``timeout`` passes."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _discard(queue: asyncio.Queue[object]) -> None:
+    while not queue.empty():
+        queue.get_nowait()
 
 
 def _parse_fetch(lines: list[bytes | bytearray]) -> list[tuple[int, int, bytes]]:
