@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.addresses import is_own, local_part
 from daemon.filters import FilterContext, Verdict
 from daemon.parsers.model import ParsedMessage
 
@@ -37,10 +38,13 @@ def automatic_reason(message: ParsedMessage, own: frozenset[str], robots: tuple[
     for name in ROBOT_HEADERS:
         if message.header(name) is not None:
             return f"{name} present"
-    sender = message.from_.email.lower() if message.from_ else ""
-    if sender in own:
-        return f"from our own address {sender}"
-    if sender.split("@")[0] in robots:
+    # Ours however written ("Support"@, +tags, an IP literal): answering would mail ourselves.
+    for address in (message.from_, message.answer_to):
+        if address is not None and address.email and is_own(address.email, own):
+            return f"from our own address {address.email}"
+    author = message.requester or message.from_
+    sender = author.email if author else ""
+    if sender and local_part(sender) in robots:
         return f"robot sender {sender}"
     return ""
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
+from daemon.addresses import is_local_only, is_valid
 from daemon.parsers.charsets import Hints
 from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
 from daemon.parsers.model import Address
@@ -21,8 +22,15 @@ _BARE_ADDR = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+\.[^\s<>()\",;:@]+")
 _WS = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\r\n]+")  # not \s: U+3000 in a CJK name is the sender's choice
 _COMMENT = re.compile(r"\([^()]*\)")
-_ADDR_SPEC = re.compile(r"[^@\s]+@[^@\s]+")
+_ANGLE = re.compile(r"<([^<>]*)>")
+_ROUTE = re.compile(r"^\s*@[^:]*:")  # RFC 5322 4.4 obs-route, "<@relay:user@host>"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# A '>' followed by anything but a separator: there may be junk after an angle-addr.
+_JUNK_HINT = re.compile(r">(?!\s*(?:[,;]|$))")
+_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"?|\\.|[()<>,;]|[^"()<>,;\\]+', re.DOTALL)
 _LOCAL_ONLY_HINT = re.compile(r"<[^<>@\s]+>|\(")
+_WRITTEN_YEAR = re.compile(r"(?<![\d:])(\d+)\s+\d{1,2}:\d{2}")  # the year before the time of day
+MIN_YEAR, MAX_YEAR = 1970, 9998  # older is a broken clock; 9999 overflows on conversion to UTC
 _NUMERIC_ZONE = re.compile(r"([+-])([0-9]{2})([0-5][0-9])\s*(?:\([^()]*\)\s*)?$")
 
 
@@ -32,6 +40,9 @@ def parse_addresses(raw: str, hints: Hints, defects: list[str], field: str) -> l
     text = unfold(raw_header_text(raw, hints))
     if not text.strip():
         return []
+    text, junk = drop_trailing_junk(text)
+    if junk:
+        defects.append(f"{field}: text after an address dropped")
     if len(text) > MAX_STRUCTURED_CHARS:
         # mail-parser scans per character in Python (~0.5 us each); pick the addresses out.
         defects.append(f"{field}: {len(text)} characters, addresses picked out without names")
@@ -47,6 +58,11 @@ def parse_addresses(raw: str, hints: Hints, defects: list[str], field: str) -> l
         if not item.get("recovered"):
             found.extend(_recover(str(item.get("raw", "")), hints))
             defects.append(f"{field}: unreadable address {str(item.get('raw', ''))[:80]!r} ({item.get('reason')})")
+    # An address is a well-formed addr-spec or nothing: never a name, junk or a line break.
+    malformed = [address.email for address in found if not _acceptable(address.email)]
+    if malformed:
+        defects.append(f"{field}: malformed address {malformed[0][:80]!r} ignored")
+        found = [address for address in found if _acceptable(address.email)]
     if len(found) > MAX_ADDRESSES:
         defects.append(f"{field}: {len(found)} addresses, kept {MAX_ADDRESSES}")
     return _unique(found)[:MAX_ADDRESSES]
@@ -60,11 +76,41 @@ def _address(name: str, addr: str, hints: Hints) -> Address:
     without_comments = _COMMENT.sub(" ", name)
     if without_comments.strip():
         name = without_comments
+    name = _CONTROL.sub(" ", _SPACES.sub(" ", name))
     return Address(name=_SPACES.sub(" ", name).strip().strip('"').strip(), email=addr.strip())
+
+
+def drop_trailing_junk(text: str) -> tuple[str, bool]:
+    """Cut what follows an angle-addr up to the next comma: RFC 5322 3.4 allows only CFWS there,
+    and addresses found in it ("<a@b> NOTIFY=... ORCPT=rfc822;x@y") are not the sender's."""
+    if not _JUNK_HINT.search(text):
+        return text, False
+    out: list[str] = []
+    depth, state, dropped = 0, "name", False  # comment nesting; name, angle, after, junk
+    for token in _TOKEN.findall(text):
+        if depth:
+            depth += (token == "(") - (token == ")")
+        elif token == "(":
+            depth = 1
+        elif state == "angle":
+            state = "after" if token == ">" else state
+        elif token == "," or (token == ";" and state != "junk"):
+            state = "name"  # a new mailbox, or the end of a group
+        elif state == "after" and not token.isspace():
+            state, dropped = "junk", True
+        elif state == "name" and token == "<":
+            state = "angle"
+        if state != "junk":
+            out.append(token)
+    return "".join(out), dropped
 
 
 def _recover(item: str, hints: Hints) -> list[Address]:
     """Best effort for an item the strict parser refused: the stdlib's lenient reading."""
+    angle = _ANGLE.search(item)
+    if angle:  # only the angle-addr can hold the address; the phrase is a name, however it reads
+        addr = _ROUTE.sub("", _COMMENT.sub("", angle.group(1))).strip()
+        return [_address(item[: angle.start()], addr, hints)] if _acceptable(addr) else []
     if len(item) > MAX_RECOVER_CHARS:  # the stdlib parser is recursive and quadratic
         return _bare_addresses(item)
     try:
@@ -72,7 +118,7 @@ def _recover(item: str, hints: Hints) -> list[Address]:
     except RecursionError:
         pairs = []
     found = [_lenient(name, addr, item, hints) for name, addr in pairs]
-    return [address for address in found if address and _plausible(address.email)] or _bare_addresses(item)
+    return [address for address in found if address and _acceptable(address.email)] or _bare_addresses(item)
 
 
 def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
@@ -93,9 +139,9 @@ def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
     return None
 
 
-def _plausible(addr: str) -> bool:
-    """A local part and a domain around the '@', or a local-only mailbox."""
-    return "@" not in addr or _ADDR_SPEC.fullmatch(addr) is not None
+def _acceptable(addr: str) -> bool:
+    """A well-formed addr-spec, or a local-only mailbox ("MAILER-DAEMON")."""
+    return is_valid(addr) or is_local_only(addr)
 
 
 def name_only(raw: str, hints: Hints) -> Address | None:
@@ -127,10 +173,25 @@ def _unique(found: list[Address]) -> list[Address]:
 
 
 def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
-    """Date header as an aware datetime in the sender's offset, None when unparseable."""
+    """Date header as an aware datetime in the sender's offset; None when unparseable or
+    impossible (a zone of 30 hours, year 1 or 9999): the message stays readable without it."""
     if raw is None or not raw.strip():
         return None
     text = unfold(raw_header_text(raw)).strip()
+    try:
+        value = _read_date(text, defects)
+        # The row stores UTC: an instant that cannot be converted is no date at all.
+        year = value.astimezone(UTC).year if value is not None else MIN_YEAR
+    except (ValueError, OverflowError) as exc:
+        defects.append(f"date: impossible {text[:60]!r} ({exc.__class__.__name__})")
+        return None
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        defects.append(f"date: year {year} out of range in {text[:60]!r}")
+        return None
+    return value
+
+
+def _read_date(text: str, defects: list[str]) -> datetime | None:
     result = parse_mail_date(text)
     if result.value is not None:
         instant: datetime = result.value  # UTC
@@ -142,11 +203,24 @@ def parse_date(raw: str | None, defects: list[str]) -> datetime | None:
         defects.append(f"date: unparseable {text[:60]!r}")
         return None
     defects.append(f"date: lenient parse of {text[:60]!r}")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return _written_year(text, value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _written_year(text: str, value: datetime) -> datetime:
+    """The stdlib makes any year below 100 one of 1969..2068; RFC 5322 4.3 does that for two
+    digits only (three digits: +1900). Year "0" or "0001" is no year: ValueError."""
+    match = _WRITTEN_YEAR.search(text)
+    digits = match.group(1) if match else ""
+    if len(digits) == 3:
+        return value.replace(year=int(digits) + 1900)
+    if len(digits) == 1 or (len(digits) >= 4 and int(digits) != value.year):
+        raise ValueError(f"year {digits}")
+    return value
 
 
 def _zone(text: str, hours: str | int) -> timezone:
-    """The sender's offset; mail-parser rounds it to 0.1 h, which breaks +0545."""
+    """The sender's offset; mail-parser rounds it to 0.1 h, which breaks +0545. ValueError
+    when it is a day or more ("-3000")."""
     match = _NUMERIC_ZONE.search(text)
     if match:
         minutes = int(match.group(2)) * 60 + int(match.group(3))

@@ -38,15 +38,15 @@ def parse_message(raw: bytes) -> ParsedMessage:
         value = _first(raw_headers, name)
         return tuple(parse_addresses(value, hints, defects, name)) if value else ()
 
-    sender, reply_to, to, cc = (
-        _sender(raw_headers, hints, defects),
+    author, reply_to, to, cc = (
+        _author(raw_headers, hints, defects),
         addresses("reply-to"),
         addresses("to"),
         addresses("cc"),
     )
     date = parse_date(_first(raw_headers, "date"), defects)
     return ParsedMessage(
-        from_=sender,
+        from_=author,
         reply_to=reply_to,
         to=to,
         cc=cc,
@@ -60,6 +60,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         attachments=found.attachments,
         headers=tuple((name, header_text(value, hints)) for name, value in raw_headers),
         defects=tuple(dict.fromkeys([*defects, *found.defects])),
+        sender=next(iter(addresses("sender")), None),
     )
 
 
@@ -82,14 +83,13 @@ def _all(raw_headers: RawHeaders, name: str) -> Iterator[str]:
     return (value for key, value in raw_headers if key.lower() == name)
 
 
-def _sender(raw_headers: RawHeaders, hints: Hints, defects: list[str]) -> Address | None:
-    """First usable From mailbox (a message may carry several From fields); then Sender
-    (RFC 5322 3.6.2); then a From that gives a name but no address."""
-    for name in ("from", "sender"):
-        for value in _all(raw_headers, name):
-            found = parse_addresses(value, hints, defects, name)
-            if found:
-                return found[0]
+def _author(raw_headers: RawHeaders, hints: Hints, defects: list[str]) -> Address | None:
+    """First usable From mailbox (a message may carry several From fields); then a From that
+    gives a name but no address. Sender is not the author: ParsedMessage.requester falls back."""
+    for value in _all(raw_headers, "from"):
+        found = parse_addresses(value, hints, defects, "from")
+        if found:
+            return found[0]
     first_from = _first(raw_headers, "from")
     return name_only(first_from, hints) if first_from else None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from daemon.addresses import is_valid
+
 
 @dataclass(frozen=True)
 class Address:
@@ -56,6 +58,18 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     headers: tuple[tuple[str, str], ...]  # every header, decoded, in order
     defects: tuple[str, ...] = field(default=())  # what the parser had to repair
+    sender: Address | None = None  # the Sender header (RFC 5322 3.6.2), None when absent
+
+    @property
+    def requester(self) -> Address | None:
+        """Who wrote: the first of From, Reply-To, Sender with a well-formed address
+        ('From: "Jo" <>' names its author but gives no address to answer)."""
+        return _first_valid(self.from_, *self.reply_to, self.sender)
+
+    @property
+    def answer_to(self) -> Address | None:
+        """Where an answer goes (RFC 5322 3.6.2): Reply-To, then From, then Sender, well-formed only."""
+        return _first_valid(*self.reply_to, self.from_, self.sender)
 
     def header(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
@@ -64,6 +78,10 @@ class ParsedMessage:
             if key.lower() == lname:
                 return value
         return None
+
+
+def _first_valid(*candidates: Address | None) -> Address | None:
+    return next((a for a in candidates if a is not None and is_valid(a.email)), None)
 
 
 class UnreadableMessage(Exception):
