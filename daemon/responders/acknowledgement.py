@@ -85,10 +85,9 @@ class Acknowledgement:
 
 
 def reply_address(message: ParsedMessage) -> str:
-    for address in (*message.reply_to, message.from_):
-        if address is not None and "@" in address.email:
-            return one_line(address.email)
-    return ""
+    """Reply-To, else From, else Sender: the first well-formed address, "" when none."""
+    target = message.answer_to
+    return one_line(target.email) if target else ""
 
 
 def is_automatic(message: ParsedMessage, own_addresses: frozenset[str]) -> bool:
