@@ -1,5 +1,8 @@
 """An SMTP sink on 127.0.0.1 (aiosmtpd) that records, or refuses on demand, every message.
 
+Besides DATA it can refuse MAIL FROM (`refuse_mail`) or chosen recipients (`refuse_rcpt`),
+offer SMTPUTF8 or not (`smtputf8=`), and it logs the commands it saw (`commands`, e.g. QUIT).
+
 Also a process: `python -m devtools.smtpsink --port 2525 --maildir DIR` stores each accepted
 message in the Maildir DIR (DIR/new/) and prints one line per message.
 """
@@ -50,20 +53,53 @@ class SinkMessage:
     raw: bytes
     message: EmailMessage
     received_at: datetime
+    mail_options: tuple[str, ...] = ()  # e.g. ("SMTPUTF8",)
 
 
 class _Handler:
-    """aiosmtpd handler: the reply for DATA is decided by the sink, the message kept by it."""
+    """aiosmtpd handler: the replies are decided by the sink, the message kept by it."""
 
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        self._sink._saw("MAIL")
+        if self._sink.refuse_mail:
+            return self._sink.refuse_mail
+        envelope.mail_from = address  # what aiosmtpd does without a hook
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        self._sink._saw("RCPT")
+        refusal = self._sink.refuse_rcpt.get(address.lower())
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._sink._saw("RSET")
+        return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._sink._saw("QUIT")
+        return "221 Bye"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self._sink._saw("DATA")
         return self._sink._receive(envelope)
 
 
 class SmtpSink(ManagedServer):
     """Records messages sent to `host:port`; `mode`/`fail_next()` make DATA fail on purpose.
+
+    `refuse_mail` (a reply such as "530 5.7.0 Must issue a STARTTLS command first") answers
+    every MAIL FROM while set; `refuse_rcpt` maps a lower-case address to the reply its RCPT
+    gets. `smtputf8=False` starts a server that does not offer SMTPUTF8 (aiosmtpd does by default).
 
     The server runs on its own event loop in a thread (aiosmtpd's Controller), so it works
     from sync and async tests alike and keeps running while test code blocks.
@@ -71,11 +107,15 @@ class SmtpSink(ManagedServer):
 
     def __init__(
         self, port: int = 0, *, host: str = LOCALHOST,
-        on_message: Callable[[SinkMessage], None] | None = None,
+        on_message: Callable[[SinkMessage], None] | None = None, smtputf8: bool = True,
     ) -> None:
         self.host = host
         self.port = port
+        self.smtputf8 = smtputf8
         self.mode = Mode.ACCEPT
+        self.refuse_mail: str | None = None
+        self.refuse_rcpt: dict[str, str] = {}
+        self._commands: list[str] = []
         self._on_message = on_message
         self._messages: list[SinkMessage] = []
         self._failures: list[Mode] = []
@@ -96,7 +136,8 @@ class SmtpSink(ManagedServer):
             self.port = free_port(self.host)
         if not wait_until(lambda: port_is_free(self.host, self.port), 5.0):
             raise RuntimeError(f"port {self.host}:{self.port} is still in use")
-        controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        controller = Controller(_Handler(self), hostname=self.host, port=self.port,
+                                enable_SMTPUTF8=self.smtputf8)
         controller.start()
         self._controller = controller
 
@@ -125,17 +166,36 @@ class SmtpSink(ManagedServer):
         with self._changed:
             return list(self._messages)
 
+    @property
+    def commands(self) -> list[str]:
+        """The verbs seen so far (MAIL, RCPT, RSET, DATA, QUIT), over all connections, in order."""
+        with self._changed:
+            return list(self._commands)
+
     def clear(self) -> None:
-        """Forget received messages and pending failures; answer normally again."""
+        """Forget received messages, commands and pending failures; answer normally again."""
         with self._changed:
             self._messages.clear()
+            self._commands.clear()
             self._failures.clear()
             self.mode = Mode.ACCEPT
+            self.refuse_mail = None
+            self.refuse_rcpt = {}
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least `count` messages were accepted; False on timeout."""
         with self._changed:
             return self._changed.wait_for(lambda: len(self._messages) >= count, timeout)
+
+    def wait_for_command(self, verb: str, count: int = 1, timeout: float = 5.0) -> bool:
+        """Block until `verb` (e.g. "QUIT") was seen at least `count` times; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._commands.count(verb) >= count, timeout)
+
+    def _saw(self, verb: str) -> None:
+        with self._changed:
+            self._commands.append(verb)
+            self._changed.notify_all()
 
     def fail_next(self, count: int = 1, mode: Mode = Mode.TEMPFAIL) -> None:
         """Answer the next `count` DATA commands with `mode`, then follow `self.mode` again."""
@@ -173,6 +233,7 @@ def _record(envelope: Envelope) -> SinkMessage:
     return SinkMessage(
         mail_from=envelope.mail_from or "",
         rcpt_tos=tuple(envelope.rcpt_tos),
+        mail_options=tuple(envelope.mail_options),
         raw=raw,
         message=parsed,
         received_at=datetime.now(timezone.utc),

@@ -153,3 +153,66 @@ def test_received_at_is_close_to_now(fresh_sink: SmtpSink) -> None:
     send(fresh_sink.port)
 
     assert before - 1 <= fresh_sink.messages[0].received_at.timestamp() <= time.time() + 1
+
+
+def test_refuse_mail_answers_every_mail_from_until_cleared(fresh_sink: SmtpSink) -> None:
+    fresh_sink.refuse_mail = "530 5.7.0 Must issue a STARTTLS command first"
+
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send(fresh_sink.port)
+    fresh_sink.clear()
+    send(fresh_sink.port)
+
+    assert refused.value.smtp_code == 530
+    assert len(fresh_sink.messages) == 1
+
+
+def test_refuse_rcpt_refuses_only_that_recipient(fresh_sink: SmtpSink) -> None:
+    fresh_sink.refuse_rcpt["nobody@example.test"] = "550 5.1.1 No such user"
+
+    send(fresh_sink.port, to=("Nobody@example.test", "bob@example.test"))
+
+    [message] = fresh_sink.messages
+    assert message.rcpt_tos == ("bob@example.test",)
+
+
+def test_commands_are_logged_and_a_quit_can_be_waited_for(fresh_sink: SmtpSink) -> None:
+    assert fresh_sink.wait_for_command("QUIT", timeout=0.05) is False
+
+    send(fresh_sink.port)
+
+    assert fresh_sink.wait_for_command("QUIT", timeout=5) is True
+    assert fresh_sink.commands == ["MAIL", "RCPT", "DATA", "QUIT"]
+
+
+async def test_smtputf8_is_offered_by_default_and_can_be_turned_off(fresh_sink: SmtpSink) -> None:
+    with SmtpSink(smtputf8=False) as plain:
+        for sink, offered in ((fresh_sink, True), (plain, False)):
+            client = aiosmtplib.SMTP(hostname=sink.host, port=sink.port, start_tls=False, timeout=5)
+            await client.connect()
+            await client.ehlo()
+            assert client.supports_extension("smtputf8") is offered
+            await client.quit()
+
+    await aiosmtplib.send(RAW, sender="desk@example.test", recipients=["jörg@exämple.test"],
+                          hostname=fresh_sink.host, port=fresh_sink.port, start_tls=False, timeout=5,
+                          mail_options=["SMTPUTF8"])
+    assert "SMTPUTF8" in fresh_sink.messages[0].mail_options
+    assert fresh_sink.messages[0].rcpt_tos == ("jörg@exämple.test",)
+
+
+@pytest.mark.parametrize(("replies", "heard"), [(0, b""), (2, b"220 hang.test ESMTP\r\n250 hang.test\r\n")])
+def test_the_hang_server_answers_its_first_replies_then_falls_silent(replies: int, heard: bytes) -> None:
+    import socket
+
+    from devtools.hangserver import HangServer
+
+    with HangServer(replies) as server, socket.create_connection((server.host, server.port), 5) as client:
+        client.sendall(b"EHLO me\r\nMAIL FROM:<a@example.test>\r\n")
+        client.settimeout(0.3)
+        received = b""
+        with pytest.raises(TimeoutError):
+            while chunk := client.recv(1024):  # EOF (a closed connection) ends the loop and fails
+                received += chunk
+        assert received == heard
+        assert server.connections == 1
