@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.expressions import F
 
+from daemon import verp
+from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
 from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
 from daemon.outgoing import one_line
 from daemon.parsers.model import ParsedMessage
 from daemon.prepare import Prepared
-from daemon.responders import Draft, ResponseContext, TicketView
+from daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from daemon.responders.acknowledgement import reply_address
 from daemon.rules import Classification, classify, match_articles
 from daemon.threader import find_ticket
@@ -52,33 +54,58 @@ class Commit:
         self.now = processor.clock()
         self.events: list[Event] = []
         self.outbound: list[OutboundMessage] = []  # written together at the end
-        self.seen_ids: dict[str, InboundMessage] = {}
+        self.seen: dict[str, list[Earlier]] = {}  # this transaction's new articles, by key
         self.numbers = _Numbers()
         self.recent: dict[str, int] = {}  # recipient -> automatic mails in the last hour
         self.suppressed: set[str] = set()
 
     async def run(self, rows: list[InboundMessage], prepared: list[Prepared]) -> list[Outcome]:
-        earlier = await self._already_processed(rows)
+        claimed = await self._claim(rows)
+        earlier = await load_earlier([r for r in rows if r.id in claimed])
         await self._load_limits(prepared)
-        outcomes = [await self._one(row, item, earlier) for row, item in zip(rows, prepared)]
+        outcomes = [await self._one(row, item, earlier) if row.id in claimed else self._taken(row)
+                    for row, item in zip(rows, prepared)]
         await self.numbers.save()
         if self.events:
             await Event.bulk_create(self.events)
         if self.outbound:
             await OutboundMessage.bulk_create(self.outbound)
-        await update_rows([r for r, o in zip(rows, outcomes) if o.status != "deferred"], ROW_FIELDS)
+        await update_rows([r for r, o in zip(rows, outcomes) if r.id in claimed and o.status != "deferred"],
+                          ROW_FIELDS)
         return outcomes
 
-    async def _one(self, row: InboundMessage, item: Prepared, earlier: dict[str, InboundMessage]) -> Outcome:
+    async def _claim(self, rows: list[InboundMessage]) -> set[int]:
+        """The rows still "received" now, inside the write transaction.
+
+        Another process (an `ingest` beside the daemon's sweep of piped rows) may have
+        processed a row since we read it; the write lock held since BEGIN makes this check
+        and our writes one step, so no row is ever processed twice.
+        """
+        current = await InboundMessage.filter(id__in=[r.id for r in rows]).values_list("id", "status", "ticket_id")
+        claimed = set()
+        for row_id, status, ticket_id in current:
+            if status == InboundStatus.RECEIVED:
+                claimed.add(row_id)
+            else:
+                row = next(r for r in rows if r.id == row_id)
+                row.status, row.ticket_id = status, ticket_id
+        return claimed
+
+    def _taken(self, row: InboundMessage) -> Outcome:
+        log.info("inbound %d was processed meanwhile by another process (%s)", row.id, row.status)
+        return Outcome(row.id, row.status, reason="processed meanwhile by another process")
+
+    async def _one(self, row: InboundMessage, item: Prepared, earlier: dict[str, list[Earlier]]) -> Outcome:
         row.processed_at, row.attempts = self.now, row.attempts + 1
         if isinstance(item.parsed, str):
             return self._hold(row, InboundStatus.QUARANTINED, item.parsed)
-        key = row.message_id or f"sha256:{row.sha256}"
-        first = self.seen_ids.get(key) or earlier.get(key)
-        if first is not None and first.id != row.id:
+        candidates = [*self.seen.get(key(row), ()), *earlier.get(key(row), ())]
+        first, how = same_message(row, item.parsed, candidates)
+        if first is not None:
             row.status, row.ticket_id, row.duplicate_of_id = InboundStatus.DUPLICATE, first.ticket_id, first.id
-            log.info("inbound %d %s is a duplicate of inbound %d", row.id, key, first.id)
-            return Outcome(row.id, row.status)
+            row.reason = f"duplicate of inbound {first.id}: {how}"
+            log.info("inbound %d %s is a duplicate of inbound %d (%s)", row.id, key(row), first.id, how)
+            return Outcome(row.id, row.status, reason=row.reason)
         decision = item.decision
         if decision is not None:
             row.verdicts = [[name, v.action, v.reason, v.details] for name, v in decision.verdicts]
@@ -91,27 +118,25 @@ class Commit:
             if decision.detail("bounce"):
                 return await self._bounce(row, item.parsed, decision)
         outcome = await self._to_ticket(row, item.parsed, decision)
-        self.seen_ids[key] = row
+        self._collision(row, candidates)
+        self.seen.setdefault(key(row), []).append(earlier_of(row, item.parsed))
         return outcome
+
+    def _collision(self, row: InboundMessage, candidates: list[Earlier]) -> None:
+        """A different message with a Message-ID we know: processed as its own, and noted."""
+        others = sorted({c.id for c in candidates if c.message_id and c.message_id == row.message_id})
+        if not others or row.ticket_id is None:
+            return
+        row.reason = (f"Message-ID {one_line(row.message_id, 200)} is also on inbound "
+                      f"{', '.join(map(str, others))}, a different message: processed as its own")
+        log.warning("inbound %d: %s", row.id, row.reason)
+        self.events.append(Event(ticket_id=row.ticket_id, what="message_id_collision",
+                                 detail={"inbound": row.id, "also_on": others, "message_id": row.message_id}))
 
     def _hold(self, row: InboundMessage, status: str, reason: str) -> Outcome:
         row.status, row.reason = status, reason[:2000]
         log.warning("inbound %d %s: %s", row.id, status, reason)
         return Outcome(row.id, status, reason=reason)
-
-    async def _already_processed(self, rows: list[InboundMessage]) -> dict[str, InboundMessage]:
-        ids = [r.message_id for r in rows if r.message_id]
-        hashes = [r.sha256 for r in rows if not r.message_id]
-        found: dict[str, InboundMessage] = {}
-        fields = ("id", "message_id", "sha256", "ticket_id")
-        if ids:
-            for r in await InboundMessage.filter(message_id__in=ids, status=InboundStatus.PROCESSED).only(*fields):
-                found.setdefault(r.message_id, r)
-        if hashes:
-            for r in await InboundMessage.filter(sha256__in=hashes, message_id="",
-                                                 status=InboundStatus.PROCESSED).only(*fields):
-                found.setdefault(f"sha256:{r.sha256}", r)
-        return found
 
     async def _load_limits(self, prepared: list[Prepared]) -> None:
         """Recent automatic mail and suppressed addresses of this group's senders, in two queries."""
@@ -150,8 +175,12 @@ class Commit:
         recipient = draft.recipients[0].lower() if draft.recipients else ""
         if draft.automatic:
             self.recent[recipient] = self.recent.get(recipient, 0) + 1
+        mail_from, smtp = draft.mail_from, self.config.smtp
+        if smtp.bounce_key is not None and mail_from.lower() == smtp.envelope_from.lower():
+            # A return address only this message has: its bounce can prove it answers our mail.
+            mail_from = verp.envelope_sender(smtp.envelope_from, draft.message_id, smtp.bounce_key)
         return OutboundMessage(
-            ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
+            ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=mail_from,
             recipients=list(draft.recipients), recipient=recipient, automatic=draft.automatic,
             raw_bytes=draft.raw, next_try_at=self.now, created_at=self.now)
 
@@ -193,7 +222,14 @@ class Commit:
             first_response=rules.first_response if rules else "",
             articles=match_articles(msg, self.config.rules) if is_new and rules else (),
         )
-        return [draft for responder in self.p.responders for draft in responder.run(ctx)]
+        drafts: list[Draft] = []
+        for result in (r for responder in self.p.responders for r in responder.run(ctx)):
+            if isinstance(result, Withheld):  # the audit trail says why a customer heard nothing
+                self.events.append(Event(ticket_id=ticket.id, what="withheld", detail={
+                    "kind": result.kind, "recipient": result.recipient, "reason": result.reason}))
+            else:
+                drafts.append(result)
+        return drafts
 
     async def _bounce(self, row: InboundMessage, msg: ParsedMessage, decision: Decision) -> Outcome:
         """Attach a delivery failure to the ticket whose mail bounced; never a new ticket."""
@@ -205,22 +241,35 @@ class Commit:
             return self._hold(row, InboundStatus.QUARANTINED,
                               f"bounce for a message we did not send: {info.get('status', '')} "
                               f"{', '.join(info.get('recipients', []))}".strip())
-        if sent is not None and info.get("permanent"):
-            # Only addresses we really wrote to: a forged DSN must not silence a customer.
-            ours = {r.lower() for r in sent.recipients}
-            days = int(decision.detail("bounce").get("suppress_days", 60))
-            await self._suppress([a for a in info.get("recipients", []) if a.lower() in ours], days, info)
+        suppressed: list[str] = []
+        if sent is None:
+            why = "the bounced message is not in our outbox"
+        elif not info.get("permanent"):
+            why = "not a permanent failure"
+        else:
+            # Every customer gets our Message-IDs, so citing one proves nothing: only a DSN sent to
+            # the signed return address of that very message may silence anyone.
+            proven, why = verp.proof(msg.headers, self.config.smtp.envelope_from, self.config.smtp.bounce_key,
+                                     sent.message_id)
+            if proven:  # and only addresses we really wrote to
+                ours = {r.lower() for r in sent.recipients}
+                suppressed = sorted({a.lower() for a in info.get("recipients", []) if a.lower() in ours})
+                await self._suppress(suppressed, int(decision.detail("bounce").get("suppress_days", 60)), info)
+                why = why if suppressed else "it names no recipient of the bounced message"
+        outcome = f"suppressed {', '.join(suppressed)}: {why}" if suppressed else f"suppressed nothing: {why}"
         article = await self._article(ticket, row, msg, internal=True)
         if "bounced" not in ticket.tags:
             ticket.tags = [*ticket.tags, "bounced"]
             await ticket.save(update_fields=["tags", "updated_at"])
-        self.events.append(Event(ticket_id=ticket.id, what="bounce", detail={"article": article.id, **info}))
-        if sent is not None:
-            await OutboundMessage.filter(id=sent.id).update(
+        self.events.append(Event(ticket_id=ticket.id, what="bounce",
+                                 detail={"article": article.id, **info, "suppressed": suppressed,
+                                         "suppression": outcome}))
+        if sent is not None:  # a bounce never cancels a delivery still queued
+            await OutboundMessage.filter(id=sent.id).exclude(status=OutboundStatus.PENDING).update(
                 status=OutboundStatus.BOUNCED, last_error=(info.get("diagnostic") or info.get("status", ""))[:2000])
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
-        log.warning("bounce %s for ticket #%d: %s %s", msg.message_id, ticket.number, info.get("status"),
-                    ", ".join(info.get("recipients", [])))
+        log.warning("bounce %s for ticket #%d: %s %s; %s", msg.message_id, ticket.number, info.get("status"),
+                    ", ".join(info.get("recipients", [])), outcome)
         return Outcome(row.id, row.status, ticket.number)
 
     async def _suppress(self, addresses: list[str], days: int, info: dict[str, Any]) -> None:

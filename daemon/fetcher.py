@@ -14,6 +14,7 @@ from daemon.config import MailboxConfig
 from daemon.imap import FetchedMessage, ImapError, ImapSession
 from daemon.pipeline import Processor
 from storage import intake
+from storage.errors import is_temporary
 from storage.models import InboundMessage, InboundStatus, Mailbox
 
 log = logging.getLogger("ticketd.intake")
@@ -52,7 +53,9 @@ class MailboxWorker:
             if report.deferred:
                 log.warning("mailbox %s: %d message(s) deferred to a later pass", self.config.name, report.deferred)
             return report.deferred == 0
-        except NETWORK_ERRORS as exc:
+        except Exception as exc:
+            if not _passing(exc):
+                raise
             log.error("mailbox %s: %s", self.config.name, _describe(exc))
             return False
         finally:
@@ -71,16 +74,16 @@ class MailboxWorker:
                 while not self.stop.is_set():
                     await self.sync(session)
                     await self._wait_for_mail(session)
-            except NETWORK_ERRORS as exc:
+            except Exception as exc:  # a bug in one mailbox must not end it for good, nor touch the others
                 failures += 1
-                delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 20))
-                delay *= random.uniform(0.5, 1.5)  # jitter: reconnects of many mailboxes spread out
-                log.warning("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc), delay)
+                if _passing(exc):  # the server or the database: the messages wait where they are
+                    delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 20))
+                    delay *= random.uniform(0.5, 1.5)  # jitter: reconnects of many mailboxes spread out
+                    log.warning("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc), delay)
+                else:
+                    delay = min(self.backoff_max, 30.0)
+                    log.exception("mailbox %s: unexpected error; reconnecting", self.config.name)
                 await self._sleep(delay)
-            except Exception:  # a bug in one mailbox must not end it for good, nor touch the others
-                failures += 1
-                log.exception("mailbox %s: unexpected error; reconnecting", self.config.name)
-                await self._sleep(min(self.backoff_max, 30.0))
             finally:
                 await session.close()
 
@@ -212,6 +215,11 @@ class MailboxWorker:
 
 def _incoming(message: FetchedMessage, max_bytes: int) -> intake.Incoming:
     return intake.Incoming(raw=message.raw, size=message.size, uid=message.uid, too_large=message.size > max_bytes)
+
+
+def _passing(exc: BaseException) -> bool:
+    """A network failure, or a condition of the system such as a locked database."""
+    return isinstance(exc, NETWORK_ERRORS) or is_temporary(exc)
 
 
 def _describe(exc: BaseException) -> str:

@@ -91,11 +91,15 @@ async def test_two_autoresponders_writing_for_an_hour_get_at_most_three_replies(
 
 async def test_a_dsn_for_our_acknowledgement_joins_its_ticket_and_silences_the_address(
         tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
-    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)])
+    secret = tmp_path / "bounce.secret"
+    secret.write_text("acceptance-bounce-secret-0123456789\n")
+    config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
+                          extra=f'bounce_secret_file = "{secret}"')
     dovecot.deliver(fresh_user.address, simple("gone@example.org", "Help", "<h1@example.org>"))
     await run_once(config)
     ack_id = str(fresh_sink.messages[0].message["Message-ID"])
-    dovecot.deliver(fresh_user.address, dsn(fresh_user.address, "gone@example.org", ack_id))
+    # The MTA sends the DSN to the acknowledgement's signed MAIL FROM: that is what lets it suppress.
+    dovecot.deliver(fresh_user.address, dsn(fresh_sink.messages[0].mail_from, "gone@example.org", ack_id))
     assert await run_once(config) == 0
 
     [t] = await tickets(config)
