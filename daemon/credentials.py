@@ -1,0 +1,85 @@
+"""Secrets in the configuration: a value that never shows, and where it may be read from."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # config imports this module; at run time only the Section object is used
+    from daemon.config import Section
+
+
+class Secret:
+    """A password that never shows up in reprs, logs or tracebacks."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# Keys that hold a secret or say where one is (password_file, key files): never shown in errors.
+_SECRET_KEY = re.compile(r"pass(word|wd|phrase)|secret|token|credential|private|keyfile"
+                         r"|(^|[._\-\[])(key|pass|pw)s?($|[._\-\]])", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether the (dotted) config key names a secret, so that its value stays out of messages."""
+    return _SECRET_KEY.search(key) is not None
+
+
+def read_secret(section: Section, env: dict[str, str], key: str = "password") -> Secret | None:
+    """``KEY`` itself, the first line of ``KEY_file`` or the variable ``KEY_env``, or None."""
+    given = [k for k in (key, f"{key}_file", f"{key}_env") if k in section.data]
+    if len(given) > 1:
+        section.fail(given[1], f"only one of {key} / {key}_file / {key}_env (also {given[0]})")
+    if not given:
+        return None
+    kind = given[0]
+    value = section.get(kind, str)
+    if kind == key:
+        return _secret(section, kind, value, "a value with")
+    if kind == f"{key}_env":
+        if value not in env:
+            section.fail(kind, f"the name of a set environment variable ({_variable(value)} is not set)")
+        return _secret(section, kind, env[value], f"a variable ({_variable(value)}) whose value has")
+    # Neither the path nor the content shows in these errors: a password may have been pasted here.
+    try:
+        raw = Path(value).read_bytes()
+    except OSError as exc:
+        section.fail(kind, f"a readable file ({exc.strerror})")
+    try:
+        text = raw.decode("utf-8-sig")  # an editor's byte-order mark is never part of a password
+    except UnicodeDecodeError:
+        section.fail(kind, "a UTF-8 text file (this one is not UTF-8)")
+    # The first line only (examples/ticketd.toml): anything after it is not sent at LOGIN.
+    first = text.split("\n", 1)[0].removesuffix("\r")
+    if not first:
+        section.fail(kind, "a file whose first line is the password (it is empty)")
+    return _secret(section, kind, first, "a file whose first line has")
+
+
+def _secret(section: Section, kind: str, value: str, what: str) -> Secret:
+    # A CR LF would end the IMAP LOGIN / SMTP AUTH line early (and start another command); any
+    # control character fails only at login, far from the config that caused it.
+    bad = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        section.fail(kind, f"{what} no control characters (found U+{ord(bad):04X}; the secret is not shown)")
+    return Secret(value)
+
+
+def _variable(name: str) -> str:
+    # A variable's name is no secret, but a password pasted as password_env by mistake would be.
+    return name if re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) else "the variable named, not shown"

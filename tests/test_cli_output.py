@@ -1,0 +1,164 @@
+"""Human CLI output: peer strings cannot drive the terminal, --json stays exact, | head ends quietly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import unicodedata
+from datetime import datetime, timezone
+from pathlib import Path
+import pytest
+
+from daemon import cli as cli_module
+from daemon.config import load_config
+from daemon.terminal import safe_line, safe_text
+from storage.db import database
+from storage.models import Article, Attachment, InboundMessage, InboundStatus, Ticket
+from tests.support.daemon import PROJECT, cli, cli_json, write_config
+from tests.test_config_secrets import pretend_asyncpg_is_installed
+
+OSC52 = "\x1b]52;c;aGk=\x07"  # would write "hi" into the reader's clipboard
+SUBJECT = f"\u202eexe.{OSC52}pdf\x9b31m"
+BODY = f"Hello{OSC52}\nsecond\tline\r\n\x1b[2Jthird \u2066isolated\u2069 \u200bzero-width"
+SENDER = "Ann\r\n<ann@example.org>\u200f"
+FILENAME = "invoice\u202egpj.exe"
+REASON = "spam\x1b]0;owned\x07\nsecond line"
+
+
+# --- the functions themselves -----------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, shown", [
+    ("\x1b[31mred", "\\x1b[31mred"),
+    (OSC52, "\\x1b]52;c;aGk=\\x07"),
+    ("a\x00b\x7fc\x85d\x9b", "a\\x00b\\x7fc\\x85d\\x9b"),
+    ("\u202eevil\u202c \u2066x\u2069 \u200e\u200f\u061c", "\\u202eevil\\u202c \\u2066x\\u2069 \\u200e\\u200f\\u061c"),
+    ("zero\u200bwidth\ufeff\u2060", "zero\\u200bwidth\\ufeff\\u2060"),
+    ("tag\U000e0041\U000e0042", "tag\\U000e0041\\U000e0042"),
+    ("sep\u2028arator", "sep\\u2028arator"),
+    ("lone \udcff surrogate", "lone \\udcff surrogate"),
+])
+def test_controls_and_invisible_format_characters_become_visible_escapes(raw: str, shown: str) -> None:
+    assert safe_text(raw) == shown
+    assert safe_line(raw) == shown
+
+
+def test_body_text_keeps_line_breaks_and_tabs_a_line_does_not() -> None:
+    assert safe_text("one\ntwo\tcols\r\nthree\rover") == "one\ntwo\tcols\nthree\\rover"
+    assert safe_line("one\ntwo\tcols\r\n") == "one\\ntwo\\tcols\\r\\n"
+
+
+def test_ordinary_text_of_any_script_is_left_alone() -> None:
+    text = "Grüße, 你好, مرحبا, नमस्ते, می‌خواهم, 👩‍💻, so\u00adft, C:\\path\\file"
+    assert safe_text(text) == text == safe_line(text)
+    assert safe_line(42) == "42" and safe_line(None) == "None"
+
+
+def test_every_control_and_format_character_is_escaped_but_the_joiners() -> None:
+    # Checked against this Python's Unicode database, so a new format character is noticed.
+    kept = {"\t", "\n", "\u200c", "\u200d", "\u00ad"}  # ZWNJ/ZWJ: Persian, Indic, emoji
+    visible_marks = {0x0600, 0x0601, 0x0602, 0x0603, 0x0604, 0x0605, 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2,
+                     0x110BD, 0x110CD, *range(0x13430, 0x13440)}  # prepended marks / hieroglyph joiners
+    for code in range(0x110000):
+        char = chr(code)
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs") and char not in kept \
+                and code not in visible_marks:
+            assert safe_line(char).startswith("\\"), f"U+{code:04X} is not escaped"
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+async def _seed(url: str, tickets: int = 1) -> None:
+    async with database(url):
+        first = await Ticket.create(number=1, subject=SUBJECT, requester="ann\x9b@example.org",
+                                    queue="q\x1b[0m", tags=["vip\u202e"], fired_rules=["r\x07"])
+        article = await Article.create(ticket=first, direction="in", sender=SENDER, text=BODY,
+                                       message_id="<m\x1b@example.org>",
+                                       date=datetime(2026, 11, 24, 10, tzinfo=timezone.utc))
+        await Attachment.create(article=article, filename=FILENAME, size=3, sha256="0" * 64, content=b"abc")
+        await Ticket.bulk_create([Ticket(number=n, subject=f"Ticket number {n} " + "x" * 60,
+                                         requester=f"customer{n}@example.org") for n in range(2, tickets + 1)])
+        subject = base64.b64encode("hi \x1b[8mhidden \u202e".encode())
+        raw = b"From: eve@example.org\r\nSubject: =?utf-8?b?" + subject + b"?=\r\n\r\nbody\r\n"
+        await InboundMessage.create(raw_bytes=raw, size=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
+                                    message_id="<q\x1b@example.org>", status=InboundStatus.QUARANTINED,
+                                    reason=REASON, verdicts=[["spam", "quarantine", "score\x1b[5m 9", {}]])
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Path:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    asyncio.run(_seed(load_config(config).database_url))
+    return config
+
+
+def human(config: Path, *args: str) -> str:
+    """The command's output, which must hold nothing a terminal would act on or hide."""
+    done = cli(config, *args)
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode("utf-8")
+    assert safe_text(text) == text, [c for c in text if safe_text(c) != c]
+    return text
+
+
+def test_tickets_show_escapes_the_body_and_every_header(seeded: Path) -> None:
+    text = human(seeded, "tickets", "show", "1")
+    assert "Ticket #1: \\u202eexe.\\x1b]52;c;aGk=\\x07pdf\\x9b31m" in text
+    assert "from Ann\\r\\n<ann@example.org>\\u200f at 2026-11-24T10:00:00+00:00" in text
+    assert "attachments: invoice\\u202egpj.exe (3 bytes)" in text
+    assert "Message-ID: <m\\x1b@example.org>" in text
+    assert "requester: ann\\x9b@example.org" in text and "tags: vip\\u202e" in text
+    assert "Hello\\x1b]52;c;aGk=\\x07\nsecond\tline\n\\x1b[2Jthird \\u2066isolated\\u2069 \\u200bzero-width" in text
+
+
+def test_tickets_list_escapes_and_json_keeps_the_exact_data(seeded: Path) -> None:
+    text = human(seeded, "tickets", "list")
+    assert "ann\\x9b@example.org" in text and "\\u202eexe.\\x1b]52;c;aGk=\\x07pdf" in text
+    [listed] = cli_json(seeded, "tickets", "list", "--json")
+    assert (listed["subject"], listed["requester"], listed["tags"]) == (SUBJECT, "ann\x9b@example.org", ["vip\u202e"])
+    shown = cli_json(seeded, "tickets", "show", "1", "--json")
+    [article] = shown["articles"]
+    assert (article["text"], article["from"], article["attachments"][0]["filename"]) == (BODY, SENDER, FILENAME)
+
+
+def test_quarantine_list_and_show_escape_reasons_headers_and_verdicts(seeded: Path) -> None:
+    assert "spam\\x1b]0;owned\\x07\\nsecond line" in human(seeded, "quarantine", "list")
+    text = human(seeded, "quarantine", "show", "1")
+    assert "reason: spam\\x1b]0;owned\\x07\\nsecond line" in text
+    assert "Subject: hi \\x1b[8mhidden \\u202e" in text
+    assert "filter spam: quarantine (score\\x1b[5m 9)" in text
+    assert cli_json(seeded, "quarantine", "show", "1", "--json")["reason"] == REASON
+
+
+def test_check_config_shows_the_database_without_its_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pretend_asyncpg_is_installed(monkeypatch)
+    path = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    path.write_text(path.read_text().replace(f"sqlite://{tmp_path}/ticketd.db", "postgres://tk:hunter2@db/tk")
+                    .replace("username = ", 'folder = "IN\\u001b[2JBOX"\nusername = '))
+    assert asyncio.run(cli_module._check(load_config(path), argparse.Namespace())) == 0
+    out = capsys.readouterr().out
+    assert "  database: postgres://tk:***@db/tk\n" in out and "hunter2" not in out
+    assert "/IN\\x1b[2JBOX" in out and "\x1b" not in out
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_tickets_list_into_a_reader_that_goes_away_ends_quietly(tmp_path: Path, extra: list[str]) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    asyncio.run(_seed(load_config(config).database_url, tickets=1500))  # far more than a pipe holds
+    errors = tmp_path / "stderr"
+    with errors.open("wb") as stderr:  # not a pipe: nothing must wait on it to drain
+        process = subprocess.Popen([sys.executable, "-m", "daemon.cli", "-c", str(config), "tickets", "list",
+                                    *extra], stdout=subprocess.PIPE, stderr=stderr, cwd=PROJECT,
+                                   env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+        assert process.stdout is not None
+        first = process.stdout.readline()  # like `| head -1`
+        process.stdout.close()
+        code = process.wait(timeout=120)
+    assert first.strip()
+    assert errors.read_bytes() == b""  # no BrokenPipeError traceback, no "Exception ignored"
+    assert code == 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
