@@ -6,14 +6,21 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
+import os
+import signal
 import sys
 from typing import Any, Sequence
 
-from daemon import app
+from daemon import app, render
 from daemon.config import Config, ConfigError, config_path, load_config
+from daemon.ingest import ingest, read_message
+from daemon.outgoing import one_line
 from daemon.responders import build_responders
+from daemon.terminal import redact_url, safe_line
 from storage import queries
 from storage.db import DatabaseError, database
+from storage.errors import describe
 
 EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 65, 70, 75, 78
 
@@ -23,20 +30,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         _parser().print_help()
         return 2
+    if args.command == "ingest":
+        return _ingest_main(args)
     try:
         config = load_config(config_path(args.config))
         build_responders(config)  # compiles templates: a broken one stops us here
     except ConfigError as exc:
         print(f"ticketd: configuration error: {exc}", file=sys.stderr)
-        return EX_TEMPFAIL if args.command == "ingest" else EX_CONFIG
+        return EX_CONFIG
     _logging(config, args.verbose)
     try:
-        return int(asyncio.run(args.handler(config, args)))
+        code = int(asyncio.run(args.handler(config, args)))
+        sys.stdout.flush()  # a reader that went away (| head) shows here, while we can still end quietly
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except DatabaseError as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _ingest_main(args: argparse.Namespace) -> int:
+    """The MTA's view: 0 once the message is stored, 75 (try again) for anything else.
+
+    pipe(8) keeps only a little of a command's output, and an exit code it does not know
+    (Python's 1 or 120) makes it bounce the mail to the customer; so every failure here is
+    one short line on stderr and 75, the details go to the configured log.
+    """
+    try:
+        config = load_config(config_path(args.config))
+        build_responders(config)
+        _logging(config, args.verbose, one_line_stderr=True)
+        item = read_message(sys.stdin.buffer, config.max_message_bytes)
+        outcome = asyncio.run(ingest(config, item, args.mailbox))
+    except ConfigError as exc:
+        _short_error(f"configuration error: {exc}")
+        return EX_TEMPFAIL
+    except BaseException as exc:  # the MTA keeps the message and retries: nothing is lost
+        logging.getLogger("ticketd.intake").error("ingest failed, asking the MTA to retry: %s", describe(exc),
+                                                  exc_info=not isinstance(exc, DatabaseError))
+        _short_error(f"not stored, try again later: {describe(exc)}")
+        return EX_TEMPFAIL
+    print(json.dumps(outcome))
+    return 0
+
+
+def _short_error(text: str) -> None:
+    try:
+        print(f"ticketd ingest: {one_line(text, 200)}", file=sys.stderr)
+    except OSError:  # the MTA closed our stderr; the exit code still tells it
+        pass
+
+
+def _reader_went_away() -> int:
+    """``ticketd tickets list | head -1``: end quietly, like a tool killed by SIGPIPE."""
+    # The Python docs' recipe: point stdout at /dev/null, so the flush at exit finds no pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="process what is waiting, deliver the outbox, exit")
     run.set_defaults(handler=_run)
     sub.add_parser("check-config", help="validate the configuration and exit").set_defaults(handler=_check)
-    sub.add_parser("ingest", help="read one message on standard input (MTA pipe)").set_defaults(handler=_ingest)
+    ingest_cmd = sub.add_parser("ingest", help="read one message on standard input (MTA pipe)")
+    ingest_cmd.add_argument("--mailbox", help="the [[addresses]] or [[mailboxes]] name it arrived for "
+                            "(default: the first [[addresses]], then the first mailbox)")
     tickets = sub.add_parser("tickets", help="list or show tickets").add_subparsers(dest="action", required=True)
     listing = tickets.add_parser("list", help="list tickets, newest first")
     listing.add_argument("--json", action="store_true")
@@ -71,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("id", type=int)
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(handler=_quarantine_action)
+    _inbound_parser(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")
@@ -81,10 +137,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logging(config: Config, verbose: bool) -> None:
+def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> None:
+    """Logs go where the config says (``daemon.log_target``); ingest keeps stderr for its one line."""
     level = logging.DEBUG if verbose else getattr(logging, config.log_level.upper())
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler: logging.Handler
+    if config.log_target == "syslog":
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        fmt = "ticketd[%(process)d]: %(levelname)s %(name)s: %(message)s"
+    elif config.log_target != "stderr":
+        handler = logging.FileHandler(config.log_target, encoding="utf-8")
+    elif one_line_stderr:  # ingest under an MTA: its one line per failure is printed by _short_error
+        handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    if handler.formatter is None:
+        handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("aioimaplib", "tortoise", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -98,24 +167,15 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 async def _check(config: Config, args: argparse.Namespace) -> int:
     boxes = ", ".join(f"{b.name} ({b.address}, {b.imap.host}:{b.imap.port}/{b.imap.folder}, "
                       f"after: {b.after_processing})" for b in config.mailboxes)
-    print(f"{config.path}: OK")
-    print(f"  database: {config.database_url.split('@')[-1]}")
-    print(f"  smtp: {config.smtp.host}:{config.smtp.port} ({config.smtp.security}), from {config.smtp.from_header}")
-    print(f"  mailboxes: {boxes}")
-    return 0
-
-
-async def _ingest(config: Config, args: argparse.Namespace) -> int:
-    """Like rt-mailgate: 0 once the message is stored; 75 so the MTA retries on trouble."""
-    from daemon.ingest import ingest
-
-    raw = sys.stdin.buffer.read()
-    try:
-        outcome = await ingest(config, raw)
-    except Exception as exc:  # the MTA keeps the message and retries: nothing is lost
-        logging.getLogger("ticketd.intake").error("ingest failed, asking the MTA to retry: %s", exc)
-        return EX_TEMPFAIL
-    print(json.dumps(outcome))
+    # TOML strings may hold any escape ("\u001b"): the admin's text is shown as safely as mail.
+    print(safe_line(f"{config.path}: OK"))
+    print(f"  database: {safe_line(redact_url(config.database_url))}")
+    print(safe_line(f"  smtp: {config.smtp.host}:{config.smtp.port} ({config.smtp.security}), "
+                    f"from {config.smtp.from_header}"))
+    print(f"  mailboxes: {safe_line(boxes) or '(none: mail comes from an MTA)'}")
+    if config.addresses:
+        print(f"  addresses (ingest --mailbox): "
+              f"{safe_line(', '.join(f'{a.name} ({a.address})' for a in config.addresses))}")
     return 0
 
 
@@ -125,10 +185,7 @@ async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(tickets)
         return 0
-    for t in tickets:
-        print(f"#{t['number']:<6} {t['status']:<8} {t['priority']:<3} {t['queue'][:12]:<12} "
-              f"{t['article_count']:>3} {t['requester']:<30} {t['subject'][:60]}")
-    print(f"{len(tickets)} ticket(s)")
+    print(render.ticket_list(tickets))
     return 0
 
 
@@ -141,19 +198,7 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(ticket)
         return 0
-    print(f"Ticket #{ticket['number']}: {ticket['subject']}")
-    for key in ("status", "priority", "category", "queue", "requester", "created_at", "article_count"):
-        print(f"  {key}: {ticket[key]}")
-    print(f"  tags: {', '.join(ticket['tags']) or '-'}")
-    print(f"  rules fired: {', '.join(ticket['fired_rules']) or '(none)'}")
-    for i, article in enumerate(ticket["articles"], 1):
-        kind = article["direction"] + (", internal" if article["internal"] else "")
-        print(f"\n--- article {i} ({kind}) from {article['from']} at {article['date']}")
-        print(f"    Message-ID: {article['message_id']}")
-        if article["attachments"]:
-            print("    attachments: " + ", ".join(f"{a['filename'] or '(unnamed)'} ({a['size']} bytes)"
-                                             for a in article["attachments"]))
-        print(article["text"].rstrip())
+    print(render.ticket_detail(ticket))
     return 0
 
 
@@ -163,9 +208,7 @@ async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(held)
         return 0
-    for item in held:
-        print(f"{item['id']:<6} {item['mailbox'] or '-':<12} {item['message_id'][:40]:<40} {item['reason']}")
-    print(f"{len(held)} message(s) in quarantine")
+    print(render.quarantine_list(held))
     return 0
 
 
@@ -186,12 +229,49 @@ async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
     if args.json or args.action != "show":
         _print_json(result)
         return 0
-    print(f"Held message {result['id']} ({result['status']}) from mailbox {result['mailbox'] or '-'}")
-    print(f"  reason: {result['reason']}")
-    for name, value in result["headers"].items():
-        print(f"  {name}: {value}")
-    for name, action, reason, _ in result["verdicts"]:
-        print(f"  filter {name}: {action}{' (' + reason + ')' if reason else ''}")
+    print(render.held_message(result))
+    return 0
+
+
+def _inbound_parser(sub: Any) -> None:
+    from daemon.inbound import STATUSES
+
+    inbound = sub.add_parser("inbound", help="every inbound message and what became of it") \
+        .add_subparsers(dest="action", required=True)
+    listing = inbound.add_parser("list", help="inbound messages, newest first: ticket, duplicate, or why held")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--limit", type=int, default=0, help="at most this many (default: all)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_inbound_list)
+    show = inbound.add_parser("show", help="one inbound message: where it came from, headers, verdicts, fate")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_inbound_show)
+
+
+async def _inbound_list(config: Config, args: argparse.Namespace) -> int:
+    from daemon import inbound
+
+    rows = await inbound.listing(config, args.status, args.limit or None)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(inbound.render_list(rows))
+    return 0
+
+
+async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
+    from daemon import inbound, quarantine
+
+    try:
+        row = await inbound.detail(config, args.id)
+    except quarantine.QuarantineError as exc:
+        print(f"ticketd: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(row)
+    else:
+        print(inbound.render_detail(row))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -9,6 +10,10 @@ from email.headerregistry import Address as HeaderAddress
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
+
+from daemon.credentials import Secret, is_secret_key, read_secret
+from daemon.terminal import redact_url
+from daemon.verp import check_base
 
 T = TypeVar("T")
 
@@ -19,25 +24,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(Exception):
     """A configuration problem, worded as file: key: what was expected."""
-
-
-class Secret:
-    """A password that never shows up in reprs, logs or tracebacks."""
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -82,6 +68,14 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class AddressConfig:
+    """A support address that mail reaches through the MTA (``ticketd ingest``), not IMAP."""
+
+    name: str  # what `ingest --mailbox NAME` and the rules' `mailboxes` condition call it
+    address: str
+
+
+@dataclass(frozen=True)
 class SmtpConfig(Peer):
     from_name: str = ""
     from_address: str = ""
@@ -90,10 +84,16 @@ class SmtpConfig(Peer):
     retry_max: float = 3600.0
     give_up_after: float = 5 * 86400.0
     connections: int = 4
+    # Signs each outbound message's return address (daemon.verp); without it no bounce suppresses.
+    bounce_secret: Secret | None = None
 
     @property
     def from_header(self) -> str:
         return str(HeaderAddress(display_name=self.from_name, addr_spec=self.from_address))
+
+    @property
+    def bounce_key(self) -> bytes | None:
+        return self.bounce_secret.reveal().encode("utf-8") if self.bounce_secret is not None else None
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,18 @@ class Config:
     filters: Any = None  # daemon.filters.registry.FiltersConfig
     rules: Any = None  # daemon.rules.RuleSet
     auto_replies_per_hour: int = 3  # per recipient: two autoresponders stop after this many
+    addresses: tuple[AddressConfig, ...] = ()  # pipe-only support addresses ([[addresses]])
+    # Where log lines go: "stderr" (the journal, under systemd), "syslog" (/dev/log), or a file.
+    log_target: str = "stderr"
+    # Seconds a writer waits for another process's lock (SQLite) before it is a temporary failure.
+    busy_timeout: float = 30.0
+
+    def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
+        """The mailbox or address called ``name``; with None the first address, then mailbox."""
+        points = (*self.addresses, *self.mailboxes)
+        if name is None:
+            return points[0] if points else None
+        return next((p for p in points if p.name == name), None)
 
 
 class Section:
@@ -136,7 +148,12 @@ class Section:
 
     def fail(self, name: str, expected: str, got: Any = None) -> None:
         key = self.key(name) if name else self.where or "(top level)"
-        detail = f", got {got!r}" if got is not None else ""
+        detail = ""
+        if got is not None and is_secret_key(key):
+            # Errors reach terminals, logs and tickets to colleagues: only the type may show.
+            detail = f", got {_kind_name(type(got))} (the value of a secret is not shown)"
+        elif got is not None:
+            detail = f", got {(redact_url(got) if isinstance(got, str) else got)!r}"
         raise ConfigError(f"{self.file}: {key}: expected {expected}{detail}")
 
     def get(self, name: str, kind: type[T], default: Any = ..., expected: str = "") -> T:
@@ -201,6 +218,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Conf
 def _build(top: Section, env: dict[str, str]) -> Config:
     database = top.sub("database")
     url = _database_url(database)
+    busy_timeout = database.positive("busy_timeout", float, 30.0)
     database.done()
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
@@ -220,39 +238,27 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     log_level = daemon.choice("log_level", ("debug", "info", "warning", "error"), "info")
     stop_grace = daemon.positive("stop_grace", float, 10.0)
     drain = daemon.positive("outbox_drain", float, 10.0)
+    log_target = daemon.get("log_target", str, "stderr", expected='"stderr", "syslog" or an absolute file path')
+    if log_target not in ("stderr", "syslog") and not Path(log_target).is_absolute():
+        daemon.fail("log_target", '"stderr", "syslog" or an absolute file path', log_target)
     daemon.done()
+    addresses = _addresses(top, mailboxes)
     top.done()
-    own = frozenset({m.address.lower() for m in mailboxes} | {smtp.from_address.lower()})
+    own = frozenset({m.address.lower() for m in (*mailboxes, *addresses)} | {smtp.from_address.lower()})
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout)
 
 
 def _database_url(section: Section) -> str:
     url = section.get("url", str, expected='a URL like "sqlite:///var/lib/ticketd/ticketd.db"')
     if not url.startswith(("sqlite://", "postgres://", "postgresql://")):
         section.fail("url", "a sqlite:// or postgres:// URL", url)
+    # Tortoise imports the driver only when it connects: without this the daemon would start,
+    # then die with a traceback; check-config must say it instead.
+    if url.startswith(("postgres://", "postgresql://")) and importlib.util.find_spec("asyncpg") is None:
+        section.fail("url", "a database whose driver is installed: postgres:// needs asyncpg, which is "
+                     "not installed (pip install 'tortoise-orm[asyncpg]')")
     return url
-
-
-def _password(section: Section, env: dict[str, str]) -> Secret | None:
-    given = [k for k in ("password", "password_file", "password_env") if k in section.data]
-    if len(given) > 1:
-        section.fail(given[1], f"only one of password / password_file / password_env (also {given[0]})")
-    if not given:
-        return None
-    kind = given[0]
-    value = section.get(kind, str)
-    if kind == "password":
-        return Secret(value)
-    if kind == "password_env":
-        if value not in env:
-            section.fail(kind, f"the name of a set environment variable ({value} is not set)")
-        return Secret(env[value])
-    try:
-        return Secret(Path(value).read_text(encoding="utf-8").rstrip("\r\n"))
-    except OSError as exc:
-        section.fail(kind, f"a readable file ({exc.strerror})", value)
-    raise AssertionError("unreachable")
 
 
 def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str, int]) -> dict[str, Any]:
@@ -266,7 +272,7 @@ def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str,
         section.fail("ca_file", "an existing CA bundle file", ca_file)
     return dict(
         host=host, port=port, security=security,
-        username=section.get("username", str, None), password=_password(section, env),
+        username=section.get("username", str, None), password=read_secret(section, env),
         verify_tls=section.get("verify_tls", bool, True), ca_file=ca_file,
         timeout=section.positive("timeout", float, 60.0),
     )
@@ -278,8 +284,15 @@ def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
     if "@" not in address:
         section.fail("from", 'an address like "Support <support@example.com>"', section.data["from"])
     envelope = section.get("envelope_from", str, address)
+    bounce_secret = read_secret(section, env, "bounce_secret")
+    if bounce_secret is not None:
+        if len(bounce_secret.reveal()) < 16:  # the message names the key, never the value
+            given = next(k for k in section.data if k.startswith("bounce_secret"))
+            section.fail(given, "a secret of at least 16 characters (e.g. openssl rand -hex 32)")
+        if problem := check_base(envelope):  # each message's MAIL FROM becomes local+TOKEN@domain
+            section.fail("envelope_from", f"{problem} (a bounce secret makes MAIL FROM local+TOKEN@domain)")
     config = SmtpConfig(
-        **fields, from_name=name, from_address=address, envelope_from=envelope,
+        **fields, from_name=name, from_address=address, envelope_from=envelope, bounce_secret=bounce_secret,
         retry_base=section.positive("retry_base", float, 30.0),
         retry_max=section.positive("retry_max", float, 3600.0),
         give_up_after=section.positive("give_up_after", float, 5 * 86400.0),
@@ -290,21 +303,43 @@ def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
 
 
 def _mailboxes(top: Section, env: dict[str, str]) -> tuple[MailboxConfig, ...]:
-    raw = top.get("mailboxes", list, expected="an array of [[mailboxes]] tables")
-    if not raw:
-        top.fail("mailboxes", "at least one [[mailboxes]] table")
+    raw = top.get("mailboxes", list, [], expected="an array of [[mailboxes]] tables")
+    if not raw and not top.data.get("addresses"):  # a pipe-only site names its addresses instead
+        top.fail("mailboxes", "at least one [[mailboxes]] table (or [[addresses]] for mail piped in by an MTA)")
     boxes = tuple(_mailbox(Section(top.file, f"mailboxes[{i}]", item), env) for i, item in enumerate(raw))
-    names = [box.name for box in boxes]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ConfigError(f"{top.file}: mailboxes[{i}].name: expected a unique name, {name!r} is used twice")
+    _unique_names(top, "mailboxes", [box.name for box in boxes])
     return boxes
 
 
-def _mailbox(section: Section, env: dict[str, str]) -> MailboxConfig:
+def _addresses(top: Section, mailboxes: tuple[MailboxConfig, ...]) -> tuple[AddressConfig, ...]:
+    raw = top.get("addresses", list, [], expected="an array of [[addresses]] tables")
+    result = []
+    for i, item in enumerate(raw):
+        section = Section(top.file, f"addresses[{i}]", item)
+        name, address = _short_name(section), section.get("address", str)
+        if "@" not in address:
+            section.fail("address", "an e-mail address", address)
+        section.done()
+        result.append(AddressConfig(name, address))
+    _unique_names(top, "addresses", [a.name for a in result], [m.name for m in mailboxes])
+    return tuple(result)
+
+
+def _unique_names(top: Section, table: str, names: list[str], taken: tuple[str, ...] | list[str] = ()) -> None:
+    for i, name in enumerate(names):
+        if name in names[:i] or name in taken:
+            raise ConfigError(f"{top.file}: {table}[{i}].name: expected a unique name, {name!r} is used twice")
+
+
+def _short_name(section: Section) -> str:
     name = section.get("name", str)
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         section.fail("name", "a short name of letters, digits, - and _", name)
+    return name
+
+
+def _mailbox(section: Section, env: dict[str, str]) -> MailboxConfig:
+    name = _short_name(section)
     address = section.get("address", str)
     if "@" not in address:
         section.fail("address", "an e-mail address", address)

@@ -28,9 +28,10 @@ async def detail(config: Config, inbound_id: int) -> dict[str, Any]:
 
 
 def render_list(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{r['id']:<7} {safe_line(r['mailbox'] or '-')[:12]:<12} {safe_line(r['uid'] or '-'):>6} "
+    # Cut to width before escaping, so an escape is never cut in half.
+    lines = [f"{r['id']:<7} {safe_line((r['mailbox'] or '-')[:12]):<12} {safe_line(r['uid'] or '-'):>6} "
              f"{r['status']:<11} {('#' + str(r['ticket'])) if r['ticket'] else '-':<7} "
-             f"{safe_line(r['message_id'])[:40]:<40} {safe_line(r['reason'])[:80]}" for r in rows]
+             f"{safe_line(r['message_id'][:40]):<40} {safe_line(r['reason'][:80])}" for r in rows]
     return "\n".join([*lines, f"{len(rows)} inbound message(s)"])
 
 

@@ -24,6 +24,12 @@ def ticket_detail(ticket: dict[str, Any]) -> str:
         out.append(f"  {key}: {line(ticket[key])}")
     out.append(f"  tags: {line(', '.join(ticket['tags'])) or '-'}")
     out.append(f"  rules fired: {line(', '.join(ticket['fired_rules'])) or '(none)'}")
+    for event in ticket.get("events", []):
+        if event["what"] not in ("created", "article"):  # those are the articles below
+            detail = event["detail"]
+            why = detail.get("reason") or detail.get("suppression") or detail.get("message_id") or ""
+            out.append(f"  event {line(event['at'])} {line(event['what'])}"
+                       f"{': ' + line(why) if why else ''}")
     for i, article in enumerate(ticket["articles"], 1):
         kind = line(article["direction"]) + (", internal" if article["internal"] else "")
         out.append(f"\n--- article {i} ({kind}) from {line(article['from'])} at {line(article['date'])}")
