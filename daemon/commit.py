@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from tortoise.expressions import F
 
 from daemon import verp
+from daemon.addresses import is_own, is_valid
 from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
 from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
 from daemon.outgoing import one_line
@@ -185,7 +186,7 @@ class Commit:
             raw_bytes=draft.raw, next_try_at=self.now, created_at=self.now)
 
     async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None) -> Ticket:
-        sender = msg.from_
+        sender = msg.requester  # From, else Reply-To, else Sender: never junk around an address
         tags = list(dict.fromkeys((*rules.tags, *(decision.tags if decision else ()))))
         return await Ticket.create(
             number=await self.numbers.next(), subject=one_line(msg.subject, 998) or "(no subject)",
@@ -290,8 +291,9 @@ async def _bounced_ticket(original: str, sent: OutboundMessage | None) -> Ticket
 
 
 async def _add_participants(ticket: Ticket, msg: ParsedMessage, own: frozenset[str]) -> None:
-    people = {a.email.lower() for a in (msg.from_, *msg.cc) if a is not None and "@" in a.email}
-    people -= own | {ticket.requester}
+    people = {a.email.lower() for a in (msg.from_, *msg.cc)
+              if a is not None and is_valid(a.email) and not is_own(a.email, own)}
+    people -= {ticket.requester}
     if people:
         await Participant.bulk_create([Participant(ticket_id=ticket.id, email=e) for e in sorted(people)],
                                       ignore_conflicts=True)

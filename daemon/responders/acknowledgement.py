@@ -7,11 +7,12 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
+from daemon.addresses import is_own
 from daemon.config import Config, ConfigError
 from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
 from daemon.parsers.model import ParsedMessage
 from daemon.filters.autoreply import automatic_reason
-from daemon.responders import Draft, ResponseContext, TicketView
+from daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from daemon.templating import Template, load_template
 
 log = logging.getLogger("ticketd.responders")
@@ -34,29 +35,34 @@ class Acknowledgement:
         except ValueError as exc:
             raise ConfigError(f"{self.config.path}: {key}: {exc}") from None
 
-    def run(self, ctx: ResponseContext) -> list[Draft]:
+    def run(self, ctx: ResponseContext) -> list[Draft | Withheld]:
         if not ctx.is_new_ticket:
             return []
         recipient = reply_address(ctx.message)
-        why_not = self._why_not(ctx, recipient)
-        if why_not:
-            log.info("no acknowledgement for ticket #%d: %s", ctx.ticket.number, why_not)
-            return []
+        withheld = self._why_not(ctx, recipient)
+        if withheld is not None:
+            log.log(logging.WARNING if withheld.warn else logging.INFO, "no acknowledgement for ticket #%d: %s",
+                    ctx.ticket.number, withheld.reason)
+            return [withheld]
         return [self._draft(ctx, recipient)]
 
-    def _why_not(self, ctx: ResponseContext, recipient: str) -> str:
-        if not recipient or recipient.lower() in self.config.own_addresses:
-            return "no address to answer, or our own"
+    def _why_not(self, ctx: ResponseContext, recipient: str) -> Withheld | None:
+        def no(reason: str, warn: bool = False) -> Withheld:
+            return Withheld(self.name, recipient, reason, warn)
+
+        if not recipient or is_own(recipient, self.config.own_addresses):
+            return no("no address to answer, or our own")
         if ctx.decision is not None and ctx.decision.no_auto_reply:
-            return "a filter said not to answer automatically (" + (ctx.decision.reason or "no reason") + ")"
+            return no("a filter said not to answer automatically (" + (ctx.decision.reason or "no reason") + ")")
         reason = automatic_reason(ctx.message, self.config.own_addresses)  # RFC 3834, even without the filter
         if reason:
-            return reason
+            return no(reason)
         if ctx.suppressed:
-            return f"{recipient} bounced permanently"
+            return no(f"{recipient} bounced permanently", warn=True)
         if ctx.recent_automatic >= self.config.auto_replies_per_hour:
-            return f"{recipient} already had {ctx.recent_automatic} automatic mails this hour"
-        return ""
+            return no(f"{recipient} already had {ctx.recent_automatic} automatic mails this hour "
+                      f"(limits.auto_replies_per_hour = {self.config.auto_replies_per_hour})", warn=True)
+        return None
 
     def template_for(self, ticket: TicketView) -> Template:
         return (self.templates.get(f"queue:{ticket.queue}") or self.templates.get(f"category:{ticket.category}")
