@@ -10,7 +10,7 @@ import logging.handlers
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from daemon import app, render
 from daemon.config import Config, ConfigError, config_path, load_config
@@ -25,8 +25,24 @@ from storage.errors import describe
 EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 65, 70, 75, 78
 
 
+class _UsageError(Exception):
+    """A mistake on the command line; argparse would print its usage and exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(words)
+    except _UsageError as exc:
+        # Under an MTA a typo in master.cf must defer mail (75), not bounce it (2).
+        piped = "ingest" in words
+        print(f"{'ticketd ingest' if piped else 'ticketd'}: {one_line(str(exc), 200)} (see --help)", file=sys.stderr)
+        return EX_TEMPFAIL if piped else 2
     if not getattr(args, "command", None):
         _parser().print_help()
         return 2
@@ -73,7 +89,11 @@ def _ingest_main(args: argparse.Namespace) -> int:
                                                   exc_info=not isinstance(exc, DatabaseError))
         _short_error(f"not stored, try again later: {describe(exc)}")
         return EX_TEMPFAIL
-    print(json.dumps(outcome))
+    try:
+        print(json.dumps(outcome))
+        sys.stdout.flush()
+    except OSError:  # the MTA stopped reading; the message is stored all the same
+        _reader_went_away()
     return 0
 
 
@@ -93,7 +113,7 @@ def _reader_went_away() -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ticketd", description="E-mail to ticket daemon.")
+    parser = _Parser(prog="ticketd", description="E-mail to ticket daemon.")
     parser.add_argument("-c", "--config", help="configuration file (default: $TICKETD_CONFIG or "
                         "/etc/ticketd/ticketd.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")

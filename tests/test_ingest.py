@@ -262,3 +262,11 @@ def test_an_acknowledgement_withheld_by_the_hourly_limit_is_a_warning_and_an_eve
     assert "WARNING ticketd.responders: no acknowledgement for ticket #2" in log.read_text()
     human = cli(config, "tickets", "show", "2").stdout.decode()
     assert "withheld" in human and "auto_replies_per_hour" in human
+
+
+def test_a_mistyped_ingest_command_line_defers_instead_of_bouncing(tmp_path: Path, fresh_sink: SmtpSink) -> None:
+    config = _config(tmp_path, fresh_sink.port)
+    done = cli(config, "ingest", "--mailbx", "pipe", stdin=simple("ivy@example.org", "Typo", "<typo@example.org>"))
+    assert done.returncode == 75
+    assert "--mailbx" in _one_short_line(done.stderr)
+    assert cli(config, "tickets", "--nosuch").returncode == 2  # elsewhere argparse's usual exit code
