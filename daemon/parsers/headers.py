@@ -18,6 +18,7 @@ MAX_ADDRESSES = 1000  # per header; a mass mailing lists more, a ticket needs no
 MAX_STRUCTURED_CHARS = 32_000  # address header parsed structurally up to this length
 MAX_RECOVER_CHARS = 2000  # longest unparseable item handed to the stdlib's lenient parser
 _MSGID = re.compile(r"<([^<>]*)>")
+_BARE_TOKEN = re.compile(r'[^\s<>()",;:]+')
 _BARE_ADDR = re.compile(r"[^\s<>()\",;:@]+@[^\s<>()\",;:@]+\.[^\s<>()\",;:@]+")
 _WS = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\r\n]+")  # not \s: U+3000 in a CJK name is the sender's choice
@@ -122,10 +123,10 @@ def _recover(item: str, hints: Hints) -> list[Address]:
 
 
 def _lenient(name: str, addr: str, item: str, hints: Hints) -> Address | None:
-    in_name = _BARE_ADDR.search(name)
+    in_name = _bare_addresses(name)
     if "@" not in addr and in_name:
         # "Name (user@host)": the address went into the comment.
-        return _address(addr, in_name.group(), hints)
+        return _address(addr, in_name[0].email, hints)
     if "@" in addr and " " in addr.strip() and not addr.startswith('"'):
         # "Test test@example.com": a display name without the angle brackets.
         words = addr.split()
@@ -158,7 +159,9 @@ def name_only(raw: str, hints: Hints) -> Address | None:
 
 
 def _bare_addresses(text: str) -> list[Address]:
-    return [Address(name="", email=m.group().strip("'.")) for m in _BARE_ADDR.finditer(text)]
+    # Token by token: one regex for "x@y.z" anywhere backtracks quadratically on 100 KB of junk.
+    found = (token.strip("'.") for token in _BARE_TOKEN.findall(text) if "@" in token)
+    return [Address(name="", email=addr) for addr in found if _BARE_ADDR.fullmatch(addr)]
 
 
 def _unique(found: list[Address]) -> list[Address]:
@@ -234,8 +237,13 @@ def message_ids(raw: str | None) -> tuple[str, ...]:
         return ()
     text = unfold(raw_header_text(raw))
     # RFC 5322 4.5.4: obsolete ids may hold comments and spaces ("<1234 @ local(blah) .example>").
-    ids = [_WS.sub("", _COMMENT.sub("", found)) for found in _MSGID.findall(text)]
+    ids = [_printable(_WS.sub("", _COMMENT.sub("", found))) for found in _MSGID.findall(text)]
     if not ids:
         # Some MUAs drop the brackets; a bare token with an '@' is still an id.
-        ids = [token.strip("<>,;") for token in text.split() if "@" in token]
+        ids = [_printable(token.strip("<>,;")) for token in text.split() if "@" in token]
     return tuple(dict.fromkeys(f"<{msgid}>" for msgid in ids if msgid))
+
+
+def _printable(msgid: str) -> str:
+    """A message id without controls: it is a lookup key and goes into our References."""
+    return msgid if msgid.isprintable() else "".join(ch for ch in msgid if ch.isprintable())
