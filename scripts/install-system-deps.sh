@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs: Dovecot (IMAP) and spamd run as private
-# instances started by the tests, never as system services. Idempotent and quiet.
+# Install the Debian packages the test suite needs: Dovecot (IMAP), spamd and Postfix run as
+# private instances started by the tests, never as system services. Idempotent and quiet.
 set -euo pipefail
 
-# spamd is its own package since bookworm; python3-venv lets scripts/test create .venv.
-PACKAGES=(dovecot-imapd spamassassin spamc spamd openssl python3 python3-venv)
+# spamd is its own package since bookworm; python3-venv lets scripts/test create .venv (and
+# devtools/postfix.py the pipe user's venv).
+PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv)
 # System services those packages ship; we stop/disable them only if we installed them now.
-declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd)
+declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd [postfix]=postfix)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -50,7 +51,7 @@ stop_and_disable() {
 
 main() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
-        echo "install-system-deps: not a Debian system; install Dovecot (imapd), spamd/spamc," \
+        echo "install-system-deps: not a Debian system; install Dovecot (imapd), spamd/spamc, Postfix," \
              "openssl and Python >= 3.11 yourself." >&2
         exit 1
     fi
@@ -61,6 +62,9 @@ main() {
     fi
     echo "install-system-deps: installing ${missing[*]}" >&2
     forbid_service_starts
+    # Postfix's install asks what kind of mail system this is; "No configuration" leaves
+    # /etc/postfix without a main.cf (tests write their own) and never prompts.
+    echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
     as_root apt-get update -qq >/dev/null
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends "${missing[@]}" >/dev/null

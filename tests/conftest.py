@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 for the whole suite: Dovecot, an SMTP sink and (on demand) spamd."""
+"""Real servers on 127.0.0.1 for the whole suite: Dovecot, an SMTP sink, on demand spamd and Postfix."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -18,8 +18,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from devtools.dovecot import Dovecot, MailUser  # noqa: E402
+from devtools.postfix import Postfix, pipe_python as make_pipe_python  # noqa: E402
 from devtools.smtpsink import SmtpSink  # noqa: E402
 from devtools.spamd import Spamd  # noqa: E402
+
+S = TypeVar("S", Dovecot, Postfix)
 
 
 def _server_dir(name: str) -> Path:
@@ -60,14 +63,16 @@ def server_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class DovecotFactory:
-    """Starts private Dovecot instances and remembers them for clean-up and failure logs."""
+class ServerFactory(Generic[S]):
+    """Starts private servers in fresh directories; remembers them for clean-up and failure logs."""
 
-    def __init__(self) -> None:
-        self.servers: list[Dovecot] = []
+    def __init__(self, name: str, make: Callable[..., S]) -> None:
+        self.name = name
+        self.make = make
+        self.servers: list[S] = []
 
-    def __call__(self, **kwargs: Any) -> Dovecot:
-        server = Dovecot(_server_dir("dovecot"), **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> S:
+        server = self.make(_server_dir(self.name), *args, **kwargs)
         self.servers.append(server)  # before start(), so a failed start is cleaned up too
         server.start()
         return server
@@ -79,9 +84,9 @@ class DovecotFactory:
 
 
 @pytest.fixture
-def dovecot_factory() -> Iterator[DovecotFactory]:
+def dovecot_factory() -> Iterator[ServerFactory[Dovecot]]:
     """Start private Dovecot instances (e.g. to restart one); all are stopped afterwards."""
-    factory = DovecotFactory()
+    factory = ServerFactory("dovecot", Dovecot)
     yield factory
     factory.close()
 
@@ -114,6 +119,24 @@ def spamd() -> Iterator[Spamd]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def pipe_python() -> Iterator[Path]:
+    """An interpreter Postfix's pipe user can run, with this checkout's code (see devtools.postfix)."""
+    dest = _server_dir("pipe-python")
+    try:
+        yield make_pipe_python(REPO_ROOT, dest)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+@pytest.fixture
+def postfix_factory() -> Iterator[ServerFactory[Postfix]]:
+    """Start private Postfix instances (`factory(pipe_argv, domains=..., relayhost=...)`)."""
+    factory = ServerFactory("postfix", Postfix)
+    yield factory
+    factory.close()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None],
@@ -126,10 +149,10 @@ def pytest_runtest_makereport(
     return report
 
 
-def _servers(funcargs: dict[str, object]) -> Iterator[tuple[str, Dovecot | Spamd]]:
+def _servers(funcargs: dict[str, object]) -> Iterator[tuple[str, Dovecot | Spamd | Postfix]]:
     for name, value in funcargs.items():
-        if isinstance(value, (Dovecot, Spamd)):
+        if isinstance(value, (Dovecot, Spamd, Postfix)):
             yield name, value
-        elif isinstance(value, DovecotFactory):
+        elif isinstance(value, ServerFactory):
             for n, server in enumerate(value.servers):
                 yield f"{name}[{n}]", server
