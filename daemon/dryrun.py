@@ -27,7 +27,8 @@ async def explain(config: Config, raw: bytes, mailbox: str) -> dict[str, Any]:
     if decision.detail("bounce"):
         outcome = "bounce: added to the ticket of the bounced message, never a new ticket"
     ticket = TicketView(0, parsed.subject, "new", rules.priority, rules.category, rules.queue or mailbox,
-                        parsed.from_.email if parsed.from_ else "", parsed.from_.name if parsed.from_ else "",
+                        parsed.requester.email if parsed.requester else "",
+                        parsed.requester.name if parsed.requester else "",
                         rules.tags)
     ack = Acknowledgement(config)
     return {

@@ -290,7 +290,7 @@ def _check(rule: Rule, text: _Text, sender: str, tier: tuple[str, str], mailbox:
 def classify(message: ParsedMessage, mailbox: str, rules: RuleSet) -> Classification:
     """Run ``rules`` over one message that arrived in ``mailbox`` (its name). Pure."""
     text = _Text(message, rules.rule_keywords)
-    sender = message.from_.email.lower() if message.from_ is not None else ""
+    sender = message.requester.email.lower() if message.requester is not None else ""
     tier = rules.tier_entry(sender)
     box = mailbox.lower()
     priority, category, queue = "", "", ""

@@ -68,7 +68,7 @@ class SendersFilter:
         self.settings = settings
 
     async def check(self, ctx: FilterContext) -> Verdict:
-        sender = ctx.message.from_.email if ctx.message.from_ else ""
+        sender = ctx.message.requester.email if ctx.message.requester else ""  # as on the ticket
         if hit := self.settings.allow.matches(sender):
             return Verdict(ACCEPT, details={"allowlisted": hit, "final": True})
         if hit := self.settings.block.matches(sender):
