@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -96,13 +96,15 @@ class Postfix(ManagedServer):
     as `pipe_user`, one recipient per delivery, up to `concurrency` at once). Anything else
     goes to `relayhost` (e.g. "[127.0.0.1]:2525") when given, and is discarded otherwise, so
     bounce notices to made-up senders never sit in the queue. `retry_after` (seconds) makes
-    deferred mail come again that soon instead of after Postfix's 300 s or more.
+    deferred mail come again that soon instead of after Postfix's 300 s or more. `routes`
+    maps addresses (or domains) to a next hop of the transport, as the README's recipe does.
     """
 
     def __init__(
         self, root: Path, pipe_command: Sequence[str], *, pipe_user: str = PIPE_USER,
         domains: Sequence[str] = ("example.test",), relayhost: str | None = None, port: int = 0,
         concurrency: int = 10, pipe_flags: str = "Rq", retry_after: int | None = None,
+        routes: Mapping[str, str] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.host = LOCALHOST
@@ -110,6 +112,9 @@ class Postfix(ManagedServer):
         self.pipe_command = list(pipe_command)
         self.pipe_user = pipe_user
         self.domains = list(domains)
+        # transport_maps entries: address or domain -> next hop (`ticketd:NEXTHOP`, which the
+        # pipe's argv can pass on as ${nexthop}); by default each domain with no next hop.
+        self.routes = dict(routes) if routes is not None else {domain: "" for domain in self.domains}
         self.relayhost = relayhost
         self.concurrency = concurrency
         self.pipe_flags = pipe_flags
@@ -270,7 +275,7 @@ class Postfix(ManagedServer):
             path.mkdir(parents=True, exist_ok=True)
         self._make_queue()
         (self.config_dir / "transport").write_text(
-            "".join(f"{domain} {TRANSPORT}:\n" for domain in self.domains))
+            "".join(f"{key} {TRANSPORT}:{nexthop}\n" for key, nexthop in self.routes.items()))
         (self.config_dir / "main.cf").write_text(self._main_cf())
         (self.config_dir / "master.cf").write_text(_MASTER_CF.format(
             host=self.host, port=self.port, transport=TRANSPORT, flags=self.pipe_flags,
