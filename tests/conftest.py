@@ -18,7 +18,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from devtools.dovecot import Dovecot, MailUser  # noqa: E402
-from devtools.postfix import Postfix, pipe_python as make_pipe_python  # noqa: E402
+from devtools.pipeuser import pipe_python as make_pipe_python  # noqa: E402
+from devtools.postfix import Postfix  # noqa: E402
 from devtools.smtpsink import SmtpSink  # noqa: E402
 from devtools.spamd import Spamd  # noqa: E402
 
