@@ -10,7 +10,7 @@ import logging.handlers
 import os
 import signal
 import sys
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from daemon import app, render
 from daemon.config import Config, ConfigError, config_path, load_config
@@ -202,11 +202,7 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
 async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
     async with database(config.database_url):
         tickets = await queries.ticket_list(args.limit or None)
-    if args.json:
-        _print_json(tickets)
-        return 0
-    print(render.ticket_list(tickets))
-    return 0
+    return _emit(tickets, args.json, render.ticket_list)
 
 
 async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
@@ -225,11 +221,7 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
 async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
     async with database(config.database_url):
         held = await queries.quarantine_list()
-    if args.json:
-        _print_json(held)
-        return 0
-    print(render.quarantine_list(held))
-    return 0
+    return _emit(held, args.json, render.quarantine_list)
 
 
 async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
@@ -273,11 +265,7 @@ async def _inbound_list(config: Config, args: argparse.Namespace) -> int:
     from daemon import inbound
 
     rows = await inbound.listing(config, args.status, args.limit or None)
-    if args.json:
-        _print_json(rows)
-    else:
-        print(inbound.render_list(rows))
-    return 0
+    return _emit(rows, args.json, inbound.render_list)
 
 
 async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
@@ -288,11 +276,7 @@ async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
     except quarantine.QuarantineError as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        _print_json(row)
-    else:
-        print(inbound.render_detail(row))
-    return 0
+    return _emit(row, args.json, inbound.render_detail)
 
 
 async def _rules_test(config: Config, args: argparse.Namespace) -> int:
@@ -314,6 +298,15 @@ async def _rules_test(config: Config, args: argparse.Namespace) -> int:
             print(render_text(result, name) + "\n")
     if args.json:
         _print_json(results)
+    return 0
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> int:
+    """``--json``: the data exactly; otherwise the rendering for a person (escaped)."""
+    if as_json:
+        _print_json(data)
+    else:
+        print(human(data))
     return 0
 
 
