@@ -14,6 +14,7 @@ from typing import Callable
 import aiosmtplib
 from tortoise.expressions import F
 
+from daemon.addresses import is_valid
 from daemon.config import SmtpConfig
 from daemon.imap import tls_context
 from daemon.outgoing import one_line
@@ -53,6 +54,10 @@ class DeliveryReport:
         self.deferred += other.deferred
         self.failed += other.failed
         self.windows += other.windows
+
+
+class _Unsendable(Exception):
+    """An address of this row cannot be written in an SMTP command at all."""
 
 
 class Unreachable(Exception):
@@ -104,6 +109,11 @@ def plan_envelope(sender: str, recipients: list[str], smtputf8: bool) -> Envelop
     Without SMTPUTF8 a non-ASCII domain goes out IDNA-encoded (RFC 5890), which every server
     understands; a non-ASCII local part has no ASCII form, so it raises EnvelopeError.
     """
+    # aiosmtplib reads a "<...>" out of whatever it is given (parseaddr), so junk around an
+    # address would reach another recipient: only a well-formed addr-spec goes on the wire.
+    for role, address in (("sender", sender), *(("recipient", r) for r in recipients)):
+        if (address or role == "recipient") and not is_valid(address):
+            raise EnvelopeError(role, f"{role} {one_line(address)} is not a well-formed address")
     if sender.isascii() and all(r.isascii() for r in recipients):
         return Envelope(sender, tuple(recipients))
     if smtputf8:
@@ -198,7 +208,10 @@ class OutboxSender:
             return
         try:
             for recipient in envelope.recipients:
-                await smtp.rcpt(recipient, encoding=envelope.encoding)
+                try:
+                    await smtp.rcpt(recipient, encoding=envelope.encoding)
+                except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
+                    raise _Unsendable(str(exc)) from None
             async with self.write_turn.shared():
                 await smtp.data(row.raw_bytes)
                 accepted = time.monotonic()
@@ -215,7 +228,7 @@ class OutboxSender:
                 await self._fail(row, text, report)
             else:
                 await self._defer(row, text, report)
-        except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control character)
+        except _Unsendable as exc:  # caught at RCPT only: a ValueError after DATA must not fail a sent row
             await self._reset(lane)
             await self._fail(row, f"cannot send: {one_line(str(exc))}", report)
         except TRANSPORT_ERRORS as exc:  # dropped or hung mid-transaction

@@ -121,6 +121,20 @@ async def test_without_smtputf8_a_local_part_fails_its_row_a_domain_goes_as_puny
     assert (await fresh(idn)).status == (await fresh(innocent)).status == OutboundStatus.SENT
 
 
+async def test_a_recipient_with_junk_around_an_address_fails_its_row_alone(db: None, fresh_sink: SmtpSink) -> None:
+    hostile, innocent = await row("eve\r\nRCPT TO:<x@evil.test>@example.test"), await row("bob@example.test")
+    sender = OutboxSender(smtp_config(fresh_sink.port), clock=Clock(), lanes=1)
+
+    report = await sender.deliver_due()
+    await sender.close()
+
+    assert (report.sent, report.failed) == (1, 1)
+    assert [m.rcpt_tos for m in fresh_sink.messages] == [("bob@example.test",)]
+    failed = await fresh(hostile)
+    assert failed.status == OutboundStatus.FAILED and "is not a well-formed address" in failed.last_error
+    assert (await fresh(innocent)).status == OutboundStatus.SENT
+
+
 # -- 5. a refused session defers; a refused recipient fails only its row --------------------
 
 
