@@ -223,7 +223,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
     from daemon.filters.registry import load_filters
-    from daemon.rules import load_rules
+    from daemon.rules_load import load_rules
 
     ack = _acknowledgement(top.sub("acknowledgement", {}))
     limits = top.sub("limits", {})

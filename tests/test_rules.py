@@ -18,9 +18,9 @@ from daemon.rules import (
     Rule,
     RuleSet,
     classify,
-    load_rules,
     match_articles,
 )
+from daemon.rules_load import load_rules
 from tests.support.mail import parsed, simple
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
