@@ -270,3 +270,21 @@ async def test_a_4xx_answer_is_retried_and_a_5xx_answer_gives_up_with_the_reason
 
 async def _count(config: Path, n: int) -> bool:
     return len(await tickets(config)) >= n
+
+
+async def test_a_database_locked_past_its_timeout_leaves_imap_mail_for_the_next_pass(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    from tests.test_ingest import _hold_write_lock
+
+    config = config_for(tmp_path, dovecot, fresh_user, fresh_sink)
+    config.write_text(config.read_text().replace('url = "sqlite://', 'busy_timeout = 0.3\nurl = "sqlite://', 1))
+    assert await run_once(config) == 0  # creates the tables
+    dovecot.deliver(fresh_user.address, simple("lee@example.org", "Locked out", "<lock1@example.org>"))
+    holder = await asyncio.to_thread(_hold_write_lock, tmp_path / "ticketd.db", 3.0)
+    assert await run_once(config) == 1  # a temporary failure: said by the exit code, nothing held
+    await asyncio.to_thread(holder.join)
+    [(_, flags, _)] = dovecot.messages(fresh_user.address)
+    assert "\\Seen" not in flags  # never told the server it was done
+    assert await run_once(config) == 0
+    [t] = await tickets(config)
+    assert t["subject"] == "Locked out" and len(fresh_sink.messages) == 1
