@@ -23,7 +23,7 @@ from devtools.smtpsink import SmtpSink
 from storage.db import database
 from storage.errors import TemporaryFailure
 from storage.models import InboundMessage, InboundStatus
-from tests.support.daemon import PROJECT, cli, cli_json, eventually, write_config
+from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
 
 PIPE = '\n[[addresses]]\nname = "pipe"\naddress = "help@example.test"\n'
@@ -232,9 +232,12 @@ async def test_the_daemon_finishes_rows_that_ingest_stored_but_could_not_process
 
     from tests.support.daemon import running, tickets
 
+    # Wait on the sink, not on the database: in this process a second database() would close
+    # the connection the running daemon shares with it.
     async with running(config.path):
-        found = await eventually(lambda: tickets(config.path), timeout=60)
-    assert [t["subject"] for t in found] == ["Left behind"]
+        assert await asyncio.to_thread(fresh_sink.wait_for, 1, 20)  # well before the 30 s re-sweep
+    assert [t["subject"] for t in await tickets(config.path)] == ["Left behind"]
+    assert fresh_sink.messages[0].rcpt_tos == ("fay@example.org",)
 
 
 async def test_ingest_in_process_reports_the_ticket(tmp_path: Path, fresh_sink: SmtpSink) -> None:
