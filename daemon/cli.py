@@ -284,7 +284,8 @@ async def _rules_test(config: Config, args: argparse.Namespace) -> int:
 
     from daemon.dryrun import explain, render_text
 
-    mailbox = args.mailbox if args.mailbox is not None else config.mailboxes[0].name
+    first = next(iter((*config.mailboxes, *config.addresses)), None)  # a pipe-only site has no mailbox
+    mailbox = args.mailbox if args.mailbox is not None else first.name if first else ""
     results = []
     for name in args.files:
         try:

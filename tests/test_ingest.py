@@ -273,3 +273,12 @@ def test_a_mistyped_ingest_command_line_defers_instead_of_bouncing(tmp_path: Pat
     assert done.returncode == 75
     assert "--mailbx" in _one_short_line(done.stderr)
     assert cli(config, "tickets", "--nosuch").returncode == 2  # elsewhere argparse's usual exit code
+
+
+def test_rules_test_works_on_a_pipe_only_site(tmp_path: Path, fresh_sink: SmtpSink) -> None:
+    config = _config(tmp_path, fresh_sink.port, pipe_only=True)
+    sample = tmp_path / "mail.eml"
+    sample.write_bytes(simple("joy@example.org", "Dry run", "<dry@example.org>"))
+    done = cli(config, "rules", "test", str(sample), "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)[0]["mailbox"] == "pipe"
