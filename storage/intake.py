@@ -130,16 +130,21 @@ async def raw_of(rows: list[InboundMessage]) -> dict[int, bytes]:
 
 
 async def unprocessed(mailbox: Mailbox) -> list[InboundMessage]:
-    """Rows stored by an earlier run that never finished processing (or were deferred), oldest first."""
-    return await InboundMessage.filter(status=InboundStatus.RECEIVED, mailbox=mailbox) \
-        .order_by("uidvalidity", "uid", "id")
+    """Rows stored by an earlier run that never finished processing (or were deferred), oldest first.
+
+    Sorted here, not by ORDER BY: SQLite would then walk the (mailbox, uidvalidity, uid)
+    index to save a sort, i.e. every row the mailbox ever had, instead of the few received.
+    """
+    rows = await InboundMessage.filter(status=InboundStatus.RECEIVED, mailbox=mailbox)
+    return sorted(rows, key=lambda r: (r.uidvalidity or 0, r.uid or 0, r.id))
 
 
 async def pending_after_actions(mailbox: Mailbox, uidvalidity: int) -> list[InboundMessage]:
-    """Finished rows whose server-side seen/delete/move has not been confirmed yet."""
-    return await (InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, server_done=False,
-                                        status__in=InboundStatus.FINAL)
-                  .order_by("uid").only("id", "uid", "truncated"))
+    """Finished rows whose server-side seen/delete/move has not been confirmed yet (sorted here,
+    for the same reason as ``unprocessed``)."""
+    rows = await (InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, server_done=False,
+                                        status__in=InboundStatus.FINAL).only("id", "uid", "truncated"))
+    return sorted(rows, key=lambda r: r.uid or 0)
 
 
 async def mark_server_done(ids: list[int]) -> None:

@@ -63,7 +63,7 @@ class InboundMessage(Model):
         # Each hot lookup gets an index with all its equality columns, so the planner never
         # picks the status index (which would walk every processed row, however old).
         indexes = (("message_id", "status"), ("sha256", "status"), ("mailbox", "uidvalidity", "server_done"),
-                   ("ticket",))
+                   ("status", "mailbox"), ("ticket",))
 
 
 class InboundSource(Model):
