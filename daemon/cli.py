@@ -6,21 +6,19 @@ import argparse
 import asyncio
 import json
 import logging
-import logging.handlers
 import os
 import signal
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from daemon import app, render
 from daemon.config import Config, ConfigError, config_path, load_config
-from daemon.ingest import ingest, read_message
 from daemon.outgoing import one_line
 from daemon.responders import build_responders
 from daemon.terminal import redact_url, safe_line
-from storage import queries
-from storage.db import DatabaseError, database
-from storage.errors import describe
+
+# Each command imports what only it needs (the daemon's IMAP, parsing and SMTP modules, the
+# database, the listings' rendering) in its own function: start-up time is import time, and
+# `check-config` need not load an ORM nor `tickets list` an IMAP client.
 
 EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 65, 70, 75, 78
 
@@ -61,11 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _reader_went_away()
-    except DatabaseError as exc:
+    except _database_error() as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     except KeyboardInterrupt:
         return 130
+
+
+def _database_error() -> type[Exception] | tuple[()]:
+    """storage.db's DatabaseError once a command has imported it; before that none can be raised."""
+    db = sys.modules.get("storage.db")
+    return db.DatabaseError if db is not None else ()  # type: ignore[no-any-return]
 
 
 def _ingest_main(args: argparse.Namespace) -> int:
@@ -75,6 +79,10 @@ def _ingest_main(args: argparse.Namespace) -> int:
     (Python's 1 or 120) makes it bounce the mail to the customer; so every failure here is
     one short line on stderr and 75, the details go to the configured log.
     """
+    from daemon.ingest import ingest, read_message
+    from storage.db import DatabaseError
+    from storage.errors import describe
+
     try:
         config = load_config(config_path(args.config))
         build_responders(config)
@@ -163,7 +171,9 @@ def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> No
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler: logging.Handler
     if config.log_target == "syslog":
-        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        from logging.handlers import SysLogHandler
+
+        handler = SysLogHandler(address="/dev/log")
         fmt = "ticketd[%(process)d]: %(levelname)s %(name)s: %(message)s"
     elif config.log_target != "stderr":
         handler = logging.FileHandler(config.log_target, encoding="utf-8")
@@ -179,6 +189,8 @@ def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> No
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
+    from daemon import app
+
     if args.once:
         return await app.run_once(config)
     return await app.run_forever(config)
@@ -200,12 +212,20 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
+    from daemon import render
+    from storage import queries
+    from storage.db import database
+
     async with database(config.database_url):
         tickets = await queries.ticket_list(args.limit or None)
     return _emit(tickets, args.json, render.ticket_list)
 
 
 async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
+    from daemon import render
+    from storage import queries
+    from storage.db import database
+
     async with database(config.database_url):
         ticket = await queries.ticket_detail(args.number)
     if ticket is None:
@@ -219,13 +239,17 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
+    from daemon import render
+    from storage import queries
+    from storage.db import database
+
     async with database(config.database_url):
         held = await queries.quarantine_list()
     return _emit(held, args.json, render.quarantine_list)
 
 
 async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
-    from daemon import quarantine
+    from daemon import quarantine, render
 
     try:
         if args.action == "show":
