@@ -31,14 +31,11 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.config import Section
 from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
 from daemon.parsers.model import ParsedMessage
-
-if TYPE_CHECKING:
-    from daemon.filters._spamd import Spamd
 
 log = logging.getLogger("ticketd.spam")
 
