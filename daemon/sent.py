@@ -48,6 +48,7 @@ class SentLedger:
         self.retry_first = retry_first
         self.retry_max = retry_max
         self.commits = 0  # successful commits since start: several rows each under load
+        self._refused = 0  # tries refused since the last commit
         self._queue: dict[int, Accepted] = {}
         self._wake = asyncio.Event()
         self._closing = asyncio.Event()
@@ -104,27 +105,43 @@ class SentLedger:
                     delay = min(self.retry_max, delay * 2)
 
     async def _flush(self) -> bool:
-        """Commit every queued row; False if the database refused for now (rows stay queued)."""
-        batch = list(self._queue.values())
+        """Commit the queued rows; False if a condition of the system refused (they stay queued)."""
         try:
-            await _commit(batch)
+            batch = await self._commit()
         except Exception as exc:
             if not is_temporary(exc):  # not a passing condition: the lanes raise it, the rows stay pending
-                self._settle(batch, exc)
+                self._settle(list(self._queue.values()), exc)
                 return True
-            for entry in batch:
+            for entry in self._queue.values():
                 entry.tried.set()
-            log.warning("cannot record %d sent message(s) yet, retrying: %s", len(batch), describe(exc))
+            # One warning an outage, not one a retry; debug for the rest.
+            log.log(logging.DEBUG if self._refused else logging.WARNING,
+                    "cannot record %d sent message(s) yet, retrying: %s", len(self._queue), describe(exc))
+            self._refused += 1
             return False
+        if self._refused:
+            log.info("recorded %d sent message(s) after %d refused tries", len(batch), self._refused)
+            self._refused = 0
         self.commits += 1
         now = time.monotonic()
         for entry in batch:
             self._settle([entry], now - entry.accepted)
         return True
 
+    async def _commit(self) -> list[Accepted]:
+        # One statement a row (each has its own sent_at) in one transaction: one fsync for all.
+        async with in_transaction():
+            # Taken once the write lock is ours: rows accepted while we waited for it join in.
+            batch = list(self._queue.values())
+            for entry in batch:
+                await OutboundMessage.filter(id=entry.row_id).update(
+                    status=OutboundStatus.SENT, sent_at=entry.sent_at, attempts=F("attempts") + 1, last_error="")
+        return batch
+
     def _settle(self, batch: list[Accepted], outcome: float | BaseException | None) -> None:
         for entry in batch:
-            del self._queue[entry.row_id]
+            if self._queue.get(entry.row_id) is entry:
+                del self._queue[entry.row_id]
             entry.tried.set()
             if isinstance(outcome, BaseException):
                 entry.done.set_exception(outcome)
@@ -144,10 +161,3 @@ class SentLedger:
         except TimeoutError:
             pass
 
-
-async def _commit(batch: list[Accepted]) -> None:
-    # One statement a row (each has its own sent_at) inside one transaction: one fsync for all.
-    async with in_transaction():
-        for entry in batch:
-            await OutboundMessage.filter(id=entry.row_id).update(
-                status=OutboundStatus.SENT, sent_at=entry.sent_at, attempts=F("attempts") + 1, last_error="")
