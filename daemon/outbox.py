@@ -87,7 +87,7 @@ class OutboxSender:
                  lanes: int = 4, idle_after: float = IDLE_AFTER) -> None:
         self.config = config
         self.clock = clock
-        # Held (shared) from MAIL FROM until "sent" is committed: see daemon.turn.
+        # Held (shared) from DATA until "sent" is committed: see daemon.turn.
         self.write_turn = write_turn or WriteTurn()
         self.lanes = Lanes(config, lanes, idle_after)
         self.ledger = SentLedger()  # "sent" of all lanes, grouped into one commit
@@ -132,26 +132,22 @@ class OutboxSender:
 
     async def _lane(self, lane: int, queue: deque[OutboundMessage], trouble: list[Unreachable],
                     report: DeliveryReport, deadline: float | None) -> None:
-        # No await between one row's commit and the next row's MAIL on an open lane: a lane
-        # goes from send to send within its slot of the write turn.
-        while queue and not trouble and (deadline is None or time.monotonic() < deadline):
-            row = queue.popleft()
-            try:
-                await self._deliver(lane, row, report, deadline)
-            except Unreachable as exc:
-                trouble.append(exc)
-                await self._defer(row, str(exc), report, quiet=True)
-            finally:
-                self.lanes.touch(lane)
+        async with self.write_turn.lane():  # rows in hand: it goes send after send in its slot
+            while queue and not trouble and (deadline is None or time.monotonic() < deadline):
+                row = queue.popleft()
+                try:
+                    await self._deliver(lane, row, report, deadline)
+                except Unreachable as exc:
+                    trouble.append(exc)
+                    await self._defer(row, str(exc), report, quiet=True)
+                finally:
+                    self.lanes.touch(lane)
 
     async def _deliver(self, lane: int, row: OutboundMessage, report: DeliveryReport,
                        deadline: float | None) -> None:
         """Send one row; a session problem raises Unreachable, the row's own fate is settled here."""
-        if not self.lanes.is_open(lane):
-            await self.lanes.open(lane)  # outside the turn: a TLS handshake must not hold the intake
         try:
-            async with self.write_turn.shared():
-                accepted = await self._transaction(lane, row)
+            accepted = await self._transaction(lane, row)
         except EnvelopeError as exc:  # this recipient, on this server: nothing was sent
             await self._fail(row, str(exc), report)
         except aiosmtplib.SMTPResponseException as exc:  # RCPT or DATA refused: this message, not the session
@@ -178,15 +174,16 @@ class OutboxSender:
 
     async def _transaction(self, lane: int, row: OutboundMessage) -> Accepted:
         """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
-        smtp, envelope = await self._begin(lane, row)
-        for recipient in envelope.recipients:
+        smtp, envelope = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
+        for recipient in envelope.recipients:          # an inbound transaction: no 250 yet
             try:
                 await smtp.rcpt(recipient, encoding=envelope.encoding)
             except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
                 raise _Unsendable(str(exc)) from None
-        await smtp.data(row.raw_bytes)
-        accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
-        await accepted.tried.wait()
+        async with self.write_turn.shared():
+            await smtp.data(row.raw_bytes)
+            accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
+            await accepted.tried.wait()
         return accepted
 
     async def _record(self, row: OutboundMessage, accepted: Accepted, report: DeliveryReport,

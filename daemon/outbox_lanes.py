@@ -54,17 +54,6 @@ class Lanes:
         smtp = self.connections[lane]
         return smtp is not None and smtp.is_connected
 
-    async def open(self, lane: int) -> None:
-        """Connect now if needed; any trouble is the session's (Unreachable), never a row's."""
-        try:
-            await self.connection(lane)
-        except (*TRANSPORT_ERRORS, ValueError) as exc:
-            await self.close(lane)
-            raise Unreachable.of(exc) from None
-        except BaseException:  # cancelled mid-handshake: the half-open connection is no use
-            self.drop(lane)
-            raise
-
     async def connection(self, lane: int) -> aiosmtplib.SMTP:
         smtp = self.connections[lane]
         if smtp is not None and smtp.is_connected:

@@ -19,17 +19,17 @@ HOLD_FOR = 0.05
 class WriteTurn:
     """SQLite's one writer, shared by time between the pipeline (exclusive) and SMTP sends (shared).
 
-    A send holds a shared turn from MAIL FROM until the first commit attempt of its "sent"
+    A send holds a shared turn from DATA until the first commit attempt of its "sent"
     (daemon.sent groups those of all lanes), so the server's 250 and our commit are never
     separated by an inbound transaction: that gap is the window in which a crash sends a
-    message twice. Sends overlap each other freely.
+    message twice. Sends overlap each other freely; MAIL and RCPT need no turn at all.
 
     Neither side starves, and neither goes one step per turn of the other: when a transaction
     ends, the sends waiting get a slot as long as that transaction held the turn (at least
-    ``min_slot``), in which a lane may start one send after another; a transaction waiting
-    meanwhile goes when the slot is over and the sends in flight are done. Under contention
-    each side has about half the writer's time, so acknowledgements keep pace with the intake
-    that creates them.
+    ``min_slot``), in which a lane with rows in hand (``lane()``) goes from send to send; a
+    transaction waiting meanwhile goes when the slot is over and the sends in flight are done.
+    Under contention each side has about half the writer's time, so acknowledgements keep
+    pace with the intake that creates them.
     """
 
     def __init__(self, min_slot: float = MIN_SLOT, hold_for: float = HOLD_FOR) -> None:
@@ -39,6 +39,7 @@ class WriteTurn:
         self._exclusive = False
         self._writers_waiting = 0
         self._senders_waiting = 0
+        self._lanes = 0  # SMTP lanes with rows in hand, between their sends (MAIL, RCPT) or in one
         self._sends: dict[object, float] = {}  # in flight: a token -> time.monotonic() at its start
         self._slot_ends = 0.0  # sends may start past a waiting transaction until then
 
@@ -65,6 +66,17 @@ class WriteTurn:
                 self._changed.notify_all()
 
     @asynccontextmanager
+    async def lane(self) -> AsyncIterator[None]:
+        """A lane with rows to send: within a slot, a waiting transaction lets it go on."""
+        self._lanes += 1  # no need to wake anyone: this only makes transactions wait longer
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._lanes -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:
         async with self._changed:
             self._senders_waiting += 1
@@ -88,14 +100,14 @@ class WriteTurn:
         return not self._exclusive and (self._writers_waiting == 0 or now < self._slot_ends)
 
     def _writer_may_go(self, now: float) -> bool:
-        if self._exclusive or (self._senders_waiting and now < self._slot_ends):
+        if self._exclusive or ((self._senders_waiting or self._lanes) and now < self._slot_ends):
             return False
         return all(now - started >= self.hold_for for started in self._sends.values())
 
     def _writer_recheck_in(self, now: float) -> float | None:
         """Seconds until time alone can let a waiting transaction go (None: only an event can)."""
         moments = [started + self.hold_for for started in self._sends.values()]
-        if self._senders_waiting:
+        if self._senders_waiting or self._lanes:
             moments.append(self._slot_ends)
         later = [moment - now for moment in moments if moment > now]
         return min(later) if later else None
