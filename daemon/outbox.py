@@ -180,8 +180,9 @@ class OutboxSender:
                 await smtp.rcpt(recipient, encoding=envelope.encoding)
             except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
                 raise _Unsendable(str(exc)) from None
-        async with self.write_turn.shared():
+        async with self.write_turn.shared() as send:
             await smtp.data(row.raw_bytes)
+            send.accepted()
             accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
             await accepted.tried.wait()
         return accepted

@@ -10,10 +10,23 @@ from typing import AsyncIterator, Callable
 # A send phase lasts at least this long, so a phase after a very short transaction (an intake
 # batch) still fits one round of every lane: MAIL, RCPT, DATA and the grouped "sent" commit.
 MIN_SLOT = 0.005
-# A send in flight longer than this (a relay scanning each message, a hung server) stops
-# holding transactions back: its own duplicate window then widens to one transaction, instead
-# of the intake stalling for the SMTP timeout.
-HOLD_FOR = 0.05
+# A send still waiting for the server's answer to DATA after this long (a relay scanning each
+# message, a hung server) stops holding transactions back: its own duplicate window then
+# widens to one transaction, instead of the intake stalling for the SMTP timeout. A LAN or
+# loopback server answers in milliseconds. Once the 250 is in, the send holds transactions
+# until its commit was tried, however long that takes: that part is ours, and short.
+HOLD_FOR = 0.1
+
+
+class Send:
+    """One send holding the shared turn; ``accepted()`` when the server has said 250."""
+
+    def __init__(self, sends: dict[Send, float | None]) -> None:
+        self._sends = sends
+        sends[self] = time.monotonic()
+
+    def accepted(self) -> None:
+        self._sends[self] = None  # no longer subject to hold_for: only the commit is left
 
 
 class WriteTurn:
@@ -40,7 +53,8 @@ class WriteTurn:
         self._writers_waiting = 0
         self._senders_waiting = 0
         self._lanes = 0  # SMTP lanes with rows in hand, between their sends (MAIL, RCPT) or in one
-        self._sends: dict[object, float] = {}  # in flight: a token -> time.monotonic() at its start
+        # In flight: each send -> time.monotonic() at its start, None once accepted.
+        self._sends: dict[Send, float | None] = {}
         self._slot_ends = 0.0  # sends may start past a waiting transaction until then
 
     @asynccontextmanager
@@ -77,7 +91,7 @@ class WriteTurn:
                 self._changed.notify_all()
 
     @asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
+    async def shared(self) -> AsyncIterator[Send]:
         async with self._changed:
             self._senders_waiting += 1
             try:
@@ -87,13 +101,12 @@ class WriteTurn:
                 raise
             finally:
                 self._senders_waiting -= 1
-            token = object()
-            self._sends[token] = time.monotonic()
+            send = Send(self._sends)
         try:
-            yield
+            yield send
         finally:
             async with self._changed:
-                del self._sends[token]
+                del self._sends[send]
                 self._changed.notify_all()
 
     def _sender_may_go(self, now: float) -> bool:
@@ -102,11 +115,11 @@ class WriteTurn:
     def _writer_may_go(self, now: float) -> bool:
         if self._exclusive or ((self._senders_waiting or self._lanes) and now < self._slot_ends):
             return False
-        return all(now - started >= self.hold_for for started in self._sends.values())
+        return all(started is not None and now - started >= self.hold_for for started in self._sends.values())
 
     def _writer_recheck_in(self, now: float) -> float | None:
         """Seconds until time alone can let a waiting transaction go (None: only an event can)."""
-        moments = [started + self.hold_for for started in self._sends.values()]
+        moments = [started + self.hold_for for started in self._sends.values() if started is not None]
         if self._senders_waiting or self._lanes:
             moments.append(self._slot_ends)
         later = [moment - now for moment in moments if moment > now]

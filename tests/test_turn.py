@@ -148,3 +148,22 @@ async def test_a_cancelled_waiting_transaction_lets_the_sends_it_held_back_go() 
         waiting.cancel()
         await asyncio.gather(waiting, return_exceptions=True)
         await asyncio.wait_for(_send_once(turn), 1)  # no longer held back by a writer that left
+
+
+async def test_an_accepted_send_holds_transactions_until_it_leaves_however_long() -> None:
+    turn, log = WriteTurn(hold_for=0.01), []
+
+    async def send() -> None:
+        async with turn.shared() as sending:
+            sending.accepted()  # the 250 is in: only our commit of "sent" is left
+            log.append("send in")
+            await asyncio.sleep(0.1)
+            log.append("send out")
+
+    async def inbound() -> None:
+        await asyncio.sleep(0.005)
+        async with turn.exclusive():
+            log.append("tx")
+
+    await asyncio.gather(send(), inbound())
+    assert log == ["send in", "send out", "tx"]
