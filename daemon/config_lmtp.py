@@ -17,6 +17,7 @@ LISTEN_EXPECTED = ('an absolute Unix socket path like "/run/ticketd/lmtp.sock", 
 MODE_EXPECTED = 'an octal permission string like "0660"'
 # Owner and group may connect, others not: the MTA gets in through the group (socket_group).
 DEFAULT_MODE = 0o660
+SUN_PATH_MAX = 107  # bytes of a Unix socket path on Linux (sun_path is 108 with its NUL)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def load_lmtp(section: Section) -> LmtpConfig | None:
     if importlib.util.find_spec("aiosmtpd") is None:  # else `run` would die at start with a traceback
         section.fail("listen", "LMTP, which needs aiosmtpd; it is not installed (pip install aiosmtpd)")
     if listen.startswith("/"):
+        if len(listen.encode()) > SUN_PATH_MAX or listen.endswith("/"):
+            section.fail("listen", f"a socket file path of at most {SUN_PATH_MAX} bytes", listen)
         config = LmtpConfig(listen, path=Path(listen), socket_mode=_mode(section), socket_group=_group(section))
     else:
         host, port = _address(section, listen)
