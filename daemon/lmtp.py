@@ -149,6 +149,11 @@ class LmtpHandler:
         ids = {name: row.id for name, row in zip(names, rows)}
         return "\r\n".join(f"250 2.0.0 OK, inbound {ids[name]}" for name in envelope.points)
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd would answer our bug with a permanent 500 and the MTA bounce the mail."""
+        log.error("LMTP session error, answered 451: %s", describe(error), exc_info=error)
+        return "451 4.3.0 Internal error, try again later"
+
     def _failed(self, exc: Exception, envelope: Delivery) -> str:
         """451 for every recipient: the MTA keeps the message and tries again; nothing is bounced."""
         if is_temporary(exc):

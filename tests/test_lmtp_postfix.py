@@ -1,4 +1,4 @@
-"""The README's LMTP recipe, for real: a private Postfix delivers with lmtp:unix: to `ticketd run`."""
+"""The README's LMTP recipe, for real: a private Postfix delivers over LMTP (unix:) to `ticketd run`."""
 
 from __future__ import annotations
 
