@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.transactions import in_transaction
 
 from storage import bulk
@@ -114,8 +115,11 @@ async def store_batch(mailbox: Mailbox, uidvalidity: int, items: list[Incoming],
 async def store_one(item: Incoming, max_bytes: int, mailbox: Mailbox | None = None) -> InboundMessage:
     """Commit one message that arrived outside IMAP (``ticketd ingest``, LMTP)."""
     row = new_row(item, mailbox, None, max_bytes)
-    async with in_transaction():
+    if isinstance(bulk.client(), TransactionalDBClient):  # part of the caller's transaction (LMTP's group)
         await _insert([row], [item.raw])
+    else:
+        async with in_transaction():
+            await _insert([row], [item.raw])
     return row
 
 

@@ -66,7 +66,7 @@ async def stored_rows(config: Path) -> list[InboundMessage]:
     from daemon.config import load_config
 
     async with database(load_config(config).database_url):
-        return await InboundMessage.all().order_by("id").prefetch_related("mailbox")
+        return await InboundMessage.all().order_by("id").prefetch_related("mailbox", "source")
 
 
 def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
@@ -106,7 +106,7 @@ async def test_each_recipient_hears_250_and_the_message_becomes_a_ticket_and_an_
     assert ack.rcpt_tos == ("ann@example.org",) and "[#1]" in str(ack.message["Subject"])
     [row] = await stored_rows(config)
     # The final delivery's trace lines (RFC 5321 4.4): what the bounce filter reads.
-    assert row.raw_bytes.startswith(b"Return-Path: <customer@example.org>\r\n"
+    assert row.source.content.startswith(b"Return-Path: <customer@example.org>\r\n"
                                     b"Delivered-To: support+t42-3f9a@EXAMPLE.test\r\n" + raw[:20])
     assert replies[0][1] == f"2.0.0 OK, inbound {row.id}"
 
@@ -183,8 +183,8 @@ async def test_one_message_for_two_mailboxes_is_a_row_in_each_and_a_reply_per_re
     assert (support.mailbox.name, sales.mailbox.name) == ("support", "sales")
     assert replies[0][1] == replies[2][1] == f"2.0.0 OK, inbound {support.id}"
     assert replies[1][1] == f"2.0.0 OK, inbound {sales.id}"
-    assert b"Delivered-To: support@example.test\r\nDelivered-To: support+x@example.test\r\n" in support.raw_bytes
-    assert b"Delivered-To: sales@example.test\r\n" in sales.raw_bytes
+    assert b"Delivered-To: support@example.test\r\nDelivered-To: support+x@example.test\r\n" in support.source.content
+    assert b"Delivered-To: sales@example.test\r\n" in sales.source.content
     # The same mail to two mailboxes is one ticket: the second copy is its duplicate.
     assert (support.status, sales.status) == ("processed", "duplicate")
     assert sales.ticket_id == support.ticket_id and len(await tickets(config)) == 1
