@@ -1,0 +1,368 @@
+"""``--history N``: pre-fill the database with N earlier messages, as the pipeline would have stored them.
+
+Fast because nothing goes through the pipeline per message: a few hundred generated messages
+(the first ones of the run's own seed, so the same 60 customers) are parsed, filtered, classified
+and acknowledged once, by the daemon's own functions, as templates. Each history message is a
+copy of one, with every Message-ID in it given a ``h<cycle>.`` prefix, so Message-IDs and sha256
+values are distinct, and written with multi-row INSERTs built from the models' metadata (see
+``bench.rows``) in transactions of ``CHUNK`` messages.
+
+Per message: a processed inbound row with its raw bytes (UID, UIDVALIDITY and \\Seen done, as
+after a real run), an article (and attachments with their bytes); per conversation: a ticket
+numbered on from the counter, its "created" event, "article" events for replies, and a sent
+acknowledgement to the customer. The generator writes no Cc, so one new conversation in ten
+gets ``Cc: it-desk@<customer's domain>`` in its template: that is who becomes a participant.
+History ends two hours before now, a message every ``STEP``: per-hour limits see none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from tortoise import connections
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from bench.generate import generate
+from bench.rows import Table
+from bench.servers import MAILBOX, USER
+from daemon.config import Config, load_config
+from daemon.filters.registry import build_filters
+from daemon.outgoing import one_line
+from daemon.parsers.model import ParsedMessage
+from daemon.prepare import parse_or_reason, run_filters
+from daemon.filters import ACCEPT, FilterContext
+from daemon.responders import Draft, ResponseContext, TicketView, build_responders
+from daemon.rules import classify, match_articles
+from storage import models
+from storage.db import database
+from storage.intake import header_message_id
+from storage.models import (Article, Attachment, Counter, Event, InboundMessage, InboundStatus, Mailbox,
+                            OutboundMessage, OutboundStatus, Participant, Ticket)
+
+TEMPLATES = 200  # distinct messages the history is copied from: two blocks of the generator's mix
+CHUNK = 5000  # history messages per transaction
+STEP = timedelta(minutes=5)
+MARK = 987654321987  # the ticket number templates are acknowledged with, replaced per copy
+_RANDOM = random.Random(7)  # the acknowledgements' Message-ID tokens: uuid4 reads /dev/urandom, slow here
+# The raw bytes' own tables, once main has them (InboundSource, AttachmentContent); until then
+# the bytes are a column of the row itself.
+SOURCE: type[Model] | None = getattr(models, "InboundSource", None)
+CONTENT: type[Model] | None = getattr(models, "AttachmentContent", None)
+
+
+@dataclass(frozen=True)
+class Template:
+    """One generated message, as the pipeline saw it."""
+
+    index: int
+    raw: bytes
+    parsed: ParsedMessage
+    thread: int
+    is_reply: bool
+    ids: tuple[str, ...]  # every Message-ID in it (its own, In-Reply-To, References): renamed per copy
+    verdicts: list[list[Any]]
+    ticket: dict[str, Any]  # ticket columns for a new conversation
+    drafts: tuple[Draft, ...]  # the responders' mail for a new ticket numbered MARK
+    participants: tuple[str, ...]
+
+
+@dataclass
+class History:
+    """What was pre-filled."""
+
+    messages: int = 0
+    tickets: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    uidvalidity: int = 0
+    next_uid: int = 1
+
+
+def history_id(message_id: str, cycle: int) -> str:
+    """The Message-ID of copy ``cycle`` of a template: ``<h3.local@domain>``."""
+    inner = message_id[1:] if message_id.startswith("<") else message_id
+    return f"<h{cycle}.{inner}"
+
+
+def copy_raw(template: Template, cycle: int) -> bytes:
+    """The raw bytes of one copy: every Message-ID renamed; without one, a trace header differs."""
+    raw = template.raw
+    for message_id in template.ids:
+        raw = raw.replace(message_id.encode(), history_id(message_id, cycle).encode())
+    if not template.parsed.message_id:
+        raw = f"X-Bench-History: {cycle}.{template.index}\r\n".encode() + raw
+    return raw
+
+
+def _with_cc(raw: bytes, address: str) -> bytes:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if head.count(b"\r\nSubject:") != 1:
+        return raw
+    return head.replace(b"\r\nSubject:", f"\r\nCc: IT desk <{address}>\r\nSubject:".encode()) + sep + body
+
+
+async def templates(config: Config, seed: int, count: int = TEMPLATES) -> list[Template]:
+    """The first ``count`` messages of ``seed``, parsed, filtered, classified and acknowledged."""
+    filters, responders = build_filters(config.filters), build_responders(config)
+    found: list[Template] = []
+    for index, message in enumerate(generate(count, seed, to=USER)):
+        raw = message.raw
+        if not message.is_reply and index % 10 == 3:
+            raw = _with_cc(raw, f"it-desk@{message.sender.rpartition('@')[2]}")
+        parsed = parse_or_reason(raw)
+        if isinstance(parsed, str):
+            continue
+        decision = await run_filters(filters, FilterContext(parsed, raw, MAILBOX, config.own_addresses,
+                                                            datetime.now(timezone.utc)))
+        if decision.action != ACCEPT or decision.detail("bounce"):
+            continue  # history holds processed mail only
+        ids = tuple(dict.fromkeys(i for i in (message.message_id, parsed.message_id, *parsed.in_reply_to,
+                                              *parsed.references) if i))
+        rules = classify(parsed, MAILBOX, config.rules)
+        sender = parsed.requester
+        tags = list(dict.fromkeys((*rules.tags, *decision.tags)))
+        ticket = dict(subject=one_line(parsed.subject, 998) or "(no subject)",
+                      requester=(sender.email if sender else "").lower(),
+                      requester_name=one_line(sender.name) if sender else "", mailbox=MAILBOX,
+                      queue=rules.queue or MAILBOX, priority=rules.priority, category=rules.category,
+                      fired_rules=list(rules.fired), tags=tags)
+        view = TicketView(MARK, ticket["subject"], "new", rules.priority, rules.category, ticket["queue"],
+                          ticket["requester"], ticket["requester_name"], tuple(tags))
+        ctx = ResponseContext(view, parsed, True, MAILBOX, decision=decision, first_response=rules.first_response,
+                              articles=match_articles(parsed, config.rules))
+        drafts = tuple(d for r in responders for d in r.run(ctx) if isinstance(d, Draft))
+        people = {a.email.lower() for a in (parsed.from_, *parsed.cc) if a is not None and a.email}
+        found.append(Template(index, raw, parsed, message.thread, message.is_reply, ids,
+                              [[n, v.action, v.reason, v.details] for n, v in decision.verdicts], ticket, drafts,
+                              tuple(sorted(people - {ticket["requester"]} - config.own_addresses))))
+    return found
+
+
+# In foreign-key order: a row's parents are written before it.
+MODELS: tuple[type[Model], ...] = tuple(m for m in (
+    Ticket, InboundMessage, SOURCE, Article, Attachment, CONTENT, Participant, Event, OutboundMessage)
+    if m is not None)
+
+
+class _Rows:
+    """The rows of one chunk, table by table, and how to make them for each template."""
+
+    def __init__(self, dialect: str, config: Config, mailbox_id: int, uidvalidity: int) -> None:
+        self.tables = {model: Table(model, dialect) for model in MODELS}
+        self.pending: dict[type[Model], list[tuple[Any, ...]]] = {model: [] for model in MODELS}
+        self.config, self.mailbox_id, self.uidvalidity = config, mailbox_id, uidvalidity
+        self._makers: dict[int, _Makers] = {}
+        self.event = {what: self.tables[Event].maker({"what": what}, ("id", "ticket_id", "detail", "at"))
+                      for what in ("created", "article")}
+        self.participant = self.tables[Participant].maker({}, ("id", "ticket_id", "email"))
+
+    def makers(self, template: Template) -> _Makers:
+        if template.index not in self._makers:
+            self._makers[template.index] = _Makers(self, template)
+        return self._makers[template.index]
+
+    def add(self, model: type[Model], row: tuple[Any, ...]) -> None:
+        self.pending[model].append(row)
+
+    def take(self) -> dict[type[Model], list[tuple[Any, ...]]]:
+        """The rows made so far, handed over for writing; making goes on into fresh lists."""
+        taken, self.pending = self.pending, {model: [] for model in MODELS}
+        return taken
+
+    async def write(self, taken: dict[type[Model], list[tuple[Any, ...]]], counts: dict[str, int]) -> None:
+        """One transaction; sqlite3 lets go of the GIL while SQLite works, so the next chunk is made meanwhile."""
+        async with in_transaction():
+            for model, table in self.tables.items():
+                counts[table.name] = counts.get(table.name, 0) + await table.insert(taken[model])
+
+
+class _Makers:
+    """One template's rows, everything but the per-copy values converted once."""
+
+    def __init__(self, rows: _Rows, template: Template) -> None:
+        t, msg = rows.tables, template.parsed
+        self.ticket = t[Ticket].maker({**template.ticket, "status": "new"},
+                                      ("id", "number", "created_at", "updated_at"))
+        inbound = ["id", "uid", "size", "sha256", "message_id", "ticket_id", "received_at", "processed_at"]
+        self.inbound = t[InboundMessage].maker(dict(
+            mailbox_id=rows.mailbox_id, uidvalidity=rows.uidvalidity, status=InboundStatus.PROCESSED, reason="",
+            attempts=1, server_done=True, truncated=False, verdicts=template.verdicts),
+            inbound if SOURCE else [*inbound, "raw_bytes"])
+        self.source = t[SOURCE].maker({}, ("inbound_id", "content")) if SOURCE else None
+        self.article = t[Article].maker(dict(
+            direction="in", sender=str(msg.from_ or ""), to=", ".join(map(str, msg.to)),
+            cc=", ".join(map(str, msg.cc)), subject=msg.subject, date=msg.date, text=msg.text, html=msg.html,
+            internal=False), ("id", "ticket_id", "inbound_id", "message_id", "in_reply_to", "references",
+                              "created_at"))
+        self.attachments = []
+        for part in msg.attachments:
+            values = dict(filename=part.filename, content_type=part.content_type, size=part.size,
+                          sha256=hashlib.sha256(part.content).hexdigest(), content_id=part.content_id,
+                          inline=part.inline)
+            if CONTENT is None:
+                self.attachments.append((t[Attachment].maker({**values, "content": part.content},
+                                                             ("id", "article_id")), None))
+            else:
+                self.attachments.append((t[Attachment].maker(values, ("id", "article_id")),
+                                         t[CONTENT].maker({"content": part.content}, ("attachment_id",))))
+        self.outbound = [(draft, t[OutboundMessage].maker(dict(
+            kind=draft.kind, mail_from=draft.mail_from, recipients=list(draft.recipients),
+            recipient=draft.recipients[0].lower() if draft.recipients else "", automatic=draft.automatic,
+            status=OutboundStatus.SENT, attempts=1, last_error=""),
+            ("id", "ticket_id", "message_id", "raw_bytes", "next_try_at", "created_at", "sent_at")))
+            for draft in template.drafts]
+
+
+class _Ids:
+    """The next free primary key of each table."""
+
+    def __init__(self, start: dict[type[Model], int]) -> None:
+        self.next = dict(start)
+
+    def take(self, model: type[Model]) -> int:
+        value = self.next[model]
+        self.next[model] = value + 1
+        return value
+
+
+async def _next_ids() -> _Ids:
+    client = connections.get("default")
+    start = {}
+    for model in MODELS:
+        if model in (SOURCE, CONTENT):  # keyed by their parent's id
+            continue
+        meta = model._meta
+        _, rows = await client.execute_query(f'SELECT max("{meta.db_pk_column}") FROM "{meta.db_table}"')
+        start[model] = int(list(rows[0].values() if isinstance(rows[0], dict) else rows[0])[0] or 0) + 1
+    return _Ids(start)
+
+
+def plan(count: int, pool: list[Template]) -> Iterator[tuple[int, int, Template]]:
+    """(history index, cycle, template) for every history message, the pool taken in turn."""
+    for i in range(count):
+        yield i, i // len(pool), pool[i % len(pool)]
+
+
+async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_uid: int = 1,
+               end: datetime | None = None, pool: list[Template] | None = None) -> History:
+    """Write ``count`` history messages into the open database (see the module docstring)."""
+    client = connections.get("default")
+    # The pre-fill need not survive a crash or a power cut: no journal, no fsync (WAL would write
+    # every page twice, the log then the checkpoint). WAL comes back at the end.
+    await client.execute_script("PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF; "
+                                "PRAGMA cache_size = -262144")
+    started = time.perf_counter()
+    pool = pool if pool is not None else await templates(config, seed)
+    if not pool:
+        raise RuntimeError("no usable template messages")
+    box, _ = await Mailbox.get_or_create(name=MAILBOX)
+    ids, rows, report = await _next_ids(), _Rows(client.capabilities.dialect, config, box.id, uidvalidity), History()
+    counter = await Counter.get_or_none(name="ticket")
+    number = counter.value if counter else 0
+    end = end or datetime.now(timezone.utc) - timedelta(hours=2)
+    start = end - STEP * count
+    threads: dict[tuple[int, int], tuple[int, int]] = {}  # (cycle, thread) -> (ticket id, number)
+    writing: asyncio.Future[None] | None = None
+    for i, cycle, template in plan(count, pool):
+        at, make = start + STEP * i, rows.makers(template)
+        raw = copy_raw(template, cycle)
+        key = (cycle, template.thread)
+        opened = key not in threads
+        if opened:
+            number += 1
+            threads[key] = (ids.take(Ticket), number)
+            rows.add(Ticket, make.ticket(threads[key][0], number, at, at))
+            report.tickets += 1
+        ticket_id, ticket_number = threads[key]
+        inbound_id, article_id = ids.take(InboundMessage), ids.take(Article)
+        inbound = (inbound_id, first_uid + i, len(raw), hashlib.sha256(raw).hexdigest(), header_message_id(raw),
+                   ticket_id, at, at + timedelta(seconds=1))
+        if make.source is None:
+            rows.add(InboundMessage, make.inbound(*inbound, raw))
+        else:
+            rows.add(InboundMessage, make.inbound(*inbound))
+            rows.add(SOURCE, make.source(inbound_id, raw))
+        _add_article(rows, make, ids, template, cycle, ticket_id, inbound_id, article_id, at)
+        rows.add(Event, rows.event["created" if opened else "article"](
+            ids.take(Event), ticket_id, {"article": article_id, "inbound": inbound_id,
+                                         "threaded_by": None if opened else "references", "tags": []}, at))
+        if opened:
+            for email in template.participants:
+                rows.add(Participant, rows.participant(ids.take(Participant), ticket_id, email))
+            for draft, outbound in make.outbound:
+                message_id, ack = _acknowledgement(config, template, cycle, draft, ticket_number)
+                rows.add(OutboundMessage, outbound(ids.take(OutboundMessage), ticket_id, message_id, ack, at, at,
+                                                   at + timedelta(seconds=1)))
+        report.messages += 1
+        report.bytes += len(raw)
+        if report.messages % 50 == 0:
+            await asyncio.sleep(0)  # the chunk being written goes on to its next statement
+        if report.messages % CHUNK == 0:
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(rows.write(rows.take(), report.rows))
+    if writing is not None:
+        await writing
+    await rows.write(rows.take(), report.rows)
+    await _finish(box, number, uidvalidity, first_uid + count)
+    report.uidvalidity, report.next_uid = uidvalidity, first_uid + count
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _add_article(rows: _Rows, make: _Makers, ids: _Ids, template: Template, cycle: int, ticket_id: int,
+                 inbound_id: int, article_id: int, at: datetime) -> None:
+    msg = template.parsed
+
+    def renamed(value: str) -> str:
+        return history_id(value, cycle) if value in template.ids else value
+
+    rows.add(Article, make.article(article_id, ticket_id, inbound_id, renamed(msg.message_id),
+                                   " ".join(map(renamed, msg.in_reply_to)), " ".join(map(renamed, msg.references)),
+                                   at))
+    for attachment, content in make.attachments:
+        attachment_id = ids.take(Attachment)
+        rows.add(Attachment, attachment(attachment_id, article_id))
+        if content is not None:
+            rows.add(CONTENT, content(attachment_id))
+
+
+def _acknowledgement(config: Config, template: Template, cycle: int, draft: Draft, number: int) -> tuple[str, bytes]:
+    """The Message-ID and bytes of one copy's acknowledgement (rendered once, for ticket MARK)."""
+    domain = config.smtp.from_address.rpartition("@")[2] or "ticketd.invalid"
+    message_id = f"<ticketd.{number}.{_RANDOM.getrandbits(128):032x}@{domain}>"  # daemon.outgoing.new_message_id, without the slow urandom
+    # The headers name the right ticket; a base64-encoded body keeps the number it was rendered with.
+    raw = draft.raw.replace(draft.message_id.encode(), message_id.encode()).replace(
+        str(MARK).encode(), str(number).encode())
+    for old in template.ids:
+        raw = raw.replace(old.encode(), history_id(old, cycle).encode())
+    return message_id, raw
+
+
+async def _finish(box: Mailbox, number: int, uidvalidity: int, next_uid: int) -> None:
+    """The ticket counter continues after the history; the mailbox is synced up to its last UID."""
+    await Counter.update_or_create(defaults={"value": number}, name="ticket")
+    box.uidvalidity, box.last_uid = uidvalidity, next_uid - 1
+    await box.save(update_fields=["uidvalidity", "last_uid", "updated_at"])
+    await connections.get("default").execute_script("PRAGMA journal_mode = WAL")
+
+
+def prefill(config_path: Path, count: int, seed: int, uidvalidity: int) -> History:
+    """Open the configured database (the project's ``database()``: its schema) and fill it."""
+    config = load_config(config_path)
+
+    async def run() -> History:
+        async with database(config.database_url, config.busy_timeout):
+            return await fill(config, count, seed, uidvalidity)
+
+    return asyncio.run(run())
