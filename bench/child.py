@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,8 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools._process import find_program
+
 REPO = Path(__file__).resolve().parents[1]
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_SYNC = re.compile(r"\b(?:fsync|fdatasync)\(")
 
 
 @dataclass
@@ -26,13 +30,33 @@ class Child:
     started_at: float  # time.time() just before the spawn: the rawlog's clock
 
 
-def ticketd(*args: str, profile: Path | None = None, statements: Path | None = None) -> list[str]:
+def ticketd(*args: str, profile: Path | None = None, statements: Path | None = None,
+            fsyncs: Path | None = None) -> list[str]:
     """The ticketd command line from this venv.
 
     ``statements``: through ``bench.traced``, which writes the SQL statement counts there.
     ``profile``: under cProfile, the stats written there. Without either, the console script
     next to ``sys.executable`` (else ``python -m daemon``), exactly as an admin runs it.
+    ``fsyncs``: under strace, every fsync/fdatasync of the process tree logged there.
     """
+    command = _python(args, profile, statements)
+    if fsyncs is None:
+        return command
+    # seccomp-bpf: only the traced calls stop the process, so the rest runs at full speed.
+    return [find_program("strace"), "-f", "--seccomp-bpf", "-qq", "-e", "trace=fsync,fdatasync",
+            "-o", str(fsyncs), *command]
+
+
+def count_fsyncs(path: Path) -> int | None:
+    """The fsync and fdatasync calls in an strace log; None without one."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    return sum(1 for line in lines if _SYNC.search(line))
+
+
+def _python(args: tuple[str, ...], profile: Path | None, statements: Path | None) -> list[str]:
     if statements is not None:
         target = ["-m", "bench.traced", "--out", str(statements), "--", *args]
     elif profile is not None:

@@ -247,10 +247,10 @@ async def _next_ids() -> _Ids:
     return _Ids(start)
 
 
-def plan(count: int, pool: list[Template]) -> Iterator[tuple[int, int, Template]]:
+def plan(count: int, pool: list[Template], first_cycle: int = 1) -> Iterator[tuple[int, int, Template]]:
     """(history index, cycle, template) for every history message, the pool taken in turn."""
     for i in range(count):
-        yield i, i // len(pool), pool[i % len(pool)]
+        yield i, first_cycle + i // len(pool), pool[i % len(pool)]
 
 
 async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_uid: int = 1,
@@ -273,7 +273,8 @@ async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_ui
     start = end - STEP * count
     threads: dict[tuple[int, int], tuple[int, int]] = {}  # (cycle, thread) -> (ticket id, number)
     writing: asyncio.Future[None] | None = None
-    for i, cycle, template in plan(count, pool):
+    # Cycles numbered from the first free inbound id: a second fill never repeats a Message-ID.
+    for i, cycle, template in plan(count, pool, ids.next[InboundMessage]):
         at, make = start + STEP * i, rows.makers(template)
         raw = copy_raw(template, cycle)
         key = (cycle, template.thread)

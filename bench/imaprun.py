@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.child import Child, run_child, ticketd
+from bench.child import Child, count_fsyncs, run_child, ticketd
 from bench.figures import (Latencies, StartUp, Statements, ack_latencies, count_rows, max_id, read_outbox,
                            read_rawlog, start_up)
 from bench.generate import generate
@@ -42,6 +42,7 @@ class Outcome:
     latencies: Latencies
     statements: Statements | None  # the timed process's SQL
     history: History | None
+    fsyncs: int | None = None  # fsync + fdatasync calls of the timed process tree (--strace)
 
 
 @dataclass
@@ -140,7 +141,7 @@ def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
 
 
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
-            history: int = 0, idle: bool = True, trace: bool = True) -> Result:
+            history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False) -> Result:
     """One complete benchmark run in ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
@@ -156,15 +157,18 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
         filled = prefill(config, history, seed, HISTORY_UIDVALIDITY) if history else None
         before = Before(database)
         counts, idle_counts = workdir / "statements.json", workdir / "statements-idle.json"
-        for stale in (counts, idle_counts):  # from an earlier run in a --keep directory
+        syncs = workdir / "fsyncs.strace"
+        for stale in (counts, idle_counts, syncs):  # from an earlier run in a --keep directory
             stale.unlink(missing_ok=True)
         stats = workdir / "profile.out" if profile else None
         child = run_child(ticketd("-c", str(config), "run", "--once", profile=stats,
-                                  statements=counts if trace else None), workdir / "ticketd.log", timeout)
+                                  statements=counts if trace else None, fsyncs=syncs if strace else None),
+                          workdir / "ticketd.log", timeout)
         sink.wait_for(sum(loaded.conversations.values()), timeout=10)
         flags = server_flags(dovecot)
         result = Result(n, loaded, child, outcome(database, sink, before, counts, filled),
                         sum(b"\\Seen" in f for f in flags), len(flags), StartUp(None, None, None))
+        result.outcome.fsyncs = count_fsyncs(syncs)
         if idle:
             result.idle = run_child(ticketd("-c", str(config), "run", "--once",
                                             statements=idle_counts if trace else None),

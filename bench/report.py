@@ -50,7 +50,9 @@ def _rss(max_rss: int, tree_rss: int) -> None:
           f"{tree_rss / MIB:.1f} MiB whole process tree (sampled)")
 
 
-def _statements(total: Statements | None, fixed: Statements | None, n: int) -> None:
+def _statements(total: Statements | None, fixed: Statements | None, n: int, fsyncs: int | None = None) -> None:
+    if fsyncs is not None:
+        print(f"  fsync:        {fsyncs} fsync/fdatasync calls in the timed run (strace), {fsyncs / n:.3f} a message")
     if total is None:
         print("  SQL:          not counted")
         return
@@ -95,7 +97,7 @@ def report(result: Result, seed: int) -> None:
     _startup(result.startup, result.idle_startup, result.idle.seconds if result.idle else None)
     _latency(result.outcome.latencies)
     _rss(child.max_rss, child.tree_rss)
-    _statements(result.outcome.statements, result.idle_statements, result.n)
+    _statements(result.outcome.statements, result.idle_statements, result.n, result.outcome.fsyncs)
     _outcome(result.outcome, result.conversations)
     print(f"  \\Seen:        {result.seen} of {result.on_server} messages on the server")
 

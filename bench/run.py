@@ -36,7 +36,7 @@ def single(args: argparse.Namespace, root: Path) -> int:
         problems = lmtp.problems()
     else:
         result = run_one(args.n, args.seed, workdir, profile=args.profile, timeout=args.timeout,
-                         history=args.history, trace=not args.no_trace)
+                         history=args.history, trace=not args.no_trace, strace=args.strace)
         report(result, args.seed)
         if args.profile and (workdir / "profile.out").exists():
             print_profile(workdir / "profile.out")
@@ -65,11 +65,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="run each N in turn and print peak RSS per N (IMAP)")
     parser.add_argument("--no-trace", action="store_true",
                         help="run the console script itself: no SQL statement counts")
+    parser.add_argument("--strace", action="store_true",
+                        help="count the timed run's fsync/fdatasync calls with strace (IMAP)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="kill ticketd after this many seconds")
     args = parser.parse_args(argv)
-    if args.lmtp and (args.profile or args.rss_series):
-        parser.error("--lmtp goes with neither --profile nor --rss-series")
+    if args.lmtp and (args.profile or args.rss_series or args.strace):
+        parser.error("--lmtp goes with none of --profile, --rss-series, --strace")
     return args
 
 
