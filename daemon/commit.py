@@ -1,17 +1,20 @@
-"""The writes of one transaction: tickets, articles, outbox rows, and each row's outcome."""
+"""The writes of one transaction: tickets, articles, outbox rows, and each row's outcome.
+
+A group of messages is read in a few queries up front (claims, duplicates, limits, threads),
+decided message by message in memory, and written by one INSERT per table at the end
+(``storage.writes``): the statements per group stay the same whether it holds 1 message or 50.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
-
-from tortoise.expressions import F
+from typing import TYPE_CHECKING
 
 from daemon import verp
 from daemon.addresses import is_own, is_valid
+from daemon.bounce_commit import record_bounce
 from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
 from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
 from daemon.outgoing import one_line
@@ -20,10 +23,10 @@ from daemon.prepare import Prepared
 from daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from daemon.responders.acknowledgement import reply_address
 from daemon.rules import Classification, classify, match_articles
-from daemon.threader import find_ticket
-from storage.bulk import update_rows
-from storage.models import (Article, Attachment, Counter, Event, InboundMessage, InboundStatus,
-                            OutboundMessage, OutboundStatus, Participant, Suppression, Ticket)
+from daemon.threader import Threads
+from storage import bulk
+from storage.models import InboundMessage, InboundStatus, OutboundMessage
+from storage.writes import GroupWrites, TicketRow
 
 if TYPE_CHECKING:
     from daemon.pipeline import Processor
@@ -53,8 +56,8 @@ class Commit:
         self.config = processor.config
         self.mailbox = mailbox
         self.now = processor.clock()
-        self.events: list[Event] = []
-        self.outbound: list[OutboundMessage] = []  # written together at the end
+        self.writes = GroupWrites(self.now)
+        self.threads = Threads()
         self.seen: dict[str, list[Earlier]] = {}  # this transaction's new articles, by key
         self.numbers = _Numbers()
         self.recent: dict[str, int] = {}  # recipient -> automatic mails in the last hour
@@ -62,17 +65,17 @@ class Commit:
 
     async def run(self, rows: list[InboundMessage], prepared: list[Prepared]) -> list[Outcome]:
         claimed = await self._claim(rows)
-        earlier = await load_earlier([r for r in rows if r.id in claimed])
-        await self._load_limits(prepared)
+        mine = [(r, p) for r, p in zip(rows, prepared) if r.id in claimed]
+        earlier = await load_earlier([r for r, _ in mine])
+        readable = [p.parsed for _, p in mine if not isinstance(p.parsed, str)]
+        await self._load_limits(readable)
+        await self.threads.load(readable)
         outcomes = [await self._one(row, item, earlier) if row.id in claimed else self._taken(row)
                     for row, item in zip(rows, prepared)]
         await self.numbers.save()
-        if self.events:
-            await Event.bulk_create(self.events)
-        if self.outbound:
-            await OutboundMessage.bulk_create(self.outbound)
-        await update_rows([r for r, o in zip(rows, outcomes) if r.id in claimed and o.status != "deferred"],
-                          ROW_FIELDS)
+        await self.writes.flush()
+        await bulk.update_rows([r for r, o in zip(rows, outcomes) if r.id in claimed and o.status != "deferred"],
+                               ROW_FIELDS)
         return outcomes
 
     async def _claim(self, rows: list[InboundMessage]) -> set[int]:
@@ -82,13 +85,15 @@ class Commit:
         processed a row since we read it; the write lock held since BEGIN makes this check
         and our writes one step, so no row is ever processed twice.
         """
-        current = await InboundMessage.filter(id__in=[r.id for r in rows]).values_list("id", "status", "ticket_id")
+        by_id = {r.id: r for r in rows}
         claimed = set()
-        for row_id, status, ticket_id in current:
+        for row_id, status, ticket_id in await bulk.fetch(
+                f"SELECT id, status, ticket_id FROM inbound_message WHERE id IN ({bulk.marks(len(by_id))})",
+                list(by_id)):
             if status == InboundStatus.RECEIVED:
-                claimed.add(row_id)
+                claimed.add(int(row_id))
             else:
-                row = next(r for r in rows if r.id == row_id)
+                row = by_id[int(row_id)]
                 row.status, row.ticket_id = status, ticket_id
         return claimed
 
@@ -117,7 +122,9 @@ class Commit:
                 status = InboundStatus.REJECTED if decision.action == REJECT else InboundStatus.QUARANTINED
                 return self._hold(row, status, decision.reason)
             if decision.detail("bounce"):
-                return await self._bounce(row, item.parsed, decision)
+                # Rare, and it reads what this group wrote before it: written first, then the ORM.
+                await self.writes.flush()
+                return await record_bounce(self, row, item.parsed, decision)
         outcome = await self._to_ticket(row, item.parsed, decision)
         self._collision(row, candidates)
         self.seen.setdefault(key(row), []).append(earlier_of(row, item.parsed))
@@ -131,48 +138,54 @@ class Commit:
         row.reason = (f"Message-ID {one_line(row.message_id, 200)} is also on inbound "
                       f"{', '.join(map(str, others))}, a different message: processed as its own")
         log.warning("inbound %d: %s", row.id, row.reason)
-        self.events.append(Event(ticket_id=row.ticket_id, what="message_id_collision",
-                                 detail={"inbound": row.id, "also_on": others, "message_id": row.message_id}))
+        self.writes.event(row.ticket_id, "message_id_collision",
+                          {"inbound": row.id, "also_on": others, "message_id": row.message_id})
 
     def _hold(self, row: InboundMessage, status: str, reason: str) -> Outcome:
         row.status, row.reason = status, reason[:2000]
         log.warning("inbound %d %s: %s", row.id, status, reason)
         return Outcome(row.id, status, reason=reason)
 
-    async def _load_limits(self, prepared: list[Prepared]) -> None:
-        """Recent automatic mail and suppressed addresses of this group's senders, in two queries."""
-        people = {reply_address(p.parsed).lower() for p in prepared if not isinstance(p.parsed, str)} - {""}
+    async def _load_limits(self, messages: list[ParsedMessage]) -> None:
+        """Recent automatic mail and suppressed addresses of this group's senders, in two queries.
+
+        Served by the (recipient, created_at) index: an hour of one recipient's mail, never
+        the recipient's whole history.
+        """
+        people = sorted({reply_address(m).lower() for m in messages} - {""})
         if not people:
             return
-        since = self.now - timedelta(hours=1)
-        for recipient in await OutboundMessage.filter(recipient__in=people, automatic=True,
-                                                      created_at__gte=since).values_list("recipient", flat=True):
-            self.recent[recipient] = self.recent.get(recipient, 0) + 1
-        self.suppressed = set(await Suppression.filter(address__in=people, until__gt=self.now)
-                              .values_list("address", flat=True))
+        since = OutboundMessage._meta.fields_map["created_at"].to_db_value(self.now - timedelta(hours=1), None)
+        for recipient, count in await bulk.fetch(
+                f"SELECT recipient, count(*) FROM outbound_message WHERE recipient IN ({bulk.marks(len(people))}) "
+                "AND created_at >= ? AND automatic = ? GROUP BY recipient", [*people, since, True]):
+            self.recent[recipient] = int(count)
+        self.suppressed = {r[0] for r in await bulk.fetch(
+            f"SELECT address FROM suppression WHERE address IN ({bulk.marks(len(people))}) AND until > ?",
+            [*people, self.now])}
 
     async def _to_ticket(self, row: InboundMessage, msg: ParsedMessage, decision: Decision | None) -> Outcome:
-        match = await find_ticket(msg)
+        match = self.threads.find(msg)
         if match is None:
             rules = classify(msg, self.mailbox, self.config.rules)
             ticket = await self._new_ticket(msg, rules, decision)
         else:
             rules, ticket = None, match.ticket
-        article = await self._article(ticket, row, msg)
-        await _add_participants(ticket, msg, self.config.own_addresses)
-        self.events.append(Event(ticket_id=ticket.id, what="created" if match is None else "article",
-                                 detail={"article": article.id, "inbound": row.id,
-                                         "threaded_by": match.how if match else None,
-                                         "tags": list(decision.tags) if decision else []}))
+        article = await self.article(ticket, row, msg)
+        self._add_participants(ticket, msg)
+        self.writes.event(ticket.id, "created" if match is None else "article",
+                          {"article": article, "inbound": row.id, "threaded_by": match.how if match else None,
+                           "tags": list(decision.tags) if decision else []})
         drafts = self._respond(ticket, msg, match is None, decision, rules)
-        self.outbound += [self._outbound_row(ticket, draft) for draft in drafts]
+        for draft in drafts:
+            self._outbound_row(ticket, draft)
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
         log.info("%s %s ticket #%d (%s)", msg.message_id or "(no Message-ID)",
                  "opened" if match is None else "added to", ticket.number,
                  f"{ticket.priority} {ticket.queue}" if match is None else f"threaded by {match.how}")
         return Outcome(row.id, row.status, ticket.number, match is None, len(drafts))
 
-    def _outbound_row(self, ticket: Ticket, draft: Draft) -> OutboundMessage:
+    def _outbound_row(self, ticket: TicketRow, draft: Draft) -> None:
         recipient = draft.recipients[0].lower() if draft.recipients else ""
         if draft.automatic:
             self.recent[recipient] = self.recent.get(recipient, 0) + 1
@@ -180,39 +193,45 @@ class Commit:
         if smtp.bounce_key is not None and mail_from.lower() == smtp.envelope_from.lower():
             # A return address only this message has: its bounce can prove it answers our mail.
             mail_from = verp.envelope_sender(smtp.envelope_from, draft.message_id, smtp.bounce_key)
-        return OutboundMessage(
-            ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=mail_from,
-            recipients=list(draft.recipients), recipient=recipient, automatic=draft.automatic,
-            raw_bytes=draft.raw, next_try_at=self.now, created_at=self.now)
+        self.writes.outbound(ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=mail_from,
+                             recipients=list(draft.recipients), recipient=recipient, automatic=draft.automatic,
+                             raw_bytes=draft.raw)
+        self.threads.add_outbound(draft.message_id, ticket.id)
 
-    async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None) -> Ticket:
+    async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None) -> TicketRow:
         sender = msg.requester  # From, else Reply-To, else Sender: never junk around an address
         tags = list(dict.fromkeys((*rules.tags, *(decision.tags if decision else ()))))
-        return await Ticket.create(
-            number=await self.numbers.next(), subject=one_line(msg.subject, 998) or "(no subject)",
+        ticket = await self.writes.ticket(
+            await self.numbers.next(), subject=one_line(msg.subject, 998) or "(no subject)",
             requester=(sender.email if sender else "").lower(), requester_name=one_line(sender.name) if sender else "",
             mailbox=self.mailbox, queue=rules.queue or self.mailbox, priority=rules.priority,
             category=rules.category, fired_rules=list(rules.fired), tags=tags,
         )
+        self.threads.add_ticket(ticket)
+        return ticket
 
-    async def _article(self, ticket: Ticket, row: InboundMessage, msg: ParsedMessage,
-                       internal: bool = False) -> Article:
-        article = await Article.create(
-            ticket=ticket, inbound_id=row.id, direction="in", sender=str(msg.from_ or ""),
-            to=", ".join(map(str, msg.to)), cc=", ".join(map(str, msg.cc)), subject=msg.subject,
-            message_id=msg.message_id, in_reply_to=" ".join(msg.in_reply_to),
-            references=" ".join(msg.references), date=msg.date, text=msg.text, html=msg.html,
-            internal=internal,
-        )
-        if msg.attachments:
-            await Attachment.bulk_create([
-                Attachment(article_id=article.id, filename=a.filename, content_type=a.content_type,
-                           size=a.size, sha256=hashlib.sha256(a.content).hexdigest(), content=a.content,
-                           content_id=a.content_id, inline=a.inline)
-                for a in msg.attachments])
+    async def article(self, ticket: TicketRow, row: InboundMessage, msg: ParsedMessage,
+                      internal: bool = False) -> int:
+        """Queue the article of ``row`` (and its attachments); its id."""
+        article = await self.writes.article({
+            "ticket_id": ticket.id, "inbound_id": row.id, "direction": "in", "sender": str(msg.from_ or ""),
+            "to": ", ".join(map(str, msg.to)), "cc": ", ".join(map(str, msg.cc)), "subject": msg.subject,
+            "message_id": msg.message_id, "in_reply_to": " ".join(msg.in_reply_to),
+            "references": " ".join(msg.references), "date": msg.date, "text": msg.text, "html": msg.html,
+            "internal": internal}, list(msg.attachments))
+        self.threads.add_article(msg.message_id, ticket.id)
         return article
 
-    def _respond(self, ticket: Ticket, msg: ParsedMessage, is_new: bool, decision: Decision | None,
+    def _add_participants(self, ticket: TicketRow, msg: ParsedMessage) -> None:
+        own = self.config.own_addresses
+        people = {a.email.lower() for a in (msg.from_, *msg.cc)
+                  if a is not None and is_valid(a.email) and not is_own(a.email, own)}
+        people -= {ticket.requester}
+        if people:
+            self.writes.participants(ticket.id, people)
+            self.threads.add_participants(ticket.id, people)
+
+    def _respond(self, ticket: TicketRow, msg: ParsedMessage, is_new: bool, decision: Decision | None,
                  rules: Classification | None) -> list[Draft]:
         view = TicketView(ticket.number, ticket.subject, ticket.status, ticket.priority, ticket.category,
                           ticket.queue, ticket.requester, ticket.requester_name, tuple(ticket.tags))
@@ -226,77 +245,11 @@ class Commit:
         drafts: list[Draft] = []
         for result in (r for responder in self.p.responders for r in responder.run(ctx)):
             if isinstance(result, Withheld):  # the audit trail says why a customer heard nothing
-                self.events.append(Event(ticket_id=ticket.id, what="withheld", detail={
-                    "kind": result.kind, "recipient": result.recipient, "reason": result.reason}))
+                self.writes.event(ticket.id, "withheld", {
+                    "kind": result.kind, "recipient": result.recipient, "reason": result.reason})
             else:
                 drafts.append(result)
         return drafts
-
-    async def _bounce(self, row: InboundMessage, msg: ParsedMessage, decision: Decision) -> Outcome:
-        """Attach a delivery failure to the ticket whose mail bounced; never a new ticket."""
-        info: dict[str, Any] = decision.detail("bounce")["bounce"]
-        original = info.get("original_message_id", "")
-        sent = await OutboundMessage.filter(message_id=original).first() if original else None
-        ticket = await _bounced_ticket(original, sent)
-        if ticket is None:
-            return self._hold(row, InboundStatus.QUARANTINED,
-                              f"bounce for a message we did not send: {info.get('status', '')} "
-                              f"{', '.join(info.get('recipients', []))}".strip())
-        suppressed: list[str] = []
-        if sent is None:
-            why = "the bounced message is not in our outbox"
-        elif not info.get("permanent"):
-            why = "not a permanent failure"
-        else:
-            # Every customer gets our Message-IDs, so citing one proves nothing: only a DSN sent to
-            # the signed return address of that very message may silence anyone.
-            proven, why = verp.proof(msg.headers, self.config.smtp.envelope_from, self.config.smtp.bounce_key,
-                                     sent.message_id)
-            if proven:  # and only addresses we really wrote to
-                ours = {r.lower() for r in sent.recipients}
-                suppressed = sorted({a.lower() for a in info.get("recipients", []) if a.lower() in ours})
-                await self._suppress(suppressed, int(decision.detail("bounce").get("suppress_days", 60)), info)
-                why = why if suppressed else "it names no recipient of the bounced message"
-        outcome = f"suppressed {', '.join(suppressed)}: {why}" if suppressed else f"suppressed nothing: {why}"
-        article = await self._article(ticket, row, msg, internal=True)
-        if "bounced" not in ticket.tags:
-            ticket.tags = [*ticket.tags, "bounced"]
-            await ticket.save(update_fields=["tags", "updated_at"])
-        self.events.append(Event(ticket_id=ticket.id, what="bounce",
-                                 detail={"article": article.id, **info, "suppressed": suppressed,
-                                         "suppression": outcome}))
-        if sent is not None:  # a bounce never cancels a delivery still queued
-            await OutboundMessage.filter(id=sent.id).exclude(status=OutboundStatus.PENDING).update(
-                status=OutboundStatus.BOUNCED, last_error=(info.get("diagnostic") or info.get("status", ""))[:2000])
-        row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
-        log.warning("bounce %s for ticket #%d: %s %s; %s", msg.message_id, ticket.number, info.get("status"),
-                    ", ".join(info.get("recipients", [])), outcome)
-        return Outcome(row.id, row.status, ticket.number)
-
-    async def _suppress(self, addresses: list[str], days: int, info: dict[str, Any]) -> None:
-        until = self.now + timedelta(days=days)
-        reason = f"bounced permanently: {info.get('status', '')} {info.get('diagnostic', '')}".strip()
-        for address in {a.lower() for a in addresses if a}:
-            updated = await Suppression.filter(address=address).update(until=until, reason=reason[:2000])
-            if not updated:
-                await Suppression.create(address=address, until=until, reason=reason[:2000])
-            self.suppressed.add(address)
-
-
-async def _bounced_ticket(original: str, sent: OutboundMessage | None) -> Ticket | None:
-    if sent is not None and sent.ticket_id is not None:
-        return await Ticket.get_or_none(id=sent.ticket_id)
-    article = await Article.filter(message_id=original).first() if original else None
-    return await Ticket.get_or_none(id=article.ticket_id) if article else None
-
-
-async def _add_participants(ticket: Ticket, msg: ParsedMessage, own: frozenset[str]) -> None:
-    people = {a.email.lower() for a in (msg.from_, *msg.cc)
-              if a is not None and is_valid(a.email) and not is_own(a.email, own)}
-    people -= {ticket.requester}
-    if people:
-        await Participant.bulk_create([Participant(ticket_id=ticket.id, email=e) for e in sorted(people)],
-                                      ignore_conflicts=True)
 
 
 class _Numbers:
@@ -308,13 +261,15 @@ class _Numbers:
 
     async def next(self) -> int:
         if self.value is None:
-            counter = await Counter.select_for_update().get_or_none(name="ticket")
-            if counter is None:
-                counter = await Counter.create(name="ticket", value=0)
-            self.value = self.start = counter.value
+            lock = " FOR UPDATE" if bulk.is_postgres(bulk.client()) else ""  # SQLite: BEGIN IMMEDIATE did it
+            rows = await bulk.fetch(f"SELECT value FROM counter WHERE name = 'ticket'{lock}")
+            if not rows:
+                await bulk.execute("INSERT INTO counter (name, value) VALUES ('ticket', 0)")
+            self.value = self.start = int(rows[0][0]) if rows else 0
         self.value += 1
         return self.value
 
     async def save(self) -> None:
         if self.value is not None and self.value != self.start:
-            await Counter.filter(name="ticket").update(value=F("value") + (self.value - (self.start or 0)))
+            await bulk.execute("UPDATE counter SET value = value + ? WHERE name = 'ticket'",
+                               [self.value - (self.start or 0)])

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daemon.parsers.model import ParsedMessage
-from storage.models import Article, InboundMessage, InboundStatus
+from storage import bulk
+from storage.models import InboundMessage, InboundStatus
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,24 @@ def same_message(row: InboundMessage, msg: ParsedMessage, candidates: list[Earli
 
 
 async def load_earlier(rows: list[InboundMessage]) -> dict[str, list[Earlier]]:
-    """Processed messages sharing a key with ``rows``, in two queries (three on a collision)."""
-    ids = [r.message_id for r in rows if r.message_id]
-    hashes = [r.sha256 for r in rows if not r.message_id]
-    found: list[InboundMessage] = []
-    fields = ("id", "message_id", "sha256", "ticket_id")
+    """Processed messages sharing a key with ``rows``, in one query (two on a collision).
+
+    Both lookups are served by an index on (key, status): the history of processed rows is
+    never walked, however long it grows.
+    """
+    ids = sorted({r.message_id for r in rows if r.message_id})
+    hashes = sorted({r.sha256 for r in rows if not r.message_id})
+    clauses, values = [], []
     if ids:
-        found += await InboundMessage.filter(message_id__in=ids, status=InboundStatus.PROCESSED).only(*fields)
+        clauses.append(f"(message_id IN ({bulk.marks(len(ids))}) AND status = ?)")
+        values += [*ids, InboundStatus.PROCESSED]
     if hashes:
-        found += await InboundMessage.filter(sha256__in=hashes, message_id="",
-                                             status=InboundStatus.PROCESSED).only(*fields)
+        clauses.append(f"(sha256 IN ({bulk.marks(len(hashes))}) AND status = ? AND message_id = '')")
+        values += [*hashes, InboundStatus.PROCESSED]
+    if not clauses:
+        return {}
+    found = await bulk.fetch("SELECT id, message_id, sha256, ticket_id FROM inbound_message WHERE "
+                             + " OR ".join(clauses), values)
     if not found:
         return {}
     # The article's sender and text are needed only when the bytes differ (rare: a second
@@ -68,12 +77,13 @@ async def load_earlier(rows: list[InboundMessage]) -> dict[str, list[Earlier]]:
     hashes_by_key: dict[str, set[str]] = {}
     for r in rows:
         hashes_by_key.setdefault(key(r), set()).add(r.sha256)
-    need = [r.id for r in found if hashes_by_key.get(key(r), set()) - {r.sha256}]
-    articles = {a["inbound_id"]: a for a in await Article.filter(inbound_id__in=need).values(
-                "inbound_id", "sender", "text")} if need else {}
+    need = [int(r[0]) for r in found if hashes_by_key.get(r[1] or f"sha256:{r[2]}", set()) - {r[2]}]
+    articles = {int(a[0]): (a[1], a[2]) for a in await bulk.fetch(
+        f"SELECT inbound_id, sender, text FROM article WHERE inbound_id IN ({bulk.marks(len(need))})", need)} \
+        if need else {}
     result: dict[str, list[Earlier]] = {}
-    for r in found:
-        article = articles.get(r.id, {})
-        result.setdefault(key(r), []).append(Earlier(r.id, r.ticket_id, r.sha256, r.message_id,
-                                                     article.get("sender", ""), article.get("text", "")))
+    for row_id, message_id, sha256, ticket_id in found:
+        sender, text = articles.get(int(row_id), ("", ""))
+        result.setdefault(message_id or f"sha256:{sha256}", []).append(
+            Earlier(int(row_id), ticket_id, sha256, message_id, sender, text))
     return result

@@ -7,7 +7,7 @@ from typing import Any
 from daemon.config import Config
 from daemon.quarantine import QuarantineError, summary_headers
 from daemon.terminal import safe_line
-from storage import queries
+from storage import intake, queries
 from storage.db import database
 from storage.models import InboundStatus
 
@@ -24,7 +24,7 @@ async def detail(config: Config, inbound_id: int) -> dict[str, Any]:
         row = await queries.inbound_row(inbound_id)
         if row is None:
             raise QuarantineError(f"no inbound message {inbound_id}")
-        return await queries.inbound_detail(row, summary_headers(row.raw_bytes))
+        return await queries.inbound_detail(row, summary_headers((await intake.raw_of([row])).get(row.id, b"")))
 
 
 def render_list(rows: list[dict[str, Any]]) -> str:

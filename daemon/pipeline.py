@@ -16,6 +16,7 @@ from daemon.filters.registry import build_filters
 from daemon.prepare import Clock, Prepared, filter_all, parse_all, utcnow
 from daemon.responders import Responder, build_responders
 from daemon.turn import WriteTurn
+from storage import intake
 from storage.errors import TemporaryFailure, describe, is_temporary
 from storage.models import InboundMessage, InboundStatus
 
@@ -52,7 +53,8 @@ class Processor:
 
     async def prepare(self, rows: list[InboundMessage], mailbox: str = "") -> list[Prepared]:
         """Parse and filter the rows still to be processed; safe to run ahead of ``process``."""
-        raws = [row.raw_bytes if row.status == InboundStatus.RECEIVED else None for row in rows]
+        stored = await intake.raw_of([row for row in rows if row.status == InboundStatus.RECEIVED])
+        raws = [stored.get(row.id) if row.status == InboundStatus.RECEIVED else None for row in rows]
         parsed, broken = await parse_all(raws, self.pool)
         if broken:
             self.pool = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from daemon.config import Config
 from daemon.pipeline import Processor
-from storage import queries
+from storage import intake, queries
 from storage.db import database
 from storage.models import InboundMessage, InboundStatus
 
@@ -37,7 +37,7 @@ async def _held(inbound_id: int) -> InboundMessage:
 async def show(config: Config, inbound_id: int) -> dict[str, Any]:
     async with database(config.database_url):
         row = await _held(inbound_id)
-        return queries.held_detail(row, summary_headers(row.raw_bytes))
+        return queries.held_detail(row, summary_headers((await intake.raw_of([row])).get(row.id, b"")))
 
 
 async def release(config: Config, inbound_id: int) -> dict[str, Any]:

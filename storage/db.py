@@ -10,6 +10,8 @@ from typing import AsyncIterator
 
 from tortoise import Tortoise, connections
 
+from storage import legacy
+
 MODELS = ["storage.models"]
 
 
@@ -76,6 +78,7 @@ async def _connect_and_create_tables(url: str, busy_timeout: float) -> None:
         try:
             await Tortoise.init(config=tortoise_config(url, busy_timeout))
             await Tortoise.generate_schemas(safe=True)
+            await legacy.move_raw_columns()
             return
         except Exception as exc:  # sqlite3.OperationalError has no finer type for this
             await connections.close_all()

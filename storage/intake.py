@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 
 from tortoise.transactions import in_transaction
 
-from storage.models import InboundMessage, InboundStatus, Mailbox
+from storage import bulk
+from storage.models import InboundMessage, InboundSource, InboundStatus, Mailbox
 
 log = logging.getLogger("ticketd.intake")
 
@@ -56,10 +57,12 @@ async def reset_uidvalidity(mailbox: Mailbox, uidvalidity: int) -> None:
 
 
 def new_row(item: Incoming, mailbox: Mailbox | None, uidvalidity: int | None, max_bytes: int) -> InboundMessage:
+    """The row for ``item``, in memory (its id is set when it is stored)."""
     row = InboundMessage(
-        mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, raw_bytes=item.raw,
-        size=item.size, sha256=hashlib.sha256(item.raw).hexdigest(),
-        message_id=header_message_id(item.raw),
+        mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, size=item.size,
+        sha256=hashlib.sha256(item.raw).hexdigest(), message_id=header_message_id(item.raw),
+        status=InboundStatus.RECEIVED, reason="", attempts=0, verdicts=[], server_done=False,
+        truncated=False, received_at=datetime.now(timezone.utc),
     )
     if item.too_large or item.size > max_bytes:
         row.status, row.truncated = InboundStatus.QUARANTINED, item.too_large
@@ -71,39 +74,77 @@ def new_row(item: Incoming, mailbox: Mailbox | None, uidvalidity: int | None, ma
     return row
 
 
+_ROW = bulk.Table(InboundMessage, ["id", "mailbox_id", "uidvalidity", "uid", "size", "truncated", "sha256",
+                                   "message_id", "status", "reason", "attempts", "verdicts", "server_done",
+                                   "received_at", "processed_at"])
+_RAW = bulk.Table(InboundSource, ["inbound_id", "content"])
+
+
+async def _insert(rows: list[InboundMessage], raws: list[bytes]) -> None:
+    """Write rows and their bytes: two statements, ids chosen here (no read-back)."""
+    ids = bulk.Ids()
+    for row in rows:
+        row.id = await ids.take("inbound_message")
+        row._saved_in_db = True  # later ORM saves of this instance UPDATE it
+    await _ROW.insert_objects(rows)
+    await _RAW.insert({"inbound_id": row.id, "content": raw} for row, raw in zip(rows, raws))
+
+
 async def store_batch(mailbox: Mailbox, uidvalidity: int, items: list[Incoming], max_bytes: int) -> list[InboundMessage]:
-    """Commit fetched messages and the new last UID together; return them in UID order."""
+    """Commit fetched messages and the new last UID together; return the new rows in UID order.
+
+    A UID stored before (a crash between our commit and the next fetch's start) is not
+    stored again: its row is still "received" and the recovery at the start of a sync has it.
+    """
     uids = [item.uid for item in items if item.uid is not None]
     async with in_transaction():
-        known = set(await InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, uid__in=uids)
-                    .values_list("uid", flat=True))
-        fresh = [new_row(item, mailbox, uidvalidity, max_bytes) for item in items if item.uid not in known]
-        if fresh:
-            await InboundMessage.bulk_create(fresh)
+        known = {r[0] for r in await bulk.fetch(
+            f"SELECT uid FROM inbound_message WHERE mailbox_id = ? AND uidvalidity = ? AND uid IN ({bulk.marks(len(uids))})",
+            [mailbox.id, uidvalidity, *uids])} if uids else set()
+        fresh = [item for item in items if item.uid not in known]
+        rows = [new_row(item, mailbox, uidvalidity, max_bytes) for item in fresh]
+        await _insert(rows, [item.raw for item in fresh])
         if uids and max(uids) > mailbox.last_uid:
             mailbox.last_uid = max(uids)
-            await mailbox.save(update_fields=["last_uid", "updated_at"])
-    return await InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, uid__in=uids).order_by("uid")
+            await bulk.execute("UPDATE mailbox SET last_uid = ?, updated_at = ? WHERE id = ?",
+                               [mailbox.last_uid, bulk.now(), mailbox.id])
+    return sorted(rows, key=lambda r: r.uid or 0)
 
 
 async def store_one(item: Incoming, max_bytes: int, mailbox: Mailbox | None = None) -> InboundMessage:
-    """Commit one message that arrived outside IMAP (``ticketd ingest``)."""
+    """Commit one message that arrived outside IMAP (``ticketd ingest``, LMTP)."""
     row = new_row(item, mailbox, None, max_bytes)
-    await row.save()
+    async with in_transaction():
+        await _insert([row], [item.raw])
     return row
 
 
+async def raw_of(rows: list[InboundMessage]) -> dict[int, bytes]:
+    """The stored bytes of ``rows`` by inbound id, in one query."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return {}
+    found = await bulk.fetch(f"SELECT inbound_id, content FROM inbound_raw WHERE inbound_id IN ({bulk.marks(len(ids))})",
+                             ids)
+    return {int(r[0]): bytes(r[1]) for r in found}
+
+
 async def unprocessed(mailbox: Mailbox) -> list[InboundMessage]:
-    """Rows stored by an earlier run that never finished processing (or were deferred), oldest first."""
-    return await InboundMessage.filter(status=InboundStatus.RECEIVED, mailbox=mailbox) \
-        .order_by("uidvalidity", "uid", "id")
+    """Rows stored by an earlier run that never finished processing (or were deferred), oldest first.
+
+    Sorted here, not by ORDER BY: SQLite would then walk the (mailbox, uidvalidity, uid)
+    index to save a sort, i.e. every row the mailbox ever had, instead of the few received.
+    """
+    rows = await InboundMessage.filter(status=InboundStatus.RECEIVED, mailbox=mailbox)
+    return sorted(rows, key=lambda r: (r.uidvalidity or 0, r.uid or 0, r.id))
 
 
 async def pending_after_actions(mailbox: Mailbox, uidvalidity: int) -> list[InboundMessage]:
-    """Finished rows whose server-side seen/delete/move has not been confirmed yet."""
-    return await (InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, server_done=False,
-                                        status__in=InboundStatus.FINAL)
-                  .order_by("uid").only("id", "uid", "truncated"))
+    """Finished rows whose server-side seen/delete/move has not been confirmed yet (sorted here,
+    for the same reason as ``unprocessed``)."""
+    rows = await (InboundMessage.filter(mailbox=mailbox, uidvalidity=uidvalidity, server_done=False,
+                                        status__in=InboundStatus.FINAL).only("id", "uid", "truncated"))
+    return sorted(rows, key=lambda r: r.uid or 0)
 
 
 async def mark_server_done(ids: list[int]) -> None:

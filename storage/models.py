@@ -38,7 +38,6 @@ class InboundMessage(Model):
         "models.Mailbox", related_name="messages", null=True, on_delete=fields.RESTRICT)
     uidvalidity = fields.BigIntField(null=True)
     uid = fields.BigIntField(null=True)
-    raw_bytes = fields.BinaryField()
     size = fields.BigIntField()
     # Only the header was fetched (over the size limit): never delete or move it on the server.
     truncated = fields.BooleanField(default=False)
@@ -61,6 +60,21 @@ class InboundMessage(Model):
     class Meta:
         table = "inbound_message"
         unique_together = (("mailbox", "uidvalidity", "uid"),)
+        # Each hot lookup gets an index with all its equality columns, so the planner never
+        # picks the status index (which would walk every processed row, however old).
+        indexes = (("message_id", "status"), ("sha256", "status"), ("mailbox", "uidvalidity", "server_done"),
+                   ("status", "mailbox"), ("ticket",))
+
+
+class InboundSource(Model):
+    """The raw bytes of an inbound message, apart: no lookup on inbound_message walks them."""
+
+    inbound: fields.OneToOneRelation[InboundMessage] = fields.OneToOneField(
+        "models.InboundMessage", related_name="source", on_delete=fields.CASCADE, primary_key=True)
+    content = fields.BinaryField()
+
+    class Meta:
+        table = "inbound_raw"
 
 
 class Counter(Model):
@@ -131,6 +145,7 @@ class Article(Model):
 
     class Meta:
         table = "article"
+        indexes = (("ticket", "id"), ("inbound",))  # a ticket's articles; the article of an inbound row
 
 
 class Attachment(Model):
@@ -143,12 +158,23 @@ class Attachment(Model):
     content_type = fields.CharField(max_length=255, default="application/octet-stream")
     size = fields.BigIntField()
     sha256 = fields.CharField(max_length=64)
-    content = fields.BinaryField()
     content_id = fields.CharField(max_length=998, default="")
     inline = fields.BooleanField(default=False)
 
     class Meta:
         table = "attachment"
+        indexes = (("article",),)
+
+
+class AttachmentContent(Model):
+    """An attachment's bytes, apart from its description (listing a ticket never reads them)."""
+
+    attachment: fields.OneToOneRelation[Attachment] = fields.OneToOneField(
+        "models.Attachment", related_name="data", on_delete=fields.CASCADE, primary_key=True)
+    content = fields.BinaryField()
+
+    class Meta:
+        table = "attachment_content"
 
 
 class OutboundStatus:
@@ -171,7 +197,6 @@ class OutboundMessage(Model):
     # The first recipient, lower case: what per-recipient limits on automatic mail count by.
     recipient = fields.CharField(max_length=320, default="", db_index=True)
     automatic = fields.BooleanField(default=False)
-    raw_bytes = fields.BinaryField()
     status = fields.CharField(max_length=10, default=OutboundStatus.PENDING, db_index=True)
     attempts = fields.IntField(default=0)
     next_try_at = fields.DatetimeField(db_index=True)
@@ -179,9 +204,13 @@ class OutboundMessage(Model):
     # Set from the pipeline's clock (not auto_now_add): per-hour limits are tested on simulated time.
     created_at = fields.DatetimeField(db_index=True)
     sent_at = fields.DatetimeField(null=True)
+    # Last: SQLite stores columns in order, so reading any other column never follows the
+    # message's overflow pages (the sender reads the bytes with the row it sends anyway).
+    raw_bytes = fields.BinaryField()
 
     class Meta:
         table = "outbound_message"
+        indexes = (("status", "next_try_at"), ("recipient", "created_at"), ("ticket",))
 
 
 class Suppression(Model):
@@ -209,3 +238,4 @@ class Event(Model):
 
     class Meta:
         table = "event"
+        indexes = (("ticket",),)

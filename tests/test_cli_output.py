@@ -18,7 +18,8 @@ from daemon import cli as cli_module
 from daemon.config import load_config
 from daemon.terminal import safe_line, safe_text
 from storage.db import database
-from storage.models import Article, Attachment, InboundMessage, InboundStatus, Ticket
+from storage.models import (Article, Attachment, AttachmentContent, InboundMessage, InboundSource, InboundStatus,
+                            Ticket)
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.test_config_secrets import pretend_asyncpg_is_installed
 
@@ -79,14 +80,16 @@ async def _seed(url: str, tickets: int = 1) -> None:
         article = await Article.create(ticket=first, direction="in", sender=SENDER, text=BODY,
                                        message_id="<m\x1b@example.org>",
                                        date=datetime(2026, 11, 24, 10, tzinfo=timezone.utc))
-        await Attachment.create(article=article, filename=FILENAME, size=3, sha256="0" * 64, content=b"abc")
+        attachment = await Attachment.create(article=article, filename=FILENAME, size=3, sha256="0" * 64)
+        await AttachmentContent.create(attachment=attachment, content=b"abc")
         await Ticket.bulk_create([Ticket(number=n, subject=f"Ticket number {n} " + "x" * 60,
                                          requester=f"customer{n}@example.org") for n in range(2, tickets + 1)])
         subject = base64.b64encode("hi \x1b[8mhidden \u202e".encode())
         raw = b"From: eve@example.org\r\nSubject: =?utf-8?b?" + subject + b"?=\r\n\r\nbody\r\n"
-        await InboundMessage.create(raw_bytes=raw, size=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
-                                    message_id="<q\x1b@example.org>", status=InboundStatus.QUARANTINED,
-                                    reason=REASON, verdicts=[["spam", "quarantine", "score\x1b[5m 9", {}]])
+        held = await InboundMessage.create(size=len(raw), sha256=hashlib.sha256(raw).hexdigest(),
+                                           message_id="<q\x1b@example.org>", status=InboundStatus.QUARANTINED,
+                                           reason=REASON, verdicts=[["spam", "quarantine", "score\x1b[5m 9", {}]])
+        await InboundSource.create(inbound=held, content=raw)
 
 
 @pytest.fixture

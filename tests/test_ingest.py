@@ -20,6 +20,7 @@ from daemon.ingest import ingest, read_message
 from daemon.pipeline import Processor
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
+from storage import intake
 from storage.db import database
 from storage.errors import TemporaryFailure
 from storage.models import InboundMessage, InboundStatus
@@ -140,8 +141,7 @@ async def test_a_lock_during_processing_leaves_the_row_received_for_the_daemon(t
     config = load_config(_config(tmp_path, fresh_sink.port, busy_timeout=0.3))
     raw = simple("bo@example.org", "Stored first", "<stored@example.org>")
     async with database(config.database_url, config.busy_timeout):
-        row = await InboundMessage.create(raw_bytes=raw, size=len(raw), sha256="0" * 64,
-                                          message_id="<stored@example.org>")
+        row = await intake.store_one(intake.Incoming(raw=raw, size=len(raw)), config.max_message_bytes)
         processor = Processor(config)
         prepared = await processor.prepare([row])  # parsed before the lock: only the commit meets it
         holder = await asyncio.to_thread(_hold_write_lock, tmp_path / "ticketd.db", 3.0)
@@ -228,7 +228,7 @@ async def test_the_daemon_finishes_rows_that_ingest_stored_but_could_not_process
     config = load_config(_config(tmp_path, fresh_sink.port, pipe_only=True))
     raw = simple("fay@example.org", "Left behind", "<left@example.org>")
     async with database(config.database_url):
-        await InboundMessage.create(raw_bytes=raw, size=len(raw), sha256="1" * 64, message_id="<left@example.org>")
+        await intake.store_one(intake.Incoming(raw=raw, size=len(raw)), config.max_message_bytes)
 
     from tests.support.daemon import running, tickets
 

@@ -1,0 +1,131 @@
+"""One commit group's writes, collected in memory and written by one INSERT per table.
+
+The pipeline decides message by message; nothing it decides needs a row read back, because
+the ids of new tickets, articles and attachments are picked here (``bulk.Ids``). What the
+group has written so far is visible to the next message through the group's own maps
+(``daemon.threader.Threads``), not through the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from storage import bulk
+from storage.models import (Article, Attachment, AttachmentContent, Event, OutboundMessage, OutboundStatus,
+                            Participant, Ticket)
+
+TICKET_COLUMNS = ("id", "number", "subject", "status", "priority", "category", "queue", "requester",
+                  "requester_name", "tags")
+
+
+@dataclass
+class TicketRow:
+    """The part of a ticket the pipeline reads and changes."""
+
+    id: int
+    number: int
+    subject: str
+    status: str
+    priority: str
+    category: str
+    queue: str
+    requester: str
+    requester_name: str
+    tags: list[str] = field(default_factory=list)
+
+
+def _ticket(row: Any) -> TicketRow:
+    tags = row[9]
+    return TicketRow(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                     list(json.loads(tags) if isinstance(tags, str) else tags or []))
+
+
+async def load_tickets(ids: set[int], numbers: set[int]) -> list[TicketRow]:
+    """Tickets by id or by number, in one query."""
+    if not ids and not numbers:
+        return []
+    where = " OR ".join(filter(None, [f"id IN ({bulk.marks(len(ids))})" if ids else "",
+                                      f"number IN ({bulk.marks(len(numbers))})" if numbers else ""]))
+    columns = ", ".join(TICKET_COLUMNS)
+    return [_ticket(r) for r in await bulk.fetch(f"SELECT {columns} FROM ticket WHERE {where}",
+                                                 [*sorted(ids), *sorted(numbers)])]
+
+
+_TICKETS = bulk.Table(Ticket, ["id", "number", "subject", "status", "priority", "category", "queue", "mailbox",
+                               "requester", "requester_name", "assignee", "fired_rules", "tags", "created_at",
+                               "updated_at", "first_response_at", "solved_at"])
+_ARTICLES = bulk.Table(Article, ["id", "ticket_id", "inbound_id", "direction", "sender", "to", "cc", "subject",
+                                 "message_id", "in_reply_to", "references", "date", "text", "html", "internal",
+                                 "created_at"])
+_ATTACHMENTS = bulk.Table(Attachment, ["id", "article_id", "filename", "content_type", "size", "sha256",
+                                       "content_id", "inline"])
+_CONTENTS = bulk.Table(AttachmentContent, ["attachment_id", "content"])
+_PARTICIPANTS = bulk.Table(Participant, ["ticket_id", "email"], conflict='"ticket_id", "email"')
+_EVENTS = bulk.Table(Event, ["ticket_id", "what", "detail", "at"])
+_OUTBOUND = bulk.Table(OutboundMessage, ["ticket_id", "kind", "message_id", "mail_from", "recipients", "recipient",
+                                         "automatic", "status", "attempts", "next_try_at", "last_error",
+                                         "created_at", "sent_at", "raw_bytes"])
+
+
+class GroupWrites:
+    """Rows to write at the end of one commit group (or earlier, by ``flush``)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.ids = bulk.Ids()
+        self._rows: dict[bulk.Table, list[dict[str, Any]]] = {}
+        self._tags: dict[int, list[str]] = {}  # ticket id -> new tags of an existing ticket
+
+    def _add(self, table: bulk.Table, row: dict[str, Any]) -> None:
+        self._rows.setdefault(table, []).append(row)
+
+    async def ticket(self, number: int, **values: Any) -> TicketRow:
+        ticket_id = await self.ids.take("ticket")
+        row = {"id": ticket_id, "number": number, "status": "new", "assignee": None, "created_at": self.now,
+               "updated_at": self.now, "first_response_at": None, "solved_at": None, **values}
+        self._add(_TICKETS, row)
+        return TicketRow(ticket_id, number, row["subject"], "new", row["priority"], row["category"],
+                         row["queue"], row["requester"], row["requester_name"], list(row["tags"]))
+
+    async def article(self, values: dict[str, Any], attachments: list[Any]) -> int:
+        article_id = await self.ids.take("article")
+        self._add(_ARTICLES, {"id": article_id, "created_at": self.now, **values})
+        for item in attachments:
+            attachment_id = await self.ids.take("attachment")
+            self._add(_ATTACHMENTS, {
+                "id": attachment_id, "article_id": article_id, "filename": item.filename,
+                "content_type": item.content_type, "size": item.size,
+                "sha256": hashlib.sha256(item.content).hexdigest(), "content_id": item.content_id,
+                "inline": item.inline})
+            self._add(_CONTENTS, {"attachment_id": attachment_id, "content": item.content})
+        return article_id
+
+    def participants(self, ticket_id: int, emails: set[str]) -> None:
+        for email in sorted(emails):
+            self._add(_PARTICIPANTS, {"ticket_id": ticket_id, "email": email})
+
+    def event(self, ticket_id: int, what: str, detail: dict[str, Any]) -> None:
+        self._add(_EVENTS, {"ticket_id": ticket_id, "what": what, "detail": detail, "at": self.now})
+
+    def outbound(self, **values: Any) -> None:
+        self._add(_OUTBOUND, {"status": OutboundStatus.PENDING, "attempts": 0, "last_error": "",
+                              "next_try_at": self.now, "created_at": self.now, "sent_at": None, **values})
+
+    def tags(self, ticket: TicketRow) -> None:
+        self._tags[ticket.id] = list(ticket.tags)
+
+    async def flush(self) -> None:
+        """Write everything collected so far, parents before children."""
+        for table in (_TICKETS, _ARTICLES, _ATTACHMENTS, _CONTENTS, _PARTICIPANTS, _EVENTS, _OUTBOUND):
+            rows = self._rows.pop(table, None)
+            if rows:
+                await table.insert(rows)
+        if self._tags:
+            tags = Ticket._meta.fields_map["tags"]
+            await bulk.execute_many("UPDATE ticket SET tags = ?, updated_at = ? WHERE id = ?",
+                                    [[tags.to_db_value(t, None), self.now, i] for i, t in self._tags.items()])
+            self._tags = {}
