@@ -7,7 +7,7 @@ copy of one, with every Message-ID in it given a ``h<cycle>.`` prefix, so Messag
 values are distinct, and written with multi-row INSERTs built from the models' metadata (see
 ``bench.rows``) in transactions of ``CHUNK`` messages.
 
-Per message: a processed inbound row with its raw bytes (UID, UIDVALIDITY and \\Seen done, as
+Per message: a processed inbound row and its raw bytes (``inbound_raw``; UID, UIDVALIDITY, \\Seen done, as
 after a real run), an article (and attachments with their bytes); per conversation: a ticket
 numbered on from the counter, its "created" event, "article" events for replies, and a sent
 acknowledgement to the customer. The generator writes no Cc, so one new conversation in ten
@@ -42,21 +42,16 @@ from daemon.prepare import parse_or_reason, run_filters
 from daemon.filters import ACCEPT, FilterContext
 from daemon.responders import Draft, ResponseContext, TicketView, build_responders
 from daemon.rules import classify, match_articles
-from storage import models
 from storage.db import database
 from storage.intake import header_message_id
-from storage.models import (Article, Attachment, Counter, Event, InboundMessage, InboundStatus, Mailbox,
-                            OutboundMessage, OutboundStatus, Participant, Ticket)
+from storage.models import (Article, Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource,
+                            InboundStatus, Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 
 TEMPLATES = 200  # distinct messages the history is copied from: two blocks of the generator's mix
 CHUNK = 5000  # history messages per transaction
 STEP = timedelta(minutes=5)
 MARK = 987654321987  # the ticket number templates are acknowledged with, replaced per copy
 _RANDOM = random.Random(7)  # the acknowledgements' Message-ID tokens: uuid4 reads /dev/urandom, slow here
-# The raw bytes' own tables, once main has them (InboundSource, AttachmentContent); until then
-# the bytes are a column of the row itself.
-SOURCE: type[Model] | None = getattr(models, "InboundSource", None)
-CONTENT: type[Model] | None = getattr(models, "AttachmentContent", None)
 
 
 @dataclass(frozen=True)
@@ -149,9 +144,8 @@ async def templates(config: Config, seed: int, count: int = TEMPLATES) -> list[T
 
 
 # In foreign-key order: a row's parents are written before it.
-MODELS: tuple[type[Model], ...] = tuple(m for m in (
-    Ticket, InboundMessage, SOURCE, Article, Attachment, CONTENT, Participant, Event, OutboundMessage)
-    if m is not None)
+MODELS: tuple[type[Model], ...] = (Ticket, InboundMessage, InboundSource, Article, Attachment, AttachmentContent,
+                                   Participant, Event, OutboundMessage)
 
 
 class _Rows:
@@ -193,12 +187,11 @@ class _Makers:
         t, msg = rows.tables, template.parsed
         self.ticket = t[Ticket].maker({**template.ticket, "status": "new"},
                                       ("id", "number", "created_at", "updated_at"))
-        inbound = ["id", "uid", "size", "sha256", "message_id", "ticket_id", "received_at", "processed_at"]
         self.inbound = t[InboundMessage].maker(dict(
             mailbox_id=rows.mailbox_id, uidvalidity=rows.uidvalidity, status=InboundStatus.PROCESSED, reason="",
             attempts=1, server_done=True, truncated=False, verdicts=template.verdicts),
-            inbound if SOURCE else [*inbound, "raw_bytes"])
-        self.source = t[SOURCE].maker({}, ("inbound_id", "content")) if SOURCE else None
+            ("id", "uid", "size", "sha256", "message_id", "ticket_id", "received_at", "processed_at"))
+        self.source = t[InboundSource].maker({}, ("inbound_id", "content"))
         self.article = t[Article].maker(dict(
             direction="in", sender=str(msg.from_ or ""), to=", ".join(map(str, msg.to)),
             cc=", ".join(map(str, msg.cc)), subject=msg.subject, date=msg.date, text=msg.text, html=msg.html,
@@ -209,12 +202,8 @@ class _Makers:
             values = dict(filename=part.filename, content_type=part.content_type, size=part.size,
                           sha256=hashlib.sha256(part.content).hexdigest(), content_id=part.content_id,
                           inline=part.inline)
-            if CONTENT is None:
-                self.attachments.append((t[Attachment].maker({**values, "content": part.content},
-                                                             ("id", "article_id")), None))
-            else:
-                self.attachments.append((t[Attachment].maker(values, ("id", "article_id")),
-                                         t[CONTENT].maker({"content": part.content}, ("attachment_id",))))
+            self.attachments.append((t[Attachment].maker(values, ("id", "article_id")),
+                                     t[AttachmentContent].maker({"content": part.content}, ("attachment_id",))))
         self.outbound = [(draft, t[OutboundMessage].maker(dict(
             kind=draft.kind, mail_from=draft.mail_from, recipients=list(draft.recipients),
             recipient=draft.recipients[0].lower() if draft.recipients else "", automatic=draft.automatic,
@@ -239,7 +228,7 @@ async def _next_ids() -> _Ids:
     client = connections.get("default")
     start = {}
     for model in MODELS:
-        if model in (SOURCE, CONTENT):  # keyed by their parent's id
+        if model in (InboundSource, AttachmentContent):  # keyed by their parent's id
             continue
         meta = model._meta
         _, rows = await client.execute_query(f'SELECT max("{meta.db_pk_column}") FROM "{meta.db_table}"')
@@ -288,11 +277,8 @@ async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_ui
         inbound_id, article_id = ids.take(InboundMessage), ids.take(Article)
         inbound = (inbound_id, first_uid + i, len(raw), hashlib.sha256(raw).hexdigest(), header_message_id(raw),
                    ticket_id, at, at + timedelta(seconds=1))
-        if make.source is None:
-            rows.add(InboundMessage, make.inbound(*inbound, raw))
-        else:
-            rows.add(InboundMessage, make.inbound(*inbound))
-            rows.add(SOURCE, make.source(inbound_id, raw))
+        rows.add(InboundMessage, make.inbound(*inbound))
+        rows.add(InboundSource, make.source(inbound_id, raw))
         _add_article(rows, make, ids, template, cycle, ticket_id, inbound_id, article_id, at)
         rows.add(Event, rows.event["created" if opened else "article"](
             ids.take(Event), ticket_id, {"article": article_id, "inbound": inbound_id,
@@ -334,8 +320,7 @@ def _add_article(rows: _Rows, make: _Makers, ids: _Ids, template: Template, cycl
     for attachment, content in make.attachments:
         attachment_id = ids.take(Attachment)
         rows.add(Attachment, attachment(attachment_id, article_id))
-        if content is not None:
-            rows.add(CONTENT, content(attachment_id))
+        rows.add(AttachmentContent, content(attachment_id))
 
 
 def _acknowledgement(config: Config, template: Template, cycle: int, draft: Draft, number: int) -> tuple[str, bytes]:

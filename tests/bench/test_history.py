@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import history
 from bench.generate import generate
 from bench.history import Template, copy_raw, fill, history_id, templates
 from bench.servers import USER, write_imap_config
 from daemon.config import Config, load_config
 from daemon.dedup import load_earlier
-from daemon.threader import _by_message_ids
+from daemon.threader import Threads
 from storage.db import database
-from storage.models import (Counter, Event, InboundMessage, InboundStatus, Mailbox, OutboundMessage,
-                            OutboundStatus, Participant, Ticket)
+from storage.models import (Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource, InboundStatus,
+                            Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 
 SEED = 1
 UIDVALIDITY = 1_700_000_000
@@ -42,15 +41,8 @@ async def db(config: Config) -> AsyncIterator[None]:
         yield
 
 
-def _raw(row: InboundMessage) -> bytes:
-    return bytes(row.raw_bytes)  # type: ignore[attr-defined]
-
-
 async def _raw_of(row: InboundMessage) -> bytes:
-    if history.SOURCE is None:
-        return _raw(row)
-    source = await history.SOURCE.get(inbound_id=row.id)
-    return bytes(source.content)  # type: ignore[attr-defined]
+    return bytes((await InboundSource.get(inbound_id=row.id)).content)
 
 
 def test_copies_rename_every_message_id_and_a_message_without_one_still_differs(pool: list[Template]) -> None:
@@ -88,6 +80,10 @@ async def test_history_is_processed_mail_of_the_same_customers_with_distinct_key
     assert (box.uidvalidity, box.last_uid) == (UIDVALIDITY, 90)
     assert await Event.all().count() == 90
     assert await Participant.all().count() > 0  # the templates given a Cc
+    attachments = await Attachment.all()
+    assert attachments and await AttachmentContent.all().count() == len(attachments)
+    content = await AttachmentContent.get(attachment_id=attachments[0].id)
+    assert hashlib.sha256(bytes(content.content)).hexdigest() == attachments[0].sha256
 
 
 async def test_every_new_ticket_has_its_acknowledgement_sent_to_the_requester(
@@ -109,8 +105,13 @@ async def test_the_daemons_lookups_find_the_history(config: Config, pool: list[T
     assert old is not None
     found = await load_earlier([InboundMessage(message_id=old.message_id, sha256="0" * 64)])
     assert [e.id for e in found[old.message_id]] == [old.id]
-    ticket = await _by_message_ids([old.message_id])
-    assert ticket is not None and ticket.id == old.ticket_id
+    template = next(t for t in pool if not t.is_reply)
+    reply = dataclasses.replace(template.parsed, message_id="<new@x.example>", in_reply_to=(old.message_id,),
+                                references=(old.message_id,))
+    threads = Threads()
+    await threads.load([reply])
+    match = threads.find(reply)
+    assert match is not None and match.ticket.id == old.ticket_id and match.how == "references"
 
 
 async def test_a_second_fill_continues_the_numbers_and_repeats_no_key(
