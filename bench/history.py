@@ -1,26 +1,32 @@
 """``--history N``: pre-fill the database with N earlier messages, as the pipeline would have stored them.
 
-Fast because nothing goes through the pipeline per message: a few hundred generated messages
-(the first ones of the run's own seed, so the same 60 customers) are parsed, filtered, classified
-and acknowledged once, by the daemon's own functions, as templates. Each history message is a
-copy of one, with every Message-ID in it given a ``h<cycle>.`` prefix, so Message-IDs and sha256
-values are distinct, and written with multi-row INSERTs built from the models' metadata (see
-``bench.rows``) in transactions of ``CHUNK`` messages.
+Fast because nothing goes through the pipeline per message: each history message is a copy of
+one of a few hundred templates (``bench.copies``), written with multi-row INSERTs built from the
+models' metadata (``bench.rows``) in transactions of ``CHUNK`` messages; the next chunk is made
+while SQLite writes the last one.
 
-Per message: a processed inbound row and its raw bytes (``inbound_raw``; UID, UIDVALIDITY, \\Seen done, as
-after a real run), an article (and attachments with their bytes); per conversation: a ticket
-numbered on from the counter, its "created" event, "article" events for replies, and a sent
-acknowledgement to the customer. The generator writes no Cc, so one new conversation in ten
-gets ``Cc: it-desk@<customer's domain>`` in its template: that is who becomes a participant.
-History ends two hours before now, a message every ``STEP``: per-hour limits see none of it.
+Per message: a processed inbound row and its raw bytes (``inbound_raw``; UID, UIDVALIDITY and
+\\Seen done, as after a real run), an article (and attachments with their bytes); per
+conversation: a ticket numbered on from the counter, its "created" event, "article" events for
+replies, and a sent acknowledgement to the customer. The generator writes no Cc, so one new
+conversation in ten gets ``Cc: it-desk@<customer's domain>`` in its template: that is who
+becomes a participant. History ends two hours before now, a message every ``STEP``: per-hour
+limits see none of it.
+
+``python -m bench.history --config FILE --count N --uidvalidity V`` runs it on its own.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import hashlib
+import json
+import subprocess
+import sys
+import tempfile
 import time
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,43 +37,17 @@ from tortoise import connections
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from bench.generate import generate
+from bench.child import child_env
+from bench.copies import Template, copy_acknowledgement, copy_message_id, copy_raw, history_id, templates
 from bench.rows import Table
-from bench.servers import MAILBOX, USER
+from bench.servers import MAILBOX
 from daemon.config import Config, load_config
-from daemon.filters.registry import build_filters
-from daemon.outgoing import one_line
-from daemon.parsers.model import ParsedMessage
-from daemon.prepare import parse_or_reason, run_filters
-from daemon.filters import ACCEPT, FilterContext
-from daemon.responders import Draft, ResponseContext, TicketView, build_responders
-from daemon.rules import classify, match_articles
 from storage.db import database
-from storage.intake import header_message_id
 from storage.models import (Article, Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource,
                             InboundStatus, Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 
-TEMPLATES = 200  # distinct messages the history is copied from: two blocks of the generator's mix
 CHUNK = 5000  # history messages per transaction
 STEP = timedelta(minutes=5)
-MARK = 987654321987  # the ticket number templates are acknowledged with, replaced per copy
-_RANDOM = random.Random(7)  # the acknowledgements' Message-ID tokens: uuid4 reads /dev/urandom, slow here
-
-
-@dataclass(frozen=True)
-class Template:
-    """One generated message, as the pipeline saw it."""
-
-    index: int
-    raw: bytes
-    parsed: ParsedMessage
-    thread: int
-    is_reply: bool
-    ids: tuple[str, ...]  # every Message-ID in it (its own, In-Reply-To, References): renamed per copy
-    verdicts: list[list[Any]]
-    ticket: dict[str, Any]  # ticket columns for a new conversation
-    drafts: tuple[Draft, ...]  # the responders' mail for a new ticket numbered MARK
-    participants: tuple[str, ...]
 
 
 @dataclass
@@ -81,66 +61,6 @@ class History:
     rows: dict[str, int] = field(default_factory=dict)
     uidvalidity: int = 0
     next_uid: int = 1
-
-
-def history_id(message_id: str, cycle: int) -> str:
-    """The Message-ID of copy ``cycle`` of a template: ``<h3.local@domain>``."""
-    inner = message_id[1:] if message_id.startswith("<") else message_id
-    return f"<h{cycle}.{inner}"
-
-
-def copy_raw(template: Template, cycle: int) -> bytes:
-    """The raw bytes of one copy: every Message-ID renamed; without one, a trace header differs."""
-    raw = template.raw
-    for message_id in template.ids:
-        raw = raw.replace(message_id.encode(), history_id(message_id, cycle).encode())
-    if not template.parsed.message_id:
-        raw = f"X-Bench-History: {cycle}.{template.index}\r\n".encode() + raw
-    return raw
-
-
-def _with_cc(raw: bytes, address: str) -> bytes:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if head.count(b"\r\nSubject:") != 1:
-        return raw
-    return head.replace(b"\r\nSubject:", f"\r\nCc: IT desk <{address}>\r\nSubject:".encode()) + sep + body
-
-
-async def templates(config: Config, seed: int, count: int = TEMPLATES) -> list[Template]:
-    """The first ``count`` messages of ``seed``, parsed, filtered, classified and acknowledged."""
-    filters, responders = build_filters(config.filters), build_responders(config)
-    found: list[Template] = []
-    for index, message in enumerate(generate(count, seed, to=USER)):
-        raw = message.raw
-        if not message.is_reply and index % 10 == 3:
-            raw = _with_cc(raw, f"it-desk@{message.sender.rpartition('@')[2]}")
-        parsed = parse_or_reason(raw)
-        if isinstance(parsed, str):
-            continue
-        decision = await run_filters(filters, FilterContext(parsed, raw, MAILBOX, config.own_addresses,
-                                                            datetime.now(timezone.utc)))
-        if decision.action != ACCEPT or decision.detail("bounce"):
-            continue  # history holds processed mail only
-        ids = tuple(dict.fromkeys(i for i in (message.message_id, parsed.message_id, *parsed.in_reply_to,
-                                              *parsed.references) if i))
-        rules = classify(parsed, MAILBOX, config.rules)
-        sender = parsed.requester
-        tags = list(dict.fromkeys((*rules.tags, *decision.tags)))
-        ticket = dict(subject=one_line(parsed.subject, 998) or "(no subject)",
-                      requester=(sender.email if sender else "").lower(),
-                      requester_name=one_line(sender.name) if sender else "", mailbox=MAILBOX,
-                      queue=rules.queue or MAILBOX, priority=rules.priority, category=rules.category,
-                      fired_rules=list(rules.fired), tags=tags)
-        view = TicketView(MARK, ticket["subject"], "new", rules.priority, rules.category, ticket["queue"],
-                          ticket["requester"], ticket["requester_name"], tuple(tags))
-        ctx = ResponseContext(view, parsed, True, MAILBOX, decision=decision, first_response=rules.first_response,
-                              articles=match_articles(parsed, config.rules))
-        drafts = tuple(d for r in responders for d in r.run(ctx) if isinstance(d, Draft))
-        people = {a.email.lower() for a in (parsed.from_, *parsed.cc) if a is not None and a.email}
-        found.append(Template(index, raw, parsed, message.thread, message.is_reply, ids,
-                              [[n, v.action, v.reason, v.details] for n, v in decision.verdicts], ticket, drafts,
-                              tuple(sorted(people - {ticket["requester"]} - config.own_addresses))))
-    return found
 
 
 # In foreign-key order: a row's parents are written before it.
@@ -275,7 +195,7 @@ async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_ui
             report.tickets += 1
         ticket_id, ticket_number = threads[key]
         inbound_id, article_id = ids.take(InboundMessage), ids.take(Article)
-        inbound = (inbound_id, first_uid + i, len(raw), hashlib.sha256(raw).hexdigest(), header_message_id(raw),
+        inbound = (inbound_id, first_uid + i, len(raw), hashlib.sha256(raw).hexdigest(), copy_message_id(template, cycle),
                    ticket_id, at, at + timedelta(seconds=1))
         rows.add(InboundMessage, make.inbound(*inbound))
         rows.add(InboundSource, make.source(inbound_id, raw))
@@ -287,7 +207,7 @@ async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_ui
             for email in template.participants:
                 rows.add(Participant, rows.participant(ids.take(Participant), ticket_id, email))
             for draft, outbound in make.outbound:
-                message_id, ack = _acknowledgement(config, template, cycle, draft, ticket_number)
+                message_id, ack = copy_acknowledgement(config, template, cycle, draft, ticket_number)
                 rows.add(OutboundMessage, outbound(ids.take(OutboundMessage), ticket_id, message_id, ack, at, at,
                                                    at + timedelta(seconds=1)))
         report.messages += 1
@@ -323,18 +243,6 @@ def _add_article(rows: _Rows, make: _Makers, ids: _Ids, template: Template, cycl
         rows.add(AttachmentContent, content(attachment_id))
 
 
-def _acknowledgement(config: Config, template: Template, cycle: int, draft: Draft, number: int) -> tuple[str, bytes]:
-    """The Message-ID and bytes of one copy's acknowledgement (rendered once, for ticket MARK)."""
-    domain = config.smtp.from_address.rpartition("@")[2] or "ticketd.invalid"
-    message_id = f"<ticketd.{number}.{_RANDOM.getrandbits(128):032x}@{domain}>"  # daemon.outgoing.new_message_id, without the slow urandom
-    # The headers name the right ticket; a base64-encoded body keeps the number it was rendered with.
-    raw = draft.raw.replace(draft.message_id.encode(), message_id.encode()).replace(
-        str(MARK).encode(), str(number).encode())
-    for old in template.ids:
-        raw = raw.replace(old.encode(), history_id(old, cycle).encode())
-    return message_id, raw
-
-
 async def _finish(box: Mailbox, number: int, uidvalidity: int, next_uid: int) -> None:
     """The ticket counter continues after the history; the mailbox is synced up to its last UID."""
     await Counter.update_or_create(defaults={"value": number}, name="ticket")
@@ -344,11 +252,41 @@ async def _finish(box: Mailbox, number: int, uidvalidity: int, next_uid: int) ->
 
 
 def prefill(config_path: Path, count: int, seed: int, uidvalidity: int) -> History:
-    """Open the configured database (the project's ``database()``: its schema) and fill it."""
-    config = load_config(config_path)
+    """Fill the configured database in a process of its own, and say what it wrote.
+
+    Not in the bench's process: a child forked from a process that held the pre-fill's
+    hundreds of MiB would carry them in its ``ru_maxrss``, and ticketd's peak RSS would lie.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "history.json"
+        command = [sys.executable, "-m", "bench.history", "--config", str(config_path), "--count", str(count),
+                   "--seed", str(seed), "--uidvalidity", str(uidvalidity), "--out", str(out)]
+        done = subprocess.run(command, env=child_env(), capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the pre-fill failed: {done.stderr.decode(errors='replace')[-3000:]}")
+        return History(**json.loads(out.read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="the ticketd.toml naming the database")
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--uidvalidity", type=int, required=True)
+    parser.add_argument("--out", type=Path, help="write what was filled here (JSON)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
 
     async def run() -> History:
         async with database(config.database_url, config.busy_timeout):
-            return await fill(config, count, seed, uidvalidity)
+            return await fill(config, args.count, args.seed, args.uidvalidity)
 
-    return asyncio.run(run())
+    report = asyncio.run(run())
+    if args.out:
+        args.out.write_text(json.dumps(dataclasses.asdict(report)))
+    print(f"{report.messages} messages, {report.tickets} tickets, {report.bytes >> 20} MiB in {report.seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

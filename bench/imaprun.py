@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -120,6 +121,14 @@ def server_flags(dovecot: Dovecot) -> list[bytes]:
             for m in [_FLAGS.search(line)] if m]
 
 
+def fresh(workdir: Path) -> None:
+    """``workdir`` without the mail and database of an earlier run (a reused --keep directory)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(workdir / "dovecot", ignore_errors=True)
+    for path in workdir.glob("ticketd.db*"):
+        path.unlink()
+
+
 class Before:
     """The largest ids before the timed run: what lies above them is this run's."""
 
@@ -143,7 +152,7 @@ def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
             history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False) -> Result:
     """One complete benchmark run in ``workdir``."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
     sink = SmtpSink()
     dovecot.start()

@@ -19,7 +19,7 @@ from bench.child import Child, Running, ticketd
 from bench.figures import count_rows
 from bench.generate import GeneratedMessage, generate
 from bench.history import prefill
-from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, outcome, outcome_problems
+from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, fresh, outcome, outcome_problems
 from bench.servers import USER, write_lmtp_config
 from devtools.smtpsink import SmtpSink
 from storage.models import InboundMessage, InboundStatus
@@ -111,7 +111,7 @@ def wait_until_done(database: Path, sink: SmtpSink, before: Before, n: int, acks
 def run_lmtp(n: int, seed: int, workdir: Path, *, timeout: float = 3600.0, history: int = 0,
              trace: bool = True) -> LmtpResult:
     """One LMTP benchmark run in ``workdir``."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    fresh(workdir)
     socket_path = workdir / "lmtp.sock"
     socket_path.unlink(missing_ok=True)
     sink = SmtpSink()

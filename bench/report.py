@@ -66,7 +66,7 @@ def _statements(total: Statements | None, fixed: Statements | None, n: int, fsyn
     print(f"                by kind: {kinds}")
     if fixed is not None:
         print(f"                an idle run: {fixed.total} statements, {fixed.durable_commits} commits that wrote")
-    print(f"                most frequent per message:")
+    print("                most frequent per message:")
     for shape, count in grown.shapes.most_common(SHAPES):
         print(f"                  {count / n:6.2f}  {shape[:110]}")
 

@@ -38,7 +38,7 @@ def continue_uids(dovecot: Dovecot, user: str, uidvalidity: int, next_uid: int) 
     indexed: the folder then looks like one that already held the pre-filled history.
     """
     inbox = dovecot.folder_path(user)
-    if any((inbox / sub).iterdir() for sub in ("new", "cur")):
+    if any(any((inbox / sub).iterdir()) for sub in ("new", "cur")):
         raise RuntimeError(f"{inbox} is not empty: its UIDs are already given")
     uidlist = inbox / "dovecot-uidlist"
     uidlist.write_text(f"3 V{uidvalidity} N{next_uid}\n")

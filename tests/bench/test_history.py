@@ -1,4 +1,4 @@
-"""Tests for bench/history.py: the --history pre-fill, on a real database opened with database()."""
+"""Tests for bench/history.py and bench/copies.py: the --history pre-fill, on a real database (database())."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from bench.generate import generate
-from bench.history import Template, copy_raw, fill, history_id, templates
+from bench.copies import Template, copy_message_id, copy_raw, history_id, templates
+from bench.history import fill
 from bench.servers import USER, write_imap_config
 from daemon.config import Config, load_config
 from daemon.dedup import load_earlier
 from daemon.threader import Threads
 from storage.db import database
+from storage.intake import header_message_id
 from storage.models import (Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource, InboundStatus,
                             Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 
@@ -55,6 +57,11 @@ def test_copies_rename_every_message_id_and_a_message_without_one_still_differs(
     # As the odd-MIME no-message-id case: only a trace header tells the copies apart.
     bare = dataclasses.replace(pool[0], parsed=dataclasses.replace(pool[0].parsed, message_id=""), ids=())
     assert copy_raw(bare, 1) != copy_raw(bare, 2) != bare.raw
+
+
+def test_the_message_id_of_a_copy_is_the_one_intake_would_read(pool: list[Template]) -> None:
+    for template in pool:
+        assert copy_message_id(template, 5) == header_message_id(copy_raw(template, 5))
 
 
 async def test_history_is_processed_mail_of_the_same_customers_with_distinct_keys(
