@@ -28,6 +28,7 @@ class Child:
     max_rss: int  # bytes, largest single process (ru_maxrss of the child and its waited children)
     tree_rss: int  # bytes, largest sampled sum over the child's whole process tree
     started_at: float  # time.time() just before the spawn: the rawlog's clock
+    cpu: float = 0.0  # user + system seconds of the child and the children it waited for (the parse pool)
 
 
 def ticketd(*args: str, profile: Path | None = None, statements: Path | None = None,
@@ -109,7 +110,8 @@ class Running:
         self._sampler.stop()
         self._out.close()
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        return Child(self.proc.returncode, seconds, usage.ru_maxrss * 1024, self._sampler.peak, self.started_at)
+        return Child(self.proc.returncode, seconds, usage.ru_maxrss * 1024, self._sampler.peak, self.started_at,
+                     usage.ru_utime + usage.ru_stime)
 
 
 def run_child(command: list[str], log: Path, timeout: float) -> Child:

@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,7 @@ class History:
     rows: dict[str, int] = field(default_factory=dict)
     uidvalidity: int = 0
     next_uid: int = 1
+    copied: bool = False  # copied from an earlier run's fill (``seconds`` is then the copy's)
 
 
 # In foreign-key order: a row's parents are written before it.
@@ -251,8 +253,8 @@ async def _finish(box: Mailbox, number: int, uidvalidity: int, next_uid: int) ->
     await connections.get("default").execute_script("PRAGMA journal_mode = WAL")
 
 
-def prefill(config_path: Path, count: int, seed: int, uidvalidity: int) -> History:
-    """Fill the configured database in a process of its own, and say what it wrote.
+def prefill(config_path: Path, count: int, seed: int, uidvalidity: int, database: Path | None = None) -> History:
+    """Fill the configured database (or ``database``) in a process of its own; say what it wrote.
 
     Not in the bench's process: a child forked from a process that held the pre-fill's
     hundreds of MiB would carry them in its ``ru_maxrss``, and ticketd's peak RSS would lie.
@@ -260,11 +262,40 @@ def prefill(config_path: Path, count: int, seed: int, uidvalidity: int) -> Histo
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "history.json"
         command = [sys.executable, "-m", "bench.history", "--config", str(config_path), "--count", str(count),
-                   "--seed", str(seed), "--uidvalidity", str(uidvalidity), "--out", str(out)]
+                   "--seed", str(seed), "--uidvalidity", str(uidvalidity), "--out", str(out),
+                   *(["--database", str(database)] if database else [])]
         done = subprocess.run(command, env=child_env(), capture_output=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the pre-fill failed: {done.stderr.decode(errors='replace')[-3000:]}")
         return History(**json.loads(out.read_text()))
+
+
+class Cache:
+    """Pre-filled databases kept for the runs of one invocation (--repeat, --rss-series).
+
+    Filling 100000 messages takes most of a minute; copying the filled file, seconds.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.filled: dict[tuple[int, int, int], History] = {}
+
+    def prefill(self, config_path: Path, database: Path, count: int, seed: int, uidvalidity: int) -> History:
+        """``database`` holding the history: filled the first time, copied after."""
+        key = (count, seed, uidvalidity)
+        stored = self.directory / f"history-{count}-{seed}-{uidvalidity}.db"
+        first = key not in self.filled
+        if first:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.filled[key] = prefill(config_path, count, seed, uidvalidity, stored)
+        start = time.perf_counter()
+        shutil.copyfile(stored, database)  # closed in WAL mode, so checkpointed: this one file is all of it
+        if first:
+            return self.filled[key]
+        return dataclasses.replace(self.filled[key], copied=True, seconds=time.perf_counter() - start)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,11 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--uidvalidity", type=int, required=True)
     parser.add_argument("--out", type=Path, help="write what was filled here (JSON)")
+    parser.add_argument("--database", type=Path, help="fill this SQLite file instead of the configured database")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    url = f"sqlite://{args.database.resolve()}" if args.database else config.database_url
 
     async def run() -> History:
-        async with database(config.database_url, config.busy_timeout):
+        async with database(url, config.busy_timeout):
             return await fill(config, args.count, args.seed, args.uidvalidity)
 
     report = asyncio.run(run())

@@ -13,7 +13,7 @@ from bench.child import Child, count_fsyncs, run_child, ticketd
 from bench.figures import (Latencies, StartUp, Statements, ack_latencies, count_rows, max_id, read_outbox,
                            read_rawlog, start_up)
 from bench.generate import generate
-from bench.history import History, prefill
+from bench.history import Cache, History, prefill
 from bench.servers import PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
@@ -150,7 +150,8 @@ def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
 
 
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
-            history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False) -> Result:
+            history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False,
+            cache: Cache | None = None) -> Result:
     """One complete benchmark run in ``workdir``."""
     fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
@@ -163,7 +164,10 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
         loaded = load(dovecot, n, seed)
         database = workdir / "ticketd.db"
         config = write_imap_config(workdir / "ticketd.toml", database, dovecot, sink)
-        filled = prefill(config, history, seed, HISTORY_UIDVALIDITY) if history else None
+        filled = None
+        if history:
+            filled = (cache.prefill(config, database, history, seed, HISTORY_UIDVALIDITY) if cache
+                      else prefill(config, history, seed, HISTORY_UIDVALIDITY))
         before = Before(database)
         counts, idle_counts = workdir / "statements.json", workdir / "statements-idle.json"
         syncs = workdir / "fsyncs.strace"

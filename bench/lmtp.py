@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.child import Child, Running, ticketd
 from bench.figures import count_rows
 from bench.generate import GeneratedMessage, generate
-from bench.history import prefill
+from bench.history import Cache, prefill
 from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, fresh, outcome, outcome_problems
 from bench.servers import USER, write_lmtp_config
 from devtools.smtpsink import SmtpSink
@@ -109,7 +109,7 @@ def wait_until_done(database: Path, sink: SmtpSink, before: Before, n: int, acks
 
 
 def run_lmtp(n: int, seed: int, workdir: Path, *, timeout: float = 3600.0, history: int = 0,
-             trace: bool = True) -> LmtpResult:
+             trace: bool = True, cache: Cache | None = None) -> LmtpResult:
     """One LMTP benchmark run in ``workdir``."""
     fresh(workdir)
     socket_path = workdir / "lmtp.sock"
@@ -124,7 +124,10 @@ def run_lmtp(n: int, seed: int, workdir: Path, *, timeout: float = 3600.0, histo
                 loaded.conversations[message.sender] += 1
         database = workdir / "ticketd.db"
         config = write_lmtp_config(workdir / "ticketd.toml", database, sink, str(socket_path))
-        filled = prefill(config, history, seed, HISTORY_UIDVALIDITY) if history else None
+        filled = None
+        if history:
+            filled = (cache.prefill(config, database, history, seed, HISTORY_UIDVALIDITY) if cache
+                      else prefill(config, history, seed, HISTORY_UIDVALIDITY))
         before = Before(database)
         counts = workdir / "statements.json"
         counts.unlink(missing_ok=True)

@@ -27,8 +27,9 @@ def _header(kind: str, n: int, seed: int, loaded: Loaded, history: History | Non
     print(f"  loaded:       {loaded.messages} messages, {loaded.bytes / MIB:.1f} MiB, {conversations} "
           f"conversations" + (f", in {loaded.seconds:.2f} s (not timed)" if loaded.seconds else ""))
     if history is not None:
+        how = "copied from this invocation's first fill in" if history.copied else "pre-filled in"
         print(f"  history:      {history.messages} earlier messages, {history.tickets} tickets, "
-              f"{history.bytes / MIB:.0f} MiB raw, pre-filled in {history.seconds:.1f} s (not timed)")
+              f"{history.bytes / MIB:.0f} MiB raw, {how} {history.seconds:.1f} s (not timed)")
 
 
 def _latency(latencies: Latencies) -> None:
@@ -43,6 +44,12 @@ def _latency(latencies: Latencies) -> None:
     if recorded:
         print(f"                to sent_at in the database: p50 {recorded[50]:.3f} s, p95 {recorded[95]:.3f} s, "
               f"p99 {recorded[99]:.3f} s")
+
+
+def _cpu(seconds: float, n: int, idle: float | None = None) -> None:
+    beyond = f", {(seconds - idle) / n * 1000:.2f} ms beyond an idle run's {idle:.2f} s" if idle is not None else ""
+    print(f"  CPU:          {seconds:.2f} s user+system (ticketd and its parse workers), "
+          f"{seconds / n * 1000:.2f} ms a message{beyond}")
 
 
 def _rss(max_rss: int, tree_rss: int) -> None:
@@ -94,6 +101,7 @@ def report(result: Result, seed: int) -> None:
     _header("IMAP, run --once", result.n, seed, result.loaded, result.outcome.history)
     print(f"  run --once:   {child.seconds:.2f} s wall, {result.n / child.seconds:.1f} messages/s, "
           f"exit {child.exit_code}")
+    _cpu(child.cpu, result.n, result.idle.cpu if result.idle else None)
     _startup(result.startup, result.idle_startup, result.idle.seconds if result.idle else None)
     _latency(result.outcome.latencies)
     _rss(child.max_rss, child.tree_rss)
@@ -115,6 +123,7 @@ def report_lmtp(result: LmtpResult, seed: int) -> None:
         print(f"  {label + ':':13} {_s(seconds)} after the first message{rate}")
     print(f"  ticketd:      {result.child.seconds:.2f} s from spawn to exit after SIGTERM, "
           f"exit {result.child.exit_code}")
+    _cpu(result.child.cpu, n)
     _latency(result.outcome.latencies)
     _rss(result.child.max_rss, result.child.tree_rss)
     _statements(result.outcome.statements, None, n)
@@ -144,3 +153,23 @@ def print_log_tail(log: Path, lines: int = 40) -> None:
         tail = log.read_text(errors="replace").splitlines()[-lines:]
         print(f"\nlast lines of {log}:")
         print("\n".join(f"  {line}" for line in tail))
+
+
+def rate(result: Result | LmtpResult) -> float:
+    """The headline messages/s: run --once end to end, or LMTP push to the last acknowledgement."""
+    if isinstance(result, LmtpResult):
+        return result.n / result.acknowledged if result.acknowledged else 0.0
+    return result.n / result.child.seconds
+
+
+def repeat_summary(results: list[Result] | list[LmtpResult]) -> None:
+    """One line per run and the medians, for comparing configurations on a noisy machine."""
+    print("\n  run   msg/s  CPU ms/msg  ack p95 s  start-up s   (CPU: all of the timed run, start-up included)")
+    rows = []
+    for i, result in enumerate(results, start=1):
+        p95 = percentiles(result.outcome.latencies.received).get(95, float("nan"))
+        start = result.greeting if isinstance(result, LmtpResult) else result.startup.mail
+        rows.append((rate(result), result.child.cpu / result.n * 1000, p95, float("nan") if start is None else start))
+        print(f"  {i:3d} {rows[-1][0]:7.1f} {rows[-1][1]:11.2f} {rows[-1][2]:10.3f} {rows[-1][3]:11.3f}")
+    medians = [sorted(column)[len(column) // 2] for column in zip(*rows)]
+    print(f"  med {medians[0]:7.1f} {medians[1]:11.2f} {medians[2]:10.3f} {medians[3]:11.3f}")

@@ -8,16 +8,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.history import Cache
 from bench.imaprun import run_one
 from bench.lmtp import run_lmtp
-from bench.report import MIB, print_log_tail, print_profile, report, report_lmtp, series_table
+from bench.report import (MIB, print_log_tail, print_profile, repeat_summary, report, report_lmtp,
+                          series_table)
 
 
-def series(ns: list[int], seed: int, root: Path, timeout: float, history: int, trace: bool) -> int:
+def series(ns: list[int], seed: int, root: Path, timeout: float, history: int, trace: bool, cache: Cache) -> int:
     """Run several N and print wall time, peak RSS, ack p95 and statements per N."""
     rows, failed = [], False
     for n in ns:
-        result = run_one(n, seed, root / f"n{n}", timeout=timeout, history=history, idle=False, trace=trace)
+        result = run_one(n, seed, root / f"n{n}", timeout=timeout, history=history, idle=False, trace=trace,
+                         cache=cache)
         problems = result.problems()
         failed |= bool(problems)
         rows.append((n, result, "OK" if not problems else "; ".join(problems)))
@@ -26,25 +29,31 @@ def series(ns: list[int], seed: int, root: Path, timeout: float, history: int, t
     return 1 if failed else 0
 
 
-def single(args: argparse.Namespace, root: Path) -> int:
-    """One run, reported; non-zero if anything is missing."""
+def single(args: argparse.Namespace, root: Path, cache: Cache) -> int:
+    """One run (or --repeat of them), reported; non-zero if anything is missing."""
     workdir = root / (f"lmtp-n{args.n}" if args.lmtp else f"n{args.n}")
-    if args.lmtp:
-        lmtp = run_lmtp(args.n, args.seed, workdir, timeout=args.timeout, history=args.history,
-                        trace=not args.no_trace)
-        report_lmtp(lmtp, args.seed)
-        problems = lmtp.problems()
-    else:
-        result = run_one(args.n, args.seed, workdir, profile=args.profile, timeout=args.timeout,
-                         history=args.history, trace=not args.no_trace, strace=args.strace)
-        report(result, args.seed)
-        if args.profile and (workdir / "profile.out").exists():
-            print_profile(workdir / "profile.out")
+    results: list = []
+    for attempt in range(1, args.repeat + 1):
+        if args.repeat > 1:
+            print(f"\n=== run {attempt} of {args.repeat}", flush=True)
+        if args.lmtp:
+            result = run_lmtp(args.n, args.seed, workdir, timeout=args.timeout, history=args.history,
+                              trace=not args.no_trace, cache=cache)
+            report_lmtp(result, args.seed)
+        else:
+            result = run_one(args.n, args.seed, workdir, profile=args.profile, timeout=args.timeout,
+                             history=args.history, trace=not args.no_trace, strace=args.strace, cache=cache)
+            report(result, args.seed)
+            if args.profile and (workdir / "profile.out").exists():
+                print_profile(workdir / "profile.out")
         problems = result.problems()
-    if problems:
-        print("FAILED: " + "; ".join(problems))
-        print_log_tail(workdir / "ticketd.log")
-        return 1
+        if problems:
+            print("FAILED: " + "; ".join(problems))
+            print_log_tail(workdir / "ticketd.log")
+            return 1
+        results.append(result)
+    if args.repeat > 1:
+        repeat_summary(results)
     print("OK")
     return 0
 
@@ -55,6 +64,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--history", type=int, default=0, metavar="N",
                         help="pre-fill the database with N earlier messages first (not timed)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="K",
+                        help="run K times (fresh server and database each) and print the medians")
     parser.add_argument("--lmtp", action="store_true",
                         help="push the messages over LMTP to a running `ticketd run` instead of IMAP")
     parser.add_argument("--keep", type=Path, metavar="DIR",
@@ -70,6 +81,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="kill ticketd after this many seconds")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat needs 1 or more")
     if args.lmtp and (args.profile or args.rss_series or args.strace):
         parser.error("--lmtp goes with none of --profile, --rss-series, --strace")
     return args
@@ -80,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ticketd-bench-", dir="/tmp" if os.geteuid() == 0 else None) as scratch:
         os.chmod(scratch, 0o755)  # Dovecot's unprivileged processes must reach the Maildirs
         root = args.keep.resolve() if args.keep else Path(scratch)
-        if args.rss_series:
-            ns = [int(part) for part in args.rss_series.split(",") if part.strip()]
-            return series(ns, args.seed, root, args.timeout, args.history, not args.no_trace)
-        return single(args, root)
+        cache = Cache(root / "history-cache")  # one fill per invocation, whatever the runs
+        try:
+            if args.rss_series:
+                ns = [int(part) for part in args.rss_series.split(",") if part.strip()]
+                return series(ns, args.seed, root, args.timeout, args.history, not args.no_trace, cache)
+            return single(args, root, cache)
+        finally:
+            cache.clear()
 
 
 if __name__ == "__main__":
