@@ -6,7 +6,8 @@ import json
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -120,11 +121,15 @@ def ack_latencies(delivered: Iterable[tuple[str, datetime]], outbox: dict[str, O
     return result
 
 
-def _connect(database: Path) -> sqlite3.Connection:
-    """Read-only, beside a daemon that may still be writing (WAL lets a reader in)."""
+@contextmanager
+def _connect(database: Path) -> Iterator[sqlite3.Connection]:
+    """Read-only, beside a daemon that may still be writing (WAL lets a reader in); closed after."""
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)
-    connection.execute("PRAGMA query_only = 1")
-    return connection
+    try:
+        connection.execute("PRAGMA query_only = 1")
+        yield connection
+    finally:
+        connection.close()
 
 
 def _column(model: type, name: str) -> str:
@@ -133,6 +138,8 @@ def _column(model: type, name: str) -> str:
 
 def read_outbox(database: Path) -> dict[str, Outbound]:
     """Every outbox row's created_at and sent_at, by Message-ID (names from the model)."""
+    if not database.exists():
+        return {}
     m = OutboundMessage
     sql = (f"SELECT {_column(m, 'message_id')}, {_column(m, 'created_at')}, {_column(m, 'sent_at')} "
            f'FROM "{m._meta.db_table}"')
@@ -144,6 +151,8 @@ def read_outbox(database: Path) -> dict[str, Outbound]:
 
 def count_rows(database: Path, model: type, since_id: int = 0, status: Sequence[str] = ()) -> int:
     """Rows of ``model`` above ``since_id`` (this run's, after the history), with one of ``status``."""
+    if not database.exists():
+        return 0
     where, values = f"{_column(model, 'id')} > ?", [since_id]
     if status:
         where += f" AND {_column(model, 'status')} IN ({', '.join('?' for _ in status)})"

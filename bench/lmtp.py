@@ -52,7 +52,7 @@ class LmtpResult:
         if self.greeting is None:
             found.append("the LMTP listener never answered")
         if self.child.exit_code != 0:
-            found.append(f"ticketd exited with {self.child.exit_code} after SIGTERM")
+            found.append(f"ticketd exited with {self.child.exit_code}")
         if self.pushed.refused:
             found.append(f"{len(self.pushed.refused)} refused, first: {self.pushed.refused[0]}")
         if self.processed is None:
