@@ -6,12 +6,20 @@ import ipaddress
 import re
 from functools import lru_cache
 
-# RFC 5322 3.2.3 atext, plus any non-ASCII character (RFC 6532); controls are refused separately.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+# Each class below is "these ASCII characters, or any non-ASCII one" (RFC 6532), written as the
+# complement of the ASCII characters it refuses: a class spelled with a range up to \U0010ffff
+# costs re ~10-30 ms to compile at every start, a negated ASCII class well under one.
+# RFC 5322 3.2.3 atext: not a control, space, DEL or one of the specials ()<>[]:;@\,." ;
+# controls are refused separately.
+_ATEXT = r'[^\x00-\x20"(),.:;<>@\[\\\]\x7f]'
 _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 # A quoted local part without whitespace: a space in an address is how header junk gets in.
-_QUOTED = re.compile(r'"(?:[!#-\[\]-~\u0080-\U0010ffff]|\\[!-~])+"')
-_LABEL = r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]{0,61}[A-Za-z0-9\u0080-\U0010ffff])?"
+# qtext is printable ASCII but '"' and '\\' (RFC 5322 3.2.4), or non-ASCII.
+_QUOTED = re.compile(r'"(?:[^\x00-\x20"\\\x7f]|\\[!-~])+"')
+# A host label: letters, digits and inner hyphens (RFC 1035 2.3.1), or non-ASCII (an IDN as typed).
+_LET_DIG = r"[^\x00-/:-@\[-`{-\x7f]"
+_LET_DIG_HYP = r"[^\x00-,./:-@\[-`{-\x7f]"
+_LABEL = rf"{_LET_DIG}(?:{_LET_DIG_HYP}{{0,61}}{_LET_DIG})?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _LITERAL = re.compile(r"\[[!-Z^-~]{1,253}\]")  # RFC 5321 4.1.3 address literal, loosely
 _ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?.*\?=")

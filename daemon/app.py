@@ -115,10 +115,22 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None)
         _install_reload(lambda: reload(processor, config.path))
         stop_sender = asyncio.Event()
         stop_intake = asyncio.Event()
-        tasks = [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
+        tasks: list[asyncio.Task[None]] = []
+        if config.lmtp is not None:
+            from daemon.lmtp_listen import ListenError, LmtpService  # aiosmtpd only where LMTP is on
+
+            listener = LmtpService(config.lmtp, processor, finish_grace=min(5.0, config.stop_grace / 2))
+            try:
+                await listener.start()
+            except ListenError as exc:
+                log.error("not starting: %s", exc)
+                return 1
+            tasks.append(asyncio.create_task(listener.run(stop_intake), name="lmtp"))
+        tasks += [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
         tasks.append(asyncio.create_task(sweeper.run(processor, stop_intake), name="piped"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
-        log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es)", len(workers), len(config.addresses))
+        log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
+                 len(config.addresses), config.lmtp.listen if config.lmtp else "off")
         await stop.wait()
         log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
         stop_intake.set()
@@ -160,7 +172,7 @@ def reload(processor: Processor, path: Path) -> bool:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
-                       ("mailboxes", new.mailboxes == old.mailboxes)):
+                       ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp)):
         if not same:
             log.warning("reload: changes to [%s] take effect at the next restart", what)
     log.info("configuration reloaded from %s", path)

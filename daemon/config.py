@@ -9,21 +9,16 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address as HeaderAddress
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from daemon.credentials import Secret, is_secret_key, read_secret
-from daemon.terminal import redact_url
+from daemon.config_section import ConfigError as ConfigError, Section as Section  # re-exported: their old home
+from daemon.credentials import Secret, read_secret
 from daemon.verp import check_base
 
-T = TypeVar("T")
 
 SECURITY_MODES = ("tls", "starttls", "none")
 DEFAULT_CONFIG_PATH = "/etc/ticketd/ticketd.toml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(Exception):
-    """A configuration problem, worded as file: key: what was expected."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +119,7 @@ class Config:
     log_target: str = "stderr"
     # Seconds a writer waits for another process's lock (SQLite) before it is a temporary failure.
     busy_timeout: float = 30.0
+    lmtp: Any = None  # daemon.config_lmtp.LmtpConfig: where `run` listens for LMTP, None if nowhere
 
     def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
         """The mailbox or address called ``name``; with None the first address, then mailbox."""
@@ -131,73 +127,6 @@ class Config:
         if name is None:
             return points[0] if points else None
         return next((p for p in points if p.name == name), None)
-
-
-class Section:
-    """One TOML table being read, with the dotted key path used in error messages."""
-
-    def __init__(self, file: Path, where: str, data: Any) -> None:
-        self.file, self.where = file, where
-        if not isinstance(data, dict):
-            self.fail("", "a table")
-        self.data: dict[str, Any] = data
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, expected: str, got: Any = None) -> None:
-        key = self.key(name) if name else self.where or "(top level)"
-        detail = ""
-        if got is not None and is_secret_key(key):
-            # Errors reach terminals, logs and tickets to colleagues: only the type may show.
-            detail = f", got {_kind_name(type(got))} (the value of a secret is not shown)"
-        elif got is not None:
-            detail = f", got {(redact_url(got) if isinstance(got, str) else got)!r}"
-        raise ConfigError(f"{self.file}: {key}: expected {expected}{detail}")
-
-    def get(self, name: str, kind: type[T], default: Any = ..., expected: str = "") -> T:
-        self.seen.add(name)
-        if name not in self.data:
-            if default is ...:
-                self.fail(name, (expected or _kind_name(kind)) + " (required)")
-            return default  # type: ignore[no-any-return]
-        value = self.data[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(name, expected or _kind_name(kind), value)
-        return value  # type: ignore[no-any-return]
-
-    def choice(self, name: str, choices: tuple[str, ...], default: Any = ...) -> str:
-        value = self.get(name, str, default)
-        if value not in choices:
-            self.fail(name, "one of " + " | ".join(choices), value)
-        return value
-
-    def positive(self, name: str, kind: type[T], default: Any) -> T:
-        value = self.get(name, kind, default)
-        if value <= 0:  # type: ignore[operator]
-            self.fail(name, "a positive number", value)
-        return value
-
-    def sub(self, name: str, default: Any = ...) -> "Section":
-        self.seen.add(name)
-        if name not in self.data and default is not ...:
-            return Section(self.file, self.key(name), default)
-        if name not in self.data:
-            self.fail(name, "a table (required)")
-        return Section(self.file, self.key(name), self.data[name])
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            raise ConfigError(f"{self.file}: {self.key(unknown[0])}: unknown key")
-
-
-def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "an array", dict: "a table"}.get(kind, kind.__name__)
 
 
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
@@ -222,6 +151,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     database.done()
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
+    from daemon.config_lmtp import load_lmtp
     from daemon.filters.registry import load_filters
     from daemon.rules_load import load_rules
 
@@ -243,10 +173,11 @@ def _build(top: Section, env: dict[str, str]) -> Config:
         daemon.fail("log_target", '"stderr", "syslog" or an absolute file path', log_target)
     daemon.done()
     addresses = _addresses(top, mailboxes)
+    lmtp = load_lmtp(top.sub("lmtp", {}))
     top.done()
     own = frozenset({m.address.lower() for m in (*mailboxes, *addresses)} | {smtp.from_address.lower()})
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp)
 
 
 def _database_url(section: Section) -> str:

@@ -13,26 +13,21 @@ from typing import Callable
 
 import aiosmtplib
 from tortoise.expressions import F
+from tortoise.queryset import QuerySet
 
-from daemon.addresses import is_valid
 from daemon.config import SmtpConfig
-from daemon.imap import tls_context
+from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
+from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
 from daemon.outgoing import one_line
+from daemon.sent import Accepted, SentLedger
 from daemon.turn import WriteTurn
 from storage.models import OutboundMessage, OutboundStatus
+
+__all__ = ["DeliveryReport", "Envelope", "EnvelopeError", "OutboxSender", "Unreachable", "plan_envelope"]
 
 log = logging.getLogger("ticketd.smtp")
 
 Clock = Callable[[], datetime]
-
-# Anything that goes wrong with the connection itself (dropped, hung, TLS, refused TCP): the
-# server cannot take mail now, whatever the message.
-TRANSPORT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
-
-# A lane unused this long is closed with QUIT. Postfix in stress mode drops idle clients after
-# 10 s (smtpd_timeout), so 5 s says goodbye before any common server gives up on us, while a
-# burst of mail (a fetched backlog, a notify per ticket) still reuses its connections.
-IDLE_AFTER = 5.0
 
 
 def utcnow() -> datetime:
@@ -60,75 +55,23 @@ class _Unsendable(Exception):
     """An address of this row cannot be written in an SMTP command at all."""
 
 
-class Unreachable(Exception):
-    """The server cannot or will not take mail right now: nothing to do with one message.
+def due_rows(now: datetime | None, skip: list[int]) -> QuerySet[OutboundMessage]:
+    """Pending rows due at ``now`` (all pending rows if None), oldest first.
 
-    Raised for everything before RCPT (greeting, EHLO/HELO, STARTTLS, AUTH, MAIL FROM) and for a
-    connection that drops or hangs. ``refused`` is a 5xx answer: our settings need a human.
+    Served by the index on status (or on status and next_try_at): it reads the pending rows,
+    never the history of sent ones.
     """
-
-    def __init__(self, reason: str, refused: bool = False) -> None:
-        super().__init__(reason)
-        self.refused = refused
-
-    @classmethod
-    def of(cls, exc: BaseException) -> "Unreachable":
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            return cls(f"{exc.code} {one_line(exc.message)}", refused=500 <= exc.code < 600)
-        return cls(f"{type(exc).__name__}: {one_line(str(exc))}", refused=isinstance(exc, ValueError))
+    query = OutboundMessage.filter(status=OutboundStatus.PENDING)
+    if now is not None:
+        query = query.filter(next_try_at__lte=now)
+    if skip:  # accepted by the server, "sent" not committed yet: never send them twice
+        query = query.exclude(id__in=skip)
+    return query.order_by("id")
 
 
-class EnvelopeError(ValueError):
-    """An address cannot be written on the wire to this server."""
-
-    def __init__(self, role: str, reason: str) -> None:
-        super().__init__(reason)
-        self.role = role
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """MAIL FROM / RCPT TO as this server can take them."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    utf8: bool = False
-
-    @property
-    def options(self) -> list[str]:
-        return ["SMTPUTF8"] if self.utf8 else []
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8" if self.utf8 else "ascii"
-
-
-def plan_envelope(sender: str, recipients: list[str], smtputf8: bool) -> Envelope:
-    """SMTPUTF8 (RFC 6531) when an address needs it and the server offers it; else plain ASCII.
-
-    Without SMTPUTF8 a non-ASCII domain goes out IDNA-encoded (RFC 5890), which every server
-    understands; a non-ASCII local part has no ASCII form, so it raises EnvelopeError.
-    """
-    # aiosmtplib reads a "<...>" out of whatever it is given (parseaddr), so junk around an
-    # address would reach another recipient: only a well-formed addr-spec goes on the wire.
-    for role, address in (("sender", sender), *(("recipient", r) for r in recipients)):
-        if (address or role == "recipient") and not is_valid(address):
-            raise EnvelopeError(role, f"{role} {one_line(address)} is not a well-formed address")
-    if sender.isascii() and all(r.isascii() for r in recipients):
-        return Envelope(sender, tuple(recipients))
-    if smtputf8:
-        return Envelope(sender, tuple(recipients), utf8=True)
-    return Envelope(_ascii(sender, "sender"), tuple(_ascii(r, "recipient") for r in recipients))
-
-
-def _ascii(address: str, role: str) -> str:
-    local, at, domain = address.rpartition("@")
-    if not at or not local.isascii():
-        raise EnvelopeError(role, f"{role} {one_line(address)} needs SMTPUTF8, which the server does not offer")
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        raise EnvelopeError(role, f"{role} {one_line(address)}: the domain has no IDNA form") from None
+def next_due() -> QuerySet[OutboundMessage]:
+    """The pending row due first (same index as due_rows)."""
+    return OutboundMessage.filter(status=OutboundStatus.PENDING).order_by("next_try_at").only("id", "next_try_at")
 
 
 class OutboxSender:
@@ -144,14 +87,16 @@ class OutboxSender:
                  lanes: int = 4, idle_after: float = IDLE_AFTER) -> None:
         self.config = config
         self.clock = clock
-        # Held (shared) from DATA until "sent" commits: see daemon.turn.
+        # Held (shared) from DATA until "sent" is committed: see daemon.turn.
         self.write_turn = write_turn or WriteTurn()
-        self.lanes = lanes
-        self.idle_after = idle_after
+        self.lanes = Lanes(config, lanes, idle_after)
+        self.ledger = SentLedger()  # "sent" of all lanes, grouped into one commit
         self.wake = asyncio.Event()
-        self.connections: list[aiosmtplib.SMTP | None] = [None] * lanes
-        self.used = [0.0] * lanes  # time.monotonic() of each lane's last command
         self.totals = DeliveryReport()  # everything since start, for run --once's exit code
+
+    @property
+    def connections(self) -> list[aiosmtplib.SMTP | None]:
+        return self.lanes.connections
 
     def notify(self) -> None:
         self.wake.set()
@@ -162,13 +107,11 @@ class OutboxSender:
         No lane starts a row after ``deadline`` (time.monotonic()); a row in hand is finished,
         which every SMTP read's timeout bounds.
         """
-        query = OutboundMessage.filter(status=OutboundStatus.PENDING)
-        if not ignore_schedule:
-            query = query.filter(next_try_at__lte=self.clock())
-        queue = deque(await query.order_by("id").limit(self.batch))
+        now = None if ignore_schedule else self.clock()
+        queue = deque(await due_rows(now, self.ledger.unrecorded).limit(self.batch))
         report = DeliveryReport()
         trouble: list[Unreachable] = []
-        lanes = range(min(self.lanes, len(queue)))
+        lanes = range(min(len(self.lanes), len(queue)))
         outcomes = await asyncio.gather(*(self._lane(i, queue, trouble, report, deadline) for i in lanes),
                                         return_exceptions=True)
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
@@ -189,39 +132,26 @@ class OutboxSender:
 
     async def _lane(self, lane: int, queue: deque[OutboundMessage], trouble: list[Unreachable],
                     report: DeliveryReport, deadline: float | None) -> None:
-        while queue and not trouble and (deadline is None or time.monotonic() < deadline):
-            row = queue.popleft()
-            try:
-                await self._deliver(lane, row, report)
-            except Unreachable as exc:
-                trouble.append(exc)
-                await self._defer(row, str(exc), report, quiet=True)
-            finally:
-                self.used[lane] = time.monotonic()
+        async with self.write_turn.lane():  # rows in hand: it goes send after send in its slot
+            while queue and not trouble and (deadline is None or time.monotonic() < deadline):
+                row = queue.popleft()
+                try:
+                    await self._deliver(lane, row, report, deadline)
+                except Unreachable as exc:
+                    trouble.append(exc)
+                    await self._defer(row, str(exc), report, quiet=True)
+                finally:
+                    self.lanes.touch(lane)
 
-    async def _deliver(self, lane: int, row: OutboundMessage, report: DeliveryReport) -> None:
+    async def _deliver(self, lane: int, row: OutboundMessage, report: DeliveryReport,
+                       deadline: float | None) -> None:
         """Send one row; a session problem raises Unreachable, the row's own fate is settled here."""
         try:
-            smtp, envelope = await self._begin(lane, row)
+            accepted = await self._transaction(lane, row)
         except EnvelopeError as exc:  # this recipient, on this server: nothing was sent
             await self._fail(row, str(exc), report)
-            return
-        try:
-            for recipient in envelope.recipients:
-                try:
-                    await smtp.rcpt(recipient, encoding=envelope.encoding)
-                except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
-                    raise _Unsendable(str(exc)) from None
-            async with self.write_turn.shared():
-                await smtp.data(row.raw_bytes)
-                accepted = time.monotonic()
-                await OutboundMessage.filter(id=row.id).update(
-                    status=OutboundStatus.SENT, sent_at=self.clock(), attempts=F("attempts") + 1, last_error="")
-            report.windows.append(time.monotonic() - accepted)
-            report.sent += 1
-            log.info("sent %s (%s) to %s", row.message_id, row.kind, one_line(", ".join(row.recipients)))
         except aiosmtplib.SMTPResponseException as exc:  # RCPT or DATA refused: this message, not the session
-            await self._reset(lane)
+            await self.lanes.reset(lane)
             where = f" (recipient {one_line(exc.recipient)})" if isinstance(exc, aiosmtplib.SMTPRecipientRefused) else ""
             text = f"{exc.code} {one_line(exc.message)}{where}"
             if 500 <= exc.code < 600:
@@ -229,38 +159,68 @@ class OutboxSender:
             else:
                 await self._defer(row, text, report)
         except _Unsendable as exc:  # caught at RCPT only: a ValueError after DATA must not fail a sent row
-            await self._reset(lane)
+            await self.lanes.reset(lane)
             await self._fail(row, f"cannot send: {one_line(str(exc))}", report)
         except TRANSPORT_ERRORS as exc:  # dropped or hung mid-transaction
-            self._drop(lane)
+            self.lanes.drop(lane)
             raise Unreachable.of(exc) from None
-        except BaseException:  # cancelled (or the database failed) mid-transaction: state unknown
-            self._drop(lane)
+        except Unreachable:  # the lane is closed already
             raise
+        except BaseException:  # cancelled mid-transaction: state unknown
+            self.lanes.drop(lane)
+            raise
+        else:
+            await self._record(row, accepted, report, deadline)
+
+    async def _transaction(self, lane: int, row: OutboundMessage) -> Accepted:
+        """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
+        smtp, envelope = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
+        for recipient in envelope.recipients:          # an inbound transaction: no 250 yet
+            try:
+                await smtp.rcpt(recipient, encoding=envelope.encoding)
+            except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
+                raise _Unsendable(str(exc)) from None
+        async with self.write_turn.shared() as send:
+            await smtp.data(row.raw_bytes)
+            send.accepted()
+            accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
+            await accepted.tried.wait()
+        return accepted
+
+    async def _record(self, row: OutboundMessage, accepted: Accepted, report: DeliveryReport,
+                      deadline: float | None) -> None:
+        """Wait for the row's "sent" commit (a locked database is retried) before the lane goes on."""
+        window = await self.ledger.recorded(accepted, deadline)
+        if window is None:  # the deadline passed first: still pending in the database
+            report.deferred += 1
+            return
+        report.windows.append(window)
+        report.sent += 1
+        log.info("sent %s (%s) to %s", row.message_id, row.kind, one_line(", ".join(row.recipients)))
 
     async def _begin(self, lane: int, row: OutboundMessage) -> tuple[aiosmtplib.SMTP, Envelope]:
-        """Connect if needed and send MAIL FROM: everything up to here is session level, except
-        a recipient this server cannot take (EnvelopeError, raised before MAIL)."""
-        current = self.connections[lane]
-        reused = current is not None and current.is_connected
+        """Send MAIL FROM (reconnecting once if the kept connection was closed): everything up to
+        here is session level, except a recipient this server cannot take (EnvelopeError, raised
+        before MAIL)."""
+        reused = self.lanes.is_open(lane)
         while True:
             try:
-                smtp = await self._connection(lane)
+                smtp = await self.lanes.connection(lane)
                 envelope = plan_envelope(row.mail_from, list(row.recipients), smtp.supports_extension("smtputf8"))
                 await smtp.mail(envelope.sender, options=envelope.options, encoding=envelope.encoding)
                 return smtp, envelope
             except EnvelopeError as exc:
                 if exc.role == "recipient":
                     raise
-                await self._close(lane)
+                await self.lanes.close(lane)
                 raise Unreachable(str(exc), refused=True) from None
             except aiosmtplib.SMTPServerDisconnected as exc:
-                self._drop(lane)
+                self.lanes.drop(lane)
                 if not reused:
                     raise Unreachable.of(exc) from None
                 reused = False  # the server closed the connection we kept idle: one fresh try
             except (*TRANSPORT_ERRORS, ValueError) as exc:
-                await self._close(lane)
+                await self.lanes.close(lane)
                 raise Unreachable.of(exc) from None
 
     async def _fail(self, row: OutboundMessage, reason: str, report: DeliveryReport) -> None:
@@ -283,70 +243,12 @@ class OutboxSender:
         log.log(logging.DEBUG if quiet else logging.WARNING, "deferred %s for %.1f s: %s",
                 row.message_id, delay, error)
 
-    async def _connection(self, lane: int) -> aiosmtplib.SMTP:
-        smtp = self.connections[lane]
-        if smtp is not None and smtp.is_connected:
-            return smtp
-        cfg = self.config
-        smtp = aiosmtplib.SMTP(
-            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
-            use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",
-            tls_context=tls_context(cfg) if cfg.security != "none" else None,
-        )
-        self.connections[lane] = smtp  # before connect: a refused AUTH or EHLO still gets its QUIT
-        await smtp.connect()
-        if cfg.username and cfg.password:
-            await smtp.login(cfg.username, cfg.password.reveal())
-        if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known only after EHLO
-            try:
-                await smtp.ehlo()
-            except aiosmtplib.SMTPHeloError:
-                await smtp.helo()
-        return smtp
-
-    async def _reset(self, lane: int) -> None:
-        """Abort the transaction in progress; a lane that cannot RSET is dropped instead."""
-        smtp = self.connections[lane]
-        if smtp is not None and smtp.is_connected:
-            try:
-                await smtp.rset()
-                return
-            except TRANSPORT_ERRORS:
-                pass
-        self._drop(lane)
-
-    async def _close(self, lane: int) -> None:
-        """Say QUIT (bounded by the configured timeout) and forget the connection."""
-        smtp, self.connections[lane] = self.connections[lane], None
-        if smtp is None or not smtp.is_connected:
-            return
-        try:
-            await smtp.quit()
-        except (*TRANSPORT_ERRORS, ValueError):  # already gone or hung: just let go
-            smtp.close()
-
-    def _drop(self, lane: int) -> None:
-        """Forget a connection in an unknown state without a word: a fresh one is clean."""
-        smtp, self.connections[lane] = self.connections[lane], None
-        if smtp is not None:
-            smtp.close()
-
     async def close_idle(self) -> None:
         """QUIT every lane unused for ``idle_after`` seconds, before the server drops it."""
-        now = time.monotonic()
-        for lane, smtp in enumerate(self.connections):
-            if smtp is not None and now - self.used[lane] >= self.idle_after:
-                await self._close(lane)
-
-    def _idle_in(self, cap: float) -> float:
-        """Seconds until the next open lane is due for close_idle (``cap`` if none is open)."""
-        now = time.monotonic()
-        due = [self.used[lane] + self.idle_after - now for lane, smtp in enumerate(self.connections) if smtp]
-        return max(0.0, min([cap, *due]))
+        await self.lanes.close_idle()
 
     async def next_due_in(self, cap: float) -> float:
-        row = await OutboundMessage.filter(status=OutboundStatus.PENDING).order_by("next_try_at") \
-            .only("id", "next_try_at").first()
+        row = await next_due().first()
         if row is None:
             return cap
         return max(0.0, min(cap, (row.next_try_at - self.clock()).total_seconds()))
@@ -358,13 +260,14 @@ class OutboxSender:
             try:
                 while (await self.deliver_due()).sent == self.batch:
                     pass
-                # Rows written by another process (ingest) are found within 5 s.
-                wait = await self.next_due_in(5.0)
+                # Rows written by another process (ingest) are found within 5 s; rows notified
+                # during the pass are due now, no need to ask.
+                wait = 0.0 if self.wake.is_set() else await self.next_due_in(5.0)
                 await self.close_idle()
             except Exception:  # a database hiccup must not end delivery for good
                 log.exception("outbox pass failed")
                 wait = 5.0
-            await _wait_any(self.wake, stop, self._idle_in(wait))
+            await _wait_any(self.wake, stop, self.lanes.idle_in(wait))
         await self.close()
 
     async def drain(self, seconds: float, ignore_schedule: bool = False) -> DeliveryReport:
@@ -385,8 +288,9 @@ class OutboxSender:
         return total
 
     async def close(self) -> None:
-        for lane in range(self.lanes):
-            await self._close(lane)
+        """Record what the server accepted (a last try), then QUIT every lane."""
+        await self.ledger.close()
+        await self.lanes.close_all()
 
 
 async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:

@@ -1,4 +1,4 @@
-"""A private Postfix on 127.0.0.1 that hands mail for test domains to a pipe(8) command, for tests."""
+"""A private Postfix on 127.0.0.1 that hands mail for test domains to a pipe(8) command or LMTP, for tests."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ __all__ = ["PIPE_USER", "Delivery", "Postfix"]
 
 # The master.cf service name of the pipe, and so the `relay=` of its deliveries in the log.
 TRANSPORT = "ticketd"
+LMTP_TRANSPORT = "ticketd-lmtp"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 # pipe(8) splits argv= on whitespace; `{ ... }` keeps one argument whole (Postfix >= 3.0).
@@ -60,6 +61,9 @@ error     unix  - - n -     - error
 retry     unix  - - n -     - error
 discard   unix  - - n -     - discard
 smtp      unix  - - n -     - smtp
+# The README's LMTP recipe: lmtp(8) unchrooted under a name of its own, so it can reach
+# /run/ticketd (Debian chroots the stock `lmtp` into the queue directory).
+{lmtp_transport} unix - - n - - lmtp
 relay     unix  - - n -     - smtp
 anvil     unix  - - n -     1 anvil
 scache    unix  - - n -     1 scache
@@ -91,13 +95,15 @@ class Postfix(ManagedServer):
     bounce notices to made-up senders never sit in the queue. `retry_after` (seconds) makes
     deferred mail come again that soon instead of after Postfix's 300 s or more. `routes`
     maps addresses (or domains) to a next hop of the transport, as the README's recipe does.
+    With `lmtp` (a Unix socket path) the domains go to `ticketd-lmtp:unix:PATH` instead, as
+    the README's LMTP recipe has it; the pipe stays configured but unused.
     """
 
     def __init__(
         self, root: Path, pipe_command: Sequence[str], *, pipe_user: str = PIPE_USER,
         domains: Sequence[str] = ("example.test",), relayhost: str | None = None, port: int = 0,
         concurrency: int = 10, pipe_flags: str = "Rq", retry_after: int | None = None,
-        routes: Mapping[str, str] | None = None,
+        routes: Mapping[str, str] | None = None, lmtp: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.host = LOCALHOST
@@ -108,6 +114,7 @@ class Postfix(ManagedServer):
         # transport_maps entries: address or domain -> next hop (`ticketd:NEXTHOP`, which the
         # pipe's argv can pass on as ${nexthop}); by default each domain with no next hop.
         self.routes = dict(routes) if routes is not None else {domain: "" for domain in self.domains}
+        self.lmtp = lmtp
         self.relayhost = relayhost
         self.concurrency = concurrency
         self.pipe_flags = pipe_flags
@@ -267,17 +274,22 @@ class Postfix(ManagedServer):
         for path in (self.config_dir, self.queue_dir / "pid", self.log_path.parent):
             path.mkdir(parents=True, exist_ok=True)
         self._make_queue()
-        (self.config_dir / "transport").write_text(
-            "".join(f"{key} {TRANSPORT}:{nexthop}\n" for key, nexthop in self.routes.items()))
+        (self.config_dir / "transport").write_text(self._transport_map())
         (self.config_dir / "main.cf").write_text(self._main_cf())
         (self.config_dir / "master.cf").write_text(_MASTER_CF.format(
-            host=self.host, port=self.port, transport=TRANSPORT, flags=self.pipe_flags,
-            user=self.pipe_user, argv=" ".join(_pipe_arg(arg) for arg in self.pipe_command)))
+            host=self.host, port=self.port, transport=TRANSPORT, lmtp_transport=LMTP_TRANSPORT,
+            flags=self.pipe_flags, user=self.pipe_user,
+            argv=" ".join(_pipe_arg(arg) for arg in self.pipe_command)))
         # Postfix waits (in steps of 0.3 s) until its config files are older than the current
         # second, so that a change within the same second cannot go unnoticed; ours are final.
         past = time.time() - 2
         for path in self.config_dir.iterdir():
             os.utime(path, (past, past))
+
+    def _transport_map(self) -> str:
+        if self.lmtp is not None:
+            return "".join(f"{domain} {LMTP_TRANSPORT}:unix:{self.lmtp}\n" for domain in self.domains)
+        return "".join(f"{key} {TRANSPORT}:{nexthop}\n" for key, nexthop in self.routes.items())
 
     def _make_queue(self) -> None:
         """Lay out the queue (and data) directories the way `postfix check` would.

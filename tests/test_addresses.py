@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 
 from daemon.addresses import is_own, is_valid, local_part, normalize
@@ -74,6 +76,34 @@ def test_well_formed(address: str) -> None:
 )
 def test_malformed(address: str) -> None:
     assert not is_valid(address)
+
+
+# The character sets of RFC 5322 3.2.3 (atext), 3.2.4 (qtext) and RFC 1035 2.3.1 (letters and
+# digits); RFC 6532 adds every non-ASCII character to each of them.
+ATEXT = set(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+QTEXT = {chr(c) for c in range(0x21, 0x7F)} - {'"', "\\"}
+LET_DIG = set(string.ascii_letters + string.digits)
+# All of the BMP's first block and the ASCII boundaries, then a sample of the rest of Unicode
+# with the edges of the surrogates and of each plane.
+CODE_POINTS = [*range(0x800), *range(0x800, 0x110000, 0x3FF),
+               0xD7FF, 0xD800, 0xDFFF, 0xE000, 0xFFFF, 0x10000, 0x10FFFF]
+
+
+def _in(chars: set[str], c: str) -> bool:
+    return c.isprintable() and (c in chars or ord(c) >= 0x80)
+
+
+def test_each_character_is_allowed_exactly_where_the_rfcs_allow_it() -> None:
+    wrong = []
+    for c in map(chr, CODE_POINTS):
+        for address, expected in ((f"{c}@example.com", _in(ATEXT, c)),
+                                  (f'"{c}"@example.com', _in(QTEXT, c)),
+                                  (f"a@{c}.example", _in(LET_DIG, c)),
+                                  # "." inside a label is a label boundary: "x.y" is two labels.
+                                  (f"a@x{c}y.example", _in(LET_DIG | {"-", "."}, c))):
+            if is_valid(address) != expected:
+                wrong.append((address, expected))
+    assert wrong == []
 
 
 def _mail(headers: str) -> bytes:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from tests.support.daemon import cli, cli_json, write_config
+from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
 
 
@@ -115,3 +118,36 @@ def test_check_config_names_an_unknown_filter_and_a_bad_rule(tmp_path: Path) -> 
     done = cli(config, "check-config")
     assert done.returncode == 78
     assert str(config).encode() in done.stderr and b"(urgent)" in done.stderr and b"invalid regex" in done.stderr
+
+
+# Start-up time is import time (issue 7): a command imports the ORM, the IMAP and SMTP clients,
+# the spamd client or flufl.bounce only when it uses them.
+_HEAVY = ("tortoise", "aioimaplib", "aiosmtplib", "aiospamc", "flufl.bounce")
+
+
+def _imported_by(config: Path, *args: str) -> set[str]:
+    """Which of _HEAVY ``ticketd -c CONFIG ARGS`` had imported by its end."""
+    code = (f"import sys\nfrom daemon.cli import main\ncode = main({['-c', str(config), *args]!r})\n"
+            f"print('imported:', *(m for m in {_HEAVY!r} if m in sys.modules))\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
+                          env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert done.returncode == 0, done.stderr.decode()
+    return set(done.stdout.decode().splitlines()[-1].split()[1:])
+
+
+def test_commands_import_only_the_modules_they_use(tmp_path: Path) -> None:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    assert _imported_by(config, "check-config").isdisjoint(_HEAVY)
+    assert _imported_by(config, "tickets", "list") & set(_HEAVY) == {"tortoise"}
+
+
+def test_the_parse_workers_inherit_the_mime_parser_instead_of_importing_it() -> None:
+    # `run` imports daemon.app, and with it the parser, before running_parts() forks the pool:
+    # a worker then shares the parent's modules instead of importing them itself.
+    probe = "' '.join(m for m in ('daemon.parsers.message', 'mailparser') if m in __import__('sys').modules)"
+    code = (f"from daemon import app\npool = app.parse_pool(1)\nprint(pool.submit(eval, {probe!r}).result())\n"
+            "pool.shutdown()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
+                          env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.split() == [b"daemon.parsers.message", b"mailparser"]

@@ -11,21 +11,15 @@ import quopri
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import Any
 
-from flufl.bounce import all_failures
-
 from daemon.config import Section
 from daemon.filters import ACCEPT, FilterContext, Verdict
 from daemon.parsers.model import ParsedMessage
-
-try:  # flufl.bounce names its detectors only in a private list; without it we fall back to all_failures
-    from flufl.bounce._scan import _DETECTORS as _FLUFL_DETECTORS
-except ImportError:  # pragma: no cover - a later flufl.bounce may move it
-    _FLUFL_DETECTORS = []
 
 log = logging.getLogger("ticketd.bounce")
 
@@ -255,14 +249,17 @@ def _flufl(msg: Message) -> tuple[dict[str, bool], str]:
     stops at the first detector that raises (Yale does on a message without From, Yahoo and Sina
     on an 8-bit From), and it does not say which detector spoke.
     """
-    if not _FLUFL_DETECTORS:  # pragma: no cover - flufl.bounce moved its list
+    detectors = _flufl_detectors()
+    if not detectors:  # pragma: no cover - flufl.bounce moved its list
+        from flufl.bounce import all_failures
+
         try:
             temporary, permanent = all_failures(msg)
         except Exception:  # noqa: BLE001 - flufl may raise anything on odd mail
             return {}, ""
         found = _flufl_found(temporary, permanent)
         return found, "all_failures" if found else ""
-    for detector in _FLUFL_DETECTORS:
+    for detector in detectors:
         try:
             temporary, permanent = detector().process(msg)
         except Exception as exc:  # noqa: BLE001 - flufl's detectors trust the mail more than we can
@@ -272,6 +269,20 @@ def _flufl(msg: Message) -> tuple[dict[str, bool], str]:
         if found:
             return found, detector.__name__
     return {}, ""
+
+
+@cache
+def _flufl_detectors() -> tuple[Any, ...]:
+    """flufl.bounce's detector classes, imported with the first mail that looks like a bounce.
+
+    Importing flufl.bounce compiles its patterns, ~20 ms at every start; ordinary mail is told
+    from a bounce by its headers alone and never needs them.
+    """
+    try:  # flufl.bounce names its detectors only in a private list; without it we fall back to all_failures
+        from flufl.bounce._scan import _DETECTORS
+    except ImportError:  # pragma: no cover - a later flufl.bounce may move it
+        return ()
+    return tuple(_DETECTORS)
 
 
 def _flufl_found(temporary: Iterable[bytes | str], permanent: Iterable[bytes | str]) -> dict[str, bool]:

@@ -27,18 +27,11 @@ they did not add themselves (SpamAssassin does when it marks up a message).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from aiospamc.client import Client
-from aiospamc.connections import ConnectionManager, TcpConnectionManager, Timeout, UnixConnectionManager
-from aiospamc.exceptions import AIOSpamcConnectionFailed, BadResponse, ClientException, ClientTimeoutException
-from aiospamc.requests import Request
-from aiospamc.responses import ResponseException
 
 from daemon.config import Section
 from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
@@ -121,16 +114,11 @@ class SpamFilter:
         self.settings = settings
         self.unreachable_count = 0  # checks that got no score from spamd, for metrics and logs
         self._trusted = frozenset(settings.trust_upstream)
-        # The address and the timeout, built once; each check opens its own connection through it,
-        # so concurrent checks share nothing. Not aiospamc's frontend functions (aiospamc.symbols):
-        # they build an SSL context, ~20 ms of CPU on the event loop, on every call.
-        timeout = Timeout(total=settings.timeout)
-        self._spamd: ConnectionManager
-        if settings.socket:
-            self._spamd = UnixConnectionManager(Path(settings.socket), timeout=timeout)
-        else:
-            self._spamd = TcpConnectionManager(settings.host, settings.port, timeout=timeout)
-        self._where = settings.socket or f"{settings.host}:{settings.port}"
+        # Imported here, once per filter built: aiospamc (and the loguru it brings) costs ~40 ms
+        # at every start, and only a site whose pipeline names "spam" builds this filter.
+        from daemon.filters._spamd import Spamd
+
+        self._spamd: Spamd = Spamd(settings)
 
     async def check(self, ctx: FilterContext) -> Verdict:
         upstream = self._upstream(ctx.message)
@@ -140,33 +128,10 @@ class SpamFilter:
         if size > self.settings.max_size:
             return Verdict(ACCEPT, details={"skipped": "too large", "size": size})
         try:
-            score, rules = await self._ask_spamd(ctx.raw)
+            score, rules = await self._spamd.symbols(ctx.raw)
         except SpamUnavailable as exc:
             return self._unreachable(ctx, str(exc))
         return self._verdict(score, rules, "spamd")
-
-    async def _ask_spamd(self, raw: bytes) -> tuple[float, list[str]]:
-        """Score and rule names from one SYMBOLS request."""
-        connection = _OneConnection(self._spamd)
-        try:
-            response = await Client(connection).request(Request("SYMBOLS", body=raw))
-        except (TimeoutError, ClientTimeoutException):  # total timeout: asyncio.wait_for's TimeoutError
-            raise SpamUnavailable(f"no answer from {self._where} within {self.settings.timeout:g} s") from None
-        except AIOSpamcConnectionFailed as exc:
-            raise SpamUnavailable(f"cannot connect to {self._where}: {_cause(exc)}") from None
-        except BadResponse:
-            raise SpamUnavailable(f"unreadable answer from {self._where}") from None
-        except ResponseException as exc:
-            raise SpamUnavailable(f"{self._where} answered {exc.code} {_clean(str(exc))}") from None
-        except (ClientException, OSError) as exc:
-            raise SpamUnavailable(f"{self._where}: {_clean(str(exc)) or type(exc).__name__}") from None
-        finally:
-            connection.close()
-        spam = response.headers.spam
-        if spam is None:
-            raise SpamUnavailable(f"no Spam header in the answer from {self._where}")
-        body = response.body.decode("ascii", "replace")
-        return float(spam.score), [name.strip() for name in body.split(",") if name.strip()]
 
     def _unreachable(self, ctx: FilterContext, error: str) -> Verdict:
         self.unreachable_count += 1
@@ -207,27 +172,6 @@ class SpamFilter:
         return self._verdict(float(score.group(1)), rules, "upstream", flagged=flagged)
 
 
-class _OneConnection(ConnectionManager):
-    """One request's connection to spamd, remembered so that it is closed even after a timeout.
-
-    aiospamc cancels a timed-out exchange without closing its socket, which is then left to the
-    garbage collector (and a ResourceWarning).
-    """
-
-    def __init__(self, spamd: ConnectionManager) -> None:
-        super().__init__(spamd.connection_string, spamd.timeout)
-        self._spamd = spamd
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, self._writer = await self._spamd.open()
-        return reader, self._writer
-
-    def close(self) -> None:
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.close()
-
-
 def relay_is_trusted(received: str, trusted: frozenset[str]) -> bool:
     """True when a Received header says ``by`` a trusted host or ``from`` one (module docstring)."""
     text = " ".join(received.split())
@@ -254,15 +198,3 @@ def _strip_comments(text: str) -> str:
 
 def _normal(host: str) -> str:
     return host.strip().rstrip(".").lower()
-
-
-def _cause(exc: BaseException) -> str:
-    cause = exc.__cause__
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    return _clean(str(cause)) if cause is not None else "connection failed"
-
-
-def _clean(text: str) -> str:
-    """One printable line of at most 200 characters (peer-supplied text goes into logs)."""
-    return "".join(c if c.isprintable() else " " for c in text)[:200].strip()
