@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.child import Child, Running, ticketd
-from bench.figures import count_rows
+from bench.figures import Statements, count_rows
 from bench.generate import GeneratedMessage, generate
 from bench.history import Cache, prefill
 from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, fresh, outcome, outcome_problems
@@ -46,13 +46,17 @@ class LmtpResult:
     greeting: float | None  # seconds from the spawn to the listener's 220
     processed: float | None  # seconds from the first message to every one in a final state
     acknowledged: float | None  # ... to every acknowledgement received by the sink
+    idle: Child | None = None  # ``ticketd run`` again, SIGTERM at its greeting: the fixed cost
+    idle_greeting: float | None = None
+    idle_statements: Statements | None = None
 
     def problems(self) -> list[str]:
         found = []
         if self.greeting is None:
             found.append("the LMTP listener never answered")
-        if self.child.exit_code != 0:
-            found.append(f"ticketd exited with {self.child.exit_code}")
+        for child, what in ((self.child, "ticketd"), (self.idle, "the idle ticketd")):
+            if child is not None and child.exit_code != 0:
+                found.append(f"{what} exited with {child.exit_code}")
         if self.pushed.refused:
             found.append(f"{len(self.pushed.refused)} refused, first: {self.pushed.refused[0]}")
         if self.processed is None:
@@ -146,7 +150,26 @@ def run_lmtp(n: int, seed: int, workdir: Path, *, timeout: float = 3600.0, histo
             if running.alive():
                 running.terminate()
             child = running.wait()
-        return LmtpResult(n, loaded, child, outcome(database, sink, before, counts, filled), pushed, greeting,
-                          processed, acknowledged)
+        result = LmtpResult(n, loaded, child, outcome(database, sink, before, counts, filled), pushed, greeting,
+                            processed, acknowledged)
+        result.idle, result.idle_greeting, result.idle_statements = idle_run(config, socket_path, workdir, timeout,
+                                                                             trace)
+        return result
     finally:
         sink.stop()
+
+
+def idle_run(config: Path, socket_path: Path, workdir: Path, timeout: float,
+             trace: bool) -> tuple[Child, float | None, Statements | None]:
+    """``ticketd run`` again, stopped as soon as it greets: start-up and shutdown, nothing else."""
+    counts = workdir / "statements-idle.json"
+    counts.unlink(missing_ok=True)
+    running = Running(ticketd("-c", str(config), "run", statements=counts if trace else None),
+                      workdir / "ticketd-idle.log", timeout)
+    try:
+        greeting = wait_for_greeting(socket_path, running, min(timeout, 60.0))
+    finally:
+        if running.alive():
+            running.terminate()
+        child = running.wait()
+    return child, greeting, Statements.load(counts)

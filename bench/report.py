@@ -114,7 +114,9 @@ def report_lmtp(result: LmtpResult, seed: int) -> None:
     """Print one LMTP run's figures."""
     pushed, n = result.pushed, result.n
     _header("LMTP, run", n, seed, result.loaded, result.outcome.history)
-    print(f"  start-up:     spawn to the LMTP greeting {_s(result.greeting)}")
+    idle = f"; an idle run: greeting {_s(result.idle_greeting)}, {result.idle.seconds:.3f} s from spawn to exit" \
+        if result.idle else ""
+    print(f"  start-up:     spawn to the LMTP greeting {_s(result.greeting)}{idle}")
     if pushed.seconds:
         print(f"  accepted:     {pushed.accepted} in {pushed.seconds:.2f} s, {pushed.accepted / pushed.seconds:.1f} "
               f"messages/s (each 250 after its commit), {len(pushed.refused)} refused")
@@ -123,10 +125,10 @@ def report_lmtp(result: LmtpResult, seed: int) -> None:
         print(f"  {label + ':':13} {_s(seconds)} after the first message{rate}")
     print(f"  ticketd:      {result.child.seconds:.2f} s from spawn to exit after SIGTERM, "
           f"exit {result.child.exit_code}")
-    _cpu(result.child.cpu, n)
+    _cpu(result.child.cpu, n, result.idle.cpu if result.idle else None)
     _latency(result.outcome.latencies)
     _rss(result.child.max_rss, result.child.tree_rss)
-    _statements(result.outcome.statements, None, n)
+    _statements(result.outcome.statements, result.idle_statements, n)
     _outcome(result.outcome, sum(result.loaded.conversations.values()))
 
 
