@@ -63,6 +63,7 @@ class LmtpService:
             self.backlog.close()
             await processing
         finally:
+            self.store.abort()
             if not processing.done():  # cancelled at the stop deadline: the sweep finishes the rest
                 processing.cancel()
                 await asyncio.gather(processing, return_exceptions=True)

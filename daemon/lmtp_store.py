@@ -57,6 +57,11 @@ class GroupCommit:
         if self._task is not None:
             await self._task
 
+    def abort(self) -> None:
+        """Stop at once (the stop deadline passed): sessions still waiting hear 451."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
     async def store(self, raw: bytes, copies: list[tuple[str, bytes]]) -> list[InboundMessage]:
         """Commit one message, a row per (mailbox name, trace lines); return the rows once durable."""
         if self._closing or self._task is None:

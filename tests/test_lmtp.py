@@ -190,6 +190,22 @@ async def test_one_message_for_two_mailboxes_is_a_row_in_each_and_a_reply_per_re
     assert sales.ticket_id == support.ticket_id and len(await tickets(config)) == 1  # type: ignore[attr-defined]
 
 
+async def test_a_stop_right_after_a_burst_processes_what_was_answered_250(short_dir: Path,
+                                                                          fresh_sink: SmtpSink) -> None:
+    config = lmtp_config(short_dir, fresh_sink.port)
+    sock = str(short_dir / "lmtp.sock")
+
+    def burst() -> list[int]:
+        with LmtpClient(sock) as client:
+            return [client.deliver("s@customer.test", ["support@example.test"], message(n, tag="stop"))[0][0]
+                    for n in range(20)]
+    async with running(config):
+        assert await asyncio.to_thread(wait_until, (short_dir / "lmtp.sock").exists, 10)
+        assert await asyncio.to_thread(burst) == [250] * 20
+    # Stopped at once: the backlog was processed on the way out, not left for the next start.
+    assert sorted(t["subject"] for t in await tickets(config)) == sorted(f"stop {n}" for n in range(20))
+
+
 async def test_a_loopback_port_serves_as_the_socket_does(tmp_path: Path, fresh_sink: SmtpSink) -> None:
     port = free_port()
     config = lmtp_config(tmp_path, fresh_sink.port, listen=f"127.0.0.1:{port}")
