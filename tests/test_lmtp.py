@@ -244,6 +244,17 @@ def test_a_socket_another_daemon_listens_on_is_refused_and_a_stale_one_replaced(
     assert refused.returncode == 1 and "exists and is not a socket" in (short_dir / "daemon.log").read_text()
 
 
+async def test_a_socket_that_cannot_be_made_stops_the_start_with_one_line(
+        tmp_path: Path, fresh_sink: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
+    from daemon import app
+    from daemon.config import load_config
+
+    config = load_config(lmtp_config(tmp_path, fresh_sink.port, listen="/nonexistent-dir/lmtp.sock"))
+    assert await app.run_forever(config, asyncio.Event(), parse_workers=0) == 1
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line == "not starting: lmtp.listen /nonexistent-dir/lmtp.sock: No such file or directory"
+
+
 @pytest.mark.slow
 def test_sigkill_mid_burst_loses_nothing_that_was_answered_250_and_makes_nothing_twice(
         short_dir: Path, fresh_sink: SmtpSink) -> None:
