@@ -61,6 +61,8 @@ class LmtpService:
             await stop.wait()
             await self._stop_accepting()
             await self.store.close()
+            log.info("LMTP stopped: %d message(s) stored in %d transaction(s)", self.store.messages,
+                     self.store.commits)
             self.backlog.close()
             await processing
         finally:
