@@ -22,6 +22,7 @@ from daemon.fetcher import MailboxWorker
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
 from daemon.responders import build_responders
+from daemon.terminal import safe_line
 from daemon.turn import WriteTurn
 from storage.db import database
 from storage.errors import TemporaryFailure
@@ -123,14 +124,14 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None)
             try:
                 await listener.start()
             except ListenError as exc:
-                log.error("not starting: %s", exc)
+                log.error("not starting: %s", safe_line(str(exc)))
                 return 1
             tasks.append(asyncio.create_task(listener.run(stop_intake), name="lmtp"))
         tasks += [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
         tasks.append(asyncio.create_task(sweeper.run(processor, stop_intake), name="piped"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
-                 len(config.addresses), config.lmtp.listen if config.lmtp else "off")
+                 len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")
         await stop.wait()
         log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
         stop_intake.set()

@@ -123,7 +123,7 @@ class Config:
 
     def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
         """The mailbox or address called ``name``; with None the first address, then mailbox."""
-        points = (*self.addresses, *self.mailboxes)
+        points: tuple[AddressConfig | MailboxConfig, ...] = (*self.addresses, *self.mailboxes)
         if name is None:
             return points[0] if points else None
         return next((p for p in points if p.name == name), None)
@@ -175,7 +175,8 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
     top.done()
-    own = frozenset({m.address.lower() for m in (*mailboxes, *addresses)} | {smtp.from_address.lower()})
+    points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
+    own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp)
 

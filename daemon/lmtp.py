@@ -10,7 +10,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
 from daemon.addresses import normalize, split
-from daemon.config import Config
+from daemon.config import AddressConfig, Config, MailboxConfig
 from daemon.lmtp_store import GroupCommit
 from daemon.terminal import safe_line
 from storage.errors import describe, is_temporary
@@ -55,7 +55,7 @@ class LmtpServer(LMTP):
         plain = _PLAIN_PATH.fullmatch(arg.strip())
         if plain:
             return plain.group(1), plain.group(2) or ""
-        return super()._getaddr(arg)  # type: ignore[no-any-return]
+        return super()._getaddr(arg)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and status in _DATA_REPLIES and self.envelope and self.envelope.rcpt_tos:
@@ -70,7 +70,8 @@ class Routes:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.table = {normalize(p.address): p.name for p in (*config.addresses, *config.mailboxes)}
+        points: tuple[AddressConfig | MailboxConfig, ...] = (*config.addresses, *config.mailboxes)
+        self.table: dict[str, str] = {normalize(p.address): p.name for p in points}
 
     def find(self, recipient: str) -> str | None:
         """Exact address first, then without its +detail (support+t42-3f9a@ is support@)."""

@@ -15,6 +15,7 @@ from daemon.lmtp import LmtpHandler, LmtpServer
 from daemon.lmtp_queue import Backlog, drain
 from daemon.lmtp_store import GroupCommit
 from daemon.pipeline import Processor
+from daemon.terminal import safe_line
 
 log = logging.getLogger("ticketd.lmtp")
 
@@ -51,7 +52,7 @@ class LmtpService:
         except OSError as exc:
             raise ListenError(f"lmtp.listen {self.config.listen}: {exc.strerror or exc}") from None
         self.store.start()
-        log.info("LMTP listening on %s", self.config.listen)
+        log.info("LMTP listening on %s", safe_line(self.config.listen))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop``; then stop accepting, let messages in hand finish, process the rest."""
@@ -60,9 +61,12 @@ class LmtpService:
             await stop.wait()
             await self._stop_accepting()
             await self.store.close()
+            log.info("LMTP stopped: %d message(s) stored in %d transaction(s)", self.store.messages,
+                     self.store.commits)
             self.backlog.close()
             await processing
         finally:
+            self.store.abort()
             if not processing.done():  # cancelled at the stop deadline: the sweep finishes the rest
                 processing.cancel()
                 await asyncio.gather(processing, return_exceptions=True)
@@ -118,7 +122,7 @@ class LmtpService:
             sock.bind(str(temporary))
             os.chmod(temporary, self.config.socket_mode)
             if self.config.socket_group is not None:
-                os.chown(temporary, -1, group_id(self.config.socket_group))
+                _give_to_group(temporary, self.config.socket_group)
             os.rename(temporary, path)
         except BaseException:
             sock.close()
@@ -142,7 +146,7 @@ def _refuse_if_in_use(path: Path) -> None:
     try:
         probe.connect(str(path))
     except (ConnectionRefusedError, FileNotFoundError):
-        log.info("replacing the stale LMTP socket %s", path)
+        log.info("replacing the stale LMTP socket %s", safe_line(str(path)))
         return
     except OSError as exc:
         raise ListenError(f"lmtp.listen {path}: cannot tell whether another process listens on it: "
@@ -150,6 +154,14 @@ def _refuse_if_in_use(path: Path) -> None:
     finally:
         probe.close()
     raise ListenError(f"lmtp.listen {path}: another process is listening on it")
+
+
+def _give_to_group(path: Path, group: str) -> None:
+    try:
+        os.chown(path, -1, group_id(group))
+    except PermissionError:
+        raise ListenError(f"lmtp.socket_group {group}: the socket cannot be given to this group; "
+                          f"the daemon's user must be a member of it") from None
 
 
 def _mid_message(session: LmtpServer) -> bool:

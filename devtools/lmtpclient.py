@@ -58,7 +58,8 @@ class LmtpClient:
         try:
             return self.smtp.data(raw)
         except smtplib.SMTPDataError as exc:  # refused at DATA itself (no 354)
-            return exc.smtp_code, exc.smtp_error
+            text = exc.smtp_error
+            return exc.smtp_code, text if isinstance(text, bytes) else text.encode()
 
     def close(self) -> None:
         try:

@@ -180,14 +180,30 @@ async def test_one_message_for_two_mailboxes_is_a_row_in_each_and_a_reply_per_re
         assert await asyncio.to_thread(fresh_sink.wait_for, 1, 30)
     assert [code for code, _ in replies] == [250, 250, 250]
     support, sales = await stored_rows(config)
-    assert (support.mailbox.name, sales.mailbox.name) == ("support", "sales")
+    assert [r.mailbox.name if r.mailbox else None for r in (support, sales)] == ["support", "sales"]
     assert replies[0][1] == replies[2][1] == f"2.0.0 OK, inbound {support.id}"
     assert replies[1][1] == f"2.0.0 OK, inbound {sales.id}"
     assert b"Delivered-To: support@example.test\r\nDelivered-To: support+x@example.test\r\n" in support.source.content
     assert b"Delivered-To: sales@example.test\r\n" in sales.source.content
     # The same mail to two mailboxes is one ticket: the second copy is its duplicate.
     assert (support.status, sales.status) == ("processed", "duplicate")
-    assert sales.ticket_id == support.ticket_id and len(await tickets(config)) == 1
+    assert sales.ticket_id == support.ticket_id and len(await tickets(config)) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_stop_right_after_a_burst_processes_what_was_answered_250(short_dir: Path,
+                                                                          fresh_sink: SmtpSink) -> None:
+    config = lmtp_config(short_dir, fresh_sink.port)
+    sock = str(short_dir / "lmtp.sock")
+
+    def burst() -> list[int]:
+        with LmtpClient(sock) as client:
+            return [client.deliver("s@customer.test", ["support@example.test"], message(n, tag="stop"))[0][0]
+                    for n in range(20)]
+    async with running(config):
+        assert await asyncio.to_thread(wait_until, (short_dir / "lmtp.sock").exists, 10)
+        assert await asyncio.to_thread(burst) == [250] * 20
+    # Stopped at once: the backlog was processed on the way out, not left for the next start.
+    assert sorted(t["subject"] for t in await tickets(config)) == sorted(f"stop {n}" for n in range(20))
 
 
 async def test_a_loopback_port_serves_as_the_socket_does(tmp_path: Path, fresh_sink: SmtpSink) -> None:
@@ -226,6 +242,17 @@ def test_a_socket_another_daemon_listens_on_is_refused_and_a_stale_one_replaced(
     sock.write_text("not a socket")
     refused = cli(config, "run", timeout=60)
     assert refused.returncode == 1 and "exists and is not a socket" in (short_dir / "daemon.log").read_text()
+
+
+async def test_a_socket_that_cannot_be_made_stops_the_start_with_one_line(
+        tmp_path: Path, fresh_sink: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
+    from daemon import app
+    from daemon.config import load_config
+
+    config = load_config(lmtp_config(tmp_path, fresh_sink.port, listen="/nonexistent-dir/lmtp.sock"))
+    assert await app.run_forever(config, asyncio.Event(), parse_workers=0) == 1
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line == "not starting: lmtp.listen /nonexistent-dir/lmtp.sock: No such file or directory"
 
 
 @pytest.mark.slow

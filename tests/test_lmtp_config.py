@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import ConfigError, load_config
+from daemon.config_lmtp import LmtpConfig
 
 BASE = """\
 [database]
@@ -26,10 +27,12 @@ address = "support@example.test"
 """
 
 
-def load(tmp_path: Path, lmtp: str) -> object:
+def load(tmp_path: Path, lmtp: str) -> LmtpConfig:
     path = tmp_path / "ticketd.toml"
     path.write_text(BASE + "\n[lmtp]\n" + lmtp + "\n")
-    return load_config(path).lmtp
+    config = load_config(path).lmtp
+    assert isinstance(config, LmtpConfig)
+    return config
 
 
 def refused(tmp_path: Path, lmtp: str) -> str:
