@@ -20,18 +20,28 @@ MIN_AGE = timedelta(seconds=30)
 INTERVAL = 30.0
 
 
+PAGE = 500  # rows read at a time; a sweep pages on by id until it has seen every stranded row
+
+
 async def sweep(processor: Processor, min_age: timedelta = MIN_AGE) -> int:
-    """Process every stranded piped row once; return how many were processed."""
+    """Process every stranded piped (or LMTP) row once; return how many were processed.
+
+    Paged by id, so a crash that left thousands behind is finished in one sweep, and a row
+    that stays "received" (deferred by a filter) is not read again until the next sweep.
+    """
     config: Config = processor.config
     cutoff = datetime.now(timezone.utc) - min_age
-    rows = await (InboundMessage.filter(status=InboundStatus.RECEIVED, uid=None, received_at__lt=cutoff)
-                  .order_by("mailbox_id", "id").limit(500).prefetch_related("mailbox"))
-    done = 0
-    for name, group in groupby(rows, key=lambda r: r.mailbox.name if r.mailbox else None):
-        batch = list(group)
-        log.info("processing %d piped message(s) left by ingest (mailbox %s)", len(batch), name or "-")
-        done += len(await processor.process(batch, config.intake(name) if name else None))
-    return done
+    done, last = 0, 0
+    while True:
+        rows = await (InboundMessage.filter(status=InboundStatus.RECEIVED, uid=None, received_at__lt=cutoff,
+                                            id__gt=last).order_by("id").limit(PAGE).prefetch_related("mailbox"))
+        for name, group in groupby(rows, key=lambda r: r.mailbox.name if r.mailbox else None):
+            batch = list(group)
+            log.info("processing %d piped message(s) left by ingest (mailbox %s)", len(batch), name or "-")
+            done += len(await processor.process(batch, config.intake(name) if name else None))
+        if len(rows) < PAGE:
+            return done
+        last = rows[-1].id
 
 
 async def run(processor: Processor, stop: asyncio.Event, interval: float = INTERVAL) -> None:
