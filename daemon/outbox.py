@@ -81,9 +81,7 @@ class OutboxSender:
     dropped, so the next row starts a clean transaction.
     """
 
-    # Rows a pass takes on. A row committed during a pass waits for the pass to end, so a pass
-    # is about one inbound group's acknowledgements, not a hundred sends (a second under load).
-    batch = 25
+    batch = 100
 
     def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: WriteTurn | None = None,
                  lanes: int = 4, idle_after: float = IDLE_AFTER) -> None:
