@@ -85,8 +85,8 @@ class SentLedger:
             return
         self._closing.set()
         self._wake.set()
-        try:
-            await self._task
+        try:  # a flusher cancelled with its process's tasks has nothing more to say
+            await asyncio.gather(self._task, return_exceptions=True)
         finally:
             self._task = None
             self._closing = asyncio.Event()
@@ -107,8 +107,9 @@ class SentLedger:
 
     async def _flush(self) -> bool:
         """Commit the queued rows; False if a condition of the system refused (they stay queued)."""
+        batch = list(self._queue.values())  # rows accepted during this commit go in the next
         try:
-            batch = await self._commit()
+            await _mark_sent(batch)
         except Exception as exc:
             if not is_temporary(exc):  # not a passing condition: the lanes raise it, the rows stay pending
                 self._settle(list(self._queue.values()), exc)
@@ -128,11 +129,6 @@ class SentLedger:
         for entry in batch:
             self._settle([entry], now - entry.accepted)
         return True
-
-    async def _commit(self) -> list[Accepted]:
-        batch = list(self._queue.values())  # rows accepted during this commit go in the next
-        await _mark_sent(batch)
-        return batch
 
     def _settle(self, batch: list[Accepted], outcome: float | BaseException | None) -> None:
         for entry in batch:

@@ -10,6 +10,11 @@ from typing import AsyncIterator, Callable
 # A send phase lasts at least this long, so a phase after a very short transaction (an intake
 # batch) still fits one round of every lane: MAIL, RCPT, DATA and the grouped "sent" commit.
 MIN_SLOT = 0.005
+# The sends' slot is ``share`` times the transaction before it. The share doubles, up to this,
+# while transactions keep cutting off lanes with rows in hand (the outbox falls behind the
+# intake), and halves back to 1 once the outbox goes idle: what an acknowledgement costs next
+# to an inbound message depends on the SMTP server and the machine, so no fixed ratio fits.
+MAX_SHARE = 4.0
 # A send still waiting for the server's answer to DATA after this long (a relay scanning each
 # message, a hung server) stops holding transactions back: its own duplicate window then
 # widens to one transaction, instead of the intake stalling for the SMTP timeout. A LAN or
@@ -38,16 +43,19 @@ class WriteTurn:
     message twice. Sends overlap each other freely; MAIL and RCPT need no turn at all.
 
     Neither side starves, and neither goes one step per turn of the other: when a transaction
-    ends, the sends waiting get a slot as long as that transaction held the turn (at least
-    ``min_slot``), in which a lane with rows in hand (``lane()``) goes from send to send; a
-    transaction waiting meanwhile goes when the slot is over and the sends in flight are done.
-    Under contention each side has about half the writer's time, so acknowledgements keep
-    pace with the intake that creates them.
+    ends, the sends waiting get a slot of ``share`` times as long as that transaction held the
+    turn (at least ``min_slot``), in which a lane with rows in hand (``lane()``) goes from send
+    to send; a transaction waiting meanwhile goes when the slot is over and the sends in flight
+    are done. The share grows while the outbox falls behind (see MAX_SHARE), so
+    acknowledgements keep pace with the intake that creates them, and the intake keeps at
+    least 1 / (1 + MAX_SHARE) of the writer.
     """
 
-    def __init__(self, min_slot: float = MIN_SLOT, hold_for: float = HOLD_FOR) -> None:
+    def __init__(self, min_slot: float = MIN_SLOT, hold_for: float = HOLD_FOR, max_share: float = MAX_SHARE) -> None:
         self.min_slot = min_slot
         self.hold_for = hold_for
+        self.max_share = max_share
+        self.share = 1.0
         self._changed = asyncio.Condition()
         self._exclusive = False
         self._writers_waiting = 0
@@ -69,6 +77,7 @@ class WriteTurn:
             finally:
                 self._writers_waiting -= 1
             self._exclusive = True
+            self._adapt_share()
         started = time.monotonic()
         try:
             yield
@@ -76,7 +85,7 @@ class WriteTurn:
             async with self._changed:
                 self._exclusive = False
                 now = time.monotonic()
-                self._slot_ends = now + max(self.min_slot, now - started)
+                self._slot_ends = now + max(self.min_slot, self.share * (now - started))
                 self._changed.notify_all()
 
     @asynccontextmanager
@@ -108,6 +117,13 @@ class WriteTurn:
             async with self._changed:
                 del self._sends[send]
                 self._changed.notify_all()
+
+    def _adapt_share(self) -> None:
+        """At each transaction's start: did it cut off lanes that still had rows to send?"""
+        if self._senders_waiting or self._lanes:
+            self.share = min(self.max_share, self.share * 2)
+        else:
+            self.share = max(1.0, self.share / 2)
 
     def _sender_may_go(self, now: float) -> bool:
         return not self._exclusive and (self._writers_waiting == 0 or now < self._slot_ends)

@@ -167,3 +167,23 @@ async def test_an_accepted_send_holds_transactions_until_it_leaves_however_long(
 
     await asyncio.gather(send(), inbound())
     assert log == ["send in", "send out", "tx"]
+
+
+async def test_the_sends_share_grows_while_transactions_cut_off_lanes_with_rows_and_shrinks_when_idle() -> None:
+    turn = WriteTurn(max_share=4)
+
+    async def busy_lane(entered: asyncio.Event) -> None:
+        async with turn.lane():  # rows in hand, between sends
+            entered.set()
+            await asyncio.sleep(0.05)
+
+    for expected in (2, 4, 4):  # each transaction starts while a lane still has rows: doubled, capped
+        entered = asyncio.Event()
+        lane = asyncio.create_task(busy_lane(entered))
+        await entered.wait()
+        await _exclusive_once(turn)
+        assert turn.share == expected
+        await lane
+    for expected in (2, 1, 1):  # no lane has anything to send: halved back to 1
+        await _exclusive_once(turn)
+        assert turn.share == expected
