@@ -151,3 +151,21 @@ def test_the_parse_workers_inherit_the_mime_parser_instead_of_importing_it() -> 
                           env=dict(os.environ, PYTHONPATH=str(PROJECT)))
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.split() == [b"daemon.parsers.message", b"mailparser"]
+
+
+def test_start_up_pauses_the_garbage_collector_and_leaves_it_running(tmp_path: Path) -> None:
+    # main() starts with the collector off and freezes what start-up built (see cli._starting);
+    # the command itself, and a config error, must find it on again.
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[smtp]\nport = 0\n")
+    for path, expected in ((config, 0), (broken, 78)):
+        code = (f"import gc, sys\nfrom daemon import cli\nchecked = []\nreal = cli._check\n"
+                f"async def check(*args):\n    checked.append(gc.isenabled())\n    return await real(*args)\n"
+                f"cli._check = check\ncode = cli.main(['-c', {str(path)!r}, 'check-config'])\n"
+                f"print(code, checked, gc.isenabled(), gc.get_freeze_count() > 0)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
+                              env=dict(os.environ, PYTHONPATH=str(PROJECT)))
+        ran = "[True]" if expected == 0 else "[]"
+        assert done.stdout.decode().splitlines()[-1].split() == [str(expected), ran, "True", "True"], \
+            done.stderr.decode()
