@@ -7,8 +7,8 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable
 
-# A send phase lasts at least this long, so a phase after a very short transaction (an intake
-# batch) still fits one round of every lane: MAIL, RCPT, DATA and the grouped "sent" commit.
+# A slot lasts at least this long, so a slot after a very short transaction (an intake batch)
+# still fits one round of every lane: DATA and the grouped "sent" commit.
 MIN_SLOT = 0.005
 # The sends' slot is ``share`` times the transaction before it. The share doubles, up to this,
 # while transactions keep cutting off lanes with rows in hand (the outbox falls behind the
