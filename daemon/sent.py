@@ -8,10 +8,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tortoise import connections
-from tortoise.expressions import Case, F, When
-from tortoise.transactions import in_transaction
 
+from storage import bulk
 from storage.errors import describe, is_temporary
 from storage.models import OutboundMessage, OutboundStatus
 
@@ -155,15 +153,18 @@ class SentLedger:
 
 
 async def _mark_sent(batch: list[Accepted]) -> None:
-    """Mark the batch sent, all or nothing, with one fsync."""
-    done = {"status": OutboundStatus.SENT, "attempts": F("attempts") + 1, "last_error": ""}
-    if connections.get("default").capabilities.dialect == "sqlite":
-        # One statement is a transaction of its own, and one hand-off to the database thread:
-        # an explicit transaction costs four, each a turn of a busy event loop while lanes wait.
-        await OutboundMessage.filter(id__in=[e.row_id for e in batch]).update(
-            **done, sent_at=Case(*(When(id=e.row_id, then=e.sent_at) for e in batch)))
-        return
-    # PostgreSQL would type a CASE of untyped parameters as text, not as a timestamp.
-    async with in_transaction():
-        for entry in batch:
-            await OutboundMessage.filter(id=entry.row_id).update(**done, sent_at=entry.sent_at)
+    """Mark the batch sent, all or nothing, with one fsync.
+
+    One plain statement: a transaction of its own and one hand-off to the database thread
+    (an explicit transaction costs four, each a turn of a busy event loop while lanes wait),
+    and no ORM query to build (that cost ~1 ms a flush, more than the statement itself).
+    """
+    at = OutboundMessage._meta.fields_map["sent_at"]
+    ids = [e.row_id for e in batch]
+    cases = " ".join("WHEN ? THEN ?" for _ in batch)
+    # CAST: PostgreSQL would type a CASE of untyped parameters as text, not as a timestamp.
+    when = "CAST(? AS TIMESTAMPTZ)" if bulk.is_postgres(bulk.client()) else "?"
+    await bulk.execute(
+        f"UPDATE outbound_message SET status = ?, attempts = attempts + 1, last_error = '', "
+        f"sent_at = CASE id {cases.replace('THEN ?', 'THEN ' + when)} END WHERE id IN ({bulk.marks(len(ids))})",
+        [OutboundStatus.SENT, *[v for e in batch for v in (e.row_id, at.to_db_value(e.sent_at, None))], *ids])
