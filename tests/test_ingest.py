@@ -6,11 +6,8 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from storage.errors import TemporaryFailure
 from storage.models import InboundMessage, InboundStatus
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
+from tests.support.locks import hold_write_lock as _hold_write_lock
 
 PIPE = '\n[[addresses]]\nname = "pipe"\naddress = "help@example.test"\n'
 
@@ -62,24 +60,6 @@ def _daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
 def _stop(process: subprocess.Popen[bytes]) -> int:
     process.send_signal(signal.SIGTERM)
     return process.wait(60)
-
-
-def _hold_write_lock(db: Path, seconds: float) -> threading.Thread:
-    """Another process's long write transaction, as a second SQLite connection holds it."""
-    started = threading.Event()
-
-    def hold() -> None:
-        connection = sqlite3.connect(db, isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-        started.set()
-        time.sleep(seconds)
-        connection.execute("ROLLBACK")
-        connection.close()
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    return thread
 
 
 def _one_short_line(stderr: bytes) -> str:

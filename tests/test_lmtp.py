@@ -7,13 +7,10 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from storage.db import database
 from storage.models import InboundMessage
 from tests.support.daemon import PROJECT, cli, cli_json, running, tickets, write_config
 from tests.support.mail import simple
+from tests.support.locks import hold_write_lock
 
 ADDRESSES = {"support": "support@example.test", "sales": "Sales@Example.TEST"}
 
@@ -67,24 +65,6 @@ async def stored_rows(config: Path) -> list[InboundMessage]:
 
     async with database(load_config(config).database_url):
         return await InboundMessage.all().order_by("id").prefetch_related("mailbox", "source")
-
-
-def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
-    """Another process's long write transaction, as a second SQLite connection holds it."""
-    started = threading.Event()
-
-    def hold() -> None:
-        connection = sqlite3.connect(db, isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-        started.set()
-        time.sleep(seconds)
-        connection.execute("ROLLBACK")
-        connection.close()
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    return thread
 
 
 async def test_each_recipient_hears_250_and_the_message_becomes_a_ticket_and_an_acknowledgement(

@@ -44,9 +44,9 @@ async def test_sessions_that_wait_for_the_turn_share_one_transaction(tmp_path: P
         assert (store.commits, store.messages) == (2, 11)
         assert [row.message_id for [row] in results] == [f"<m{n}@example.org>" for n in range(10)]
         assert [row.id for _, row in handed_on] == [row.id for [row] in results] + [r.id for r in two]
-        stored = await InboundMessage.all().order_by("id")
+        stored = await InboundMessage.all().order_by("id").prefetch_related("source")
         assert [r.status for r in stored] == [InboundStatus.RECEIVED] * 12 and stored[0].uid is None
-        assert stored[0].raw_bytes == b"Delivered-To: x\r\n" + raws[0]
+        assert stored[0].source.content == b"Delivered-To: x\r\n" + raws[0]
         boxes = {box.id: box.name for box in await Mailbox.all()}
         assert [boxes[r.mailbox_id] for r in stored[-2:]] == ["support", "sales"]  # type: ignore[attr-defined]
 
