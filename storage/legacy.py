@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from tortoise.transactions import in_transaction
+
 from storage import bulk
 
 log = logging.getLogger("ticketd.storage")
@@ -31,8 +33,6 @@ async def _columns(table: str) -> set[str]:
 
 async def move_raw_columns() -> int:
     """Move bytes out of old columns; the number of rows moved (0 on a current database)."""
-    from tortoise.transactions import in_transaction
-
     moved = 0
     for table, column, target, key in MOVES:
         if column not in await _columns(table):
