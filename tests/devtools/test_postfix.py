@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from devtools.pipeuser import ensure_pipe_user
 from devtools.postfix import PIPE_USER, Delivery, Postfix
 
 # Stores each message in OUT/<pid>.eml and its start/end times beside it. The recipient's
@@ -35,6 +36,8 @@ def pipe_to_files(server_dir: Path) -> tuple[list[str], Path]:
     """A pipe argv that runs the script above as the pipe user, and its output directory."""
     out = server_dir / "out"
     out.mkdir()
+    # The account may not exist yet: only starting a Postfix creates it, and that comes later.
+    ensure_pipe_user()
     user = pwd.getpwnam(PIPE_USER)
     os.chown(out, user.pw_uid, user.pw_gid)
     script = server_dir / "deliver.sh"
