@@ -32,15 +32,19 @@ class Child:
 
 
 def ticketd(*args: str, profile: Path | None = None, statements: Path | None = None,
-            fsyncs: Path | None = None) -> list[str]:
+            fsyncs: Path | None = None, samples: Path | None = None) -> list[str]:
     """The ticketd command line from this venv.
 
     ``statements``: through ``bench.traced``, which writes the SQL statement counts there.
     ``profile``: under cProfile, the stats written there. Without either, the console script
     next to ``sys.executable`` (else ``python -m daemon``), exactly as an admin runs it.
     ``fsyncs``: under strace, every fsync/fdatasync of the process tree logged there.
+    ``samples``: under py-spy (parse workers included), collapsed stacks written there.
     """
     command = _python(args, profile, statements)
+    if samples is not None:
+        command = [_beside_python("py-spy"), "record", "--subprocesses", "--rate", "250", "--format", "raw",
+                   "--output", str(samples), "--", *command]
     if fsyncs is None:
         return command
     # seccomp-bpf: only the traced calls stop the process, so the rest runs at full speed.
@@ -55,6 +59,12 @@ def count_fsyncs(path: Path) -> int | None:
     except OSError:
         return None
     return sum(1 for line in lines if _SYNC.search(line))
+
+
+def _beside_python(name: str) -> str:
+    """A program installed in this venv (pip puts py-spy there), else from PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else find_program(name)
 
 
 def _python(args: tuple[str, ...], profile: Path | None, statements: Path | None) -> list[str]:

@@ -151,7 +151,7 @@ def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
 
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
             history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False,
-            cache: Cache | None = None) -> Result:
+            cache: Cache | None = None, samples: bool = False) -> Result:
     """One complete benchmark run in ``workdir``."""
     fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
@@ -175,7 +175,8 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
             stale.unlink(missing_ok=True)
         stats = workdir / "profile.out" if profile else None
         child = run_child(ticketd("-c", str(config), "run", "--once", profile=stats,
-                                  statements=counts if trace else None, fsyncs=syncs if strace else None),
+                                  statements=counts if trace else None, fsyncs=syncs if strace else None,
+                                  samples=workdir / "py-spy.txt" if samples else None),
                           workdir / "ticketd.log", timeout)
         sink.wait_for(sum(loaded.conversations.values()), timeout=10)
         flags = server_flags(dovecot)

@@ -42,7 +42,8 @@ def single(args: argparse.Namespace, root: Path, cache: Cache) -> int:
             report_lmtp(result, args.seed)
         else:
             result = run_one(args.n, args.seed, workdir, profile=args.profile, timeout=args.timeout,
-                             history=args.history, trace=not args.no_trace, strace=args.strace, cache=cache)
+                             history=args.history, trace=not args.no_trace, strace=args.strace, cache=cache,
+                             samples=args.py_spy)
             report(result, args.seed)
             if args.profile and (workdir / "profile.out").exists():
                 print_profile(workdir / "profile.out")
@@ -72,6 +73,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="work in DIR and keep it (Dovecot, database, config, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="run ticketd under cProfile and print the top 25 cumulative entries (IMAP)")
+    parser.add_argument("--py-spy", action="store_true",
+                        help="sample ticketd and its parse workers with py-spy into DIR/n*/py-spy.txt (IMAP; "
+                             "needs py-spy on PATH or in the venv)")
     parser.add_argument("--rss-series", metavar="N,N,...",
                         help="run each N in turn and print peak RSS per N (IMAP)")
     parser.add_argument("--no-trace", action="store_true",
@@ -83,8 +87,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat needs 1 or more")
-    if args.lmtp and (args.profile or args.rss_series or args.strace):
-        parser.error("--lmtp goes with none of --profile, --rss-series, --strace")
+    if args.lmtp and (args.profile or args.rss_series or args.strace or args.py_spy):
+        parser.error("--lmtp goes with none of --profile, --py-spy, --rss-series, --strace")
     return args
 
 

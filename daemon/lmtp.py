@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any, Callable
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import MISSING, Envelope, Session
 
 from daemon.addresses import normalize, split
 from daemon.config import AddressConfig, Config, MailboxConfig
+from daemon.lmtp_data import read_data
 from daemon.lmtp_store import GroupCommit
 from daemon.terminal import safe_line
 from storage.errors import describe, is_temporary
@@ -50,6 +52,32 @@ class LmtpServer(LMTP):
 
     def _create_envelope(self) -> Envelope:
         return Delivery()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the body read in chunks (see daemon.lmtp_data); replies unchanged."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_data(self._reader, self.data_size_limit)
+        except asyncio.IncompleteReadError:  # the client went away mid-message
+            self._writer.close()
+            raise ConnectionResetError("connection lost during DATA") from None
+        if data.too_big:
+            await self.push("552 Error: Too much mail data")  # one per recipient: see push()
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = data.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_PATH.fullmatch(arg.strip())

@@ -86,6 +86,11 @@ class Table:
             self._sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({marks(len(self.fields))}){ignore}'
         return self._sql
 
+    def values(self, obj: Model) -> list[Any]:
+        """One model instance's values, as the database takes them, in ``fields`` order."""
+        _ = self.sql  # works out the converters on first use
+        return [field.to_db_value(getattr(obj, field.model_field_name), None) for field in self._fields]
+
     async def insert(self, rows: Iterable[dict[str, Any]]) -> None:
         sql = self.sql
         await execute_many(sql, [[field.to_db_value(row[field.model_field_name], None) for field in self._fields]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.transactions import in_transaction
 
 from storage import bulk
 from storage.models import InboundMessage, InboundSource, InboundStatus, Mailbox
+from storage.sqlite_backend import ImmediateSqliteClient
 
 log = logging.getLogger("ticketd.intake")
 
@@ -79,6 +82,7 @@ _ROW = bulk.Table(InboundMessage, ["id", "mailbox_id", "uidvalidity", "uid", "si
                                    "message_id", "status", "reason", "attempts", "verdicts", "server_done",
                                    "received_at", "processed_at"])
 _RAW = bulk.Table(InboundSource, ["inbound_id", "content"])
+_ROW_BY_DB = bulk.Table(InboundMessage, _ROW.fields[1:])  # the database picks the id
 
 
 async def _insert(rows: list[InboundMessage], raws: list[bytes]) -> None:
@@ -115,12 +119,25 @@ async def store_batch(mailbox: Mailbox, uidvalidity: int, items: list[Incoming],
 async def store_one(item: Incoming, max_bytes: int, mailbox: Mailbox | None = None) -> InboundMessage:
     """Commit one message that arrived outside IMAP (``ticketd ingest``, LMTP)."""
     row = new_row(item, mailbox, None, max_bytes)
-    if isinstance(bulk.client(), TransactionalDBClient):  # part of the caller's transaction (LMTP's group)
+    db = bulk.client()
+    if isinstance(db, TransactionalDBClient):  # part of the caller's transaction (LMTP's group)
         await _insert([row], [item.raw])
+    elif isinstance(db, ImmediateSqliteClient):  # SQLite: both rows in one hand-off to its thread
+        values = _ROW_BY_DB.values(row)
+        row.id = await db.write_in_one_call(lambda conn: _insert_now(conn, values, item.raw))
+        row._saved_in_db = True
     else:
         async with in_transaction():
             await _insert([row], [item.raw])
     return row
+
+
+def _insert_now(conn: sqlite3.Connection, values: list[Any], raw: bytes) -> int:
+    """In the database thread: the row, then its bytes under the id SQLite gave it."""
+    inbound_id = conn.execute(_ROW_BY_DB.sql, values).lastrowid
+    assert inbound_id is not None
+    conn.execute(_RAW.sql, [inbound_id, raw])
+    return inbound_id
 
 
 async def raw_of(rows: list[InboundMessage]) -> dict[int, bytes]:

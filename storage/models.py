@@ -46,9 +46,10 @@ class InboundMessage(Model):
     size = fields.BigIntField()
     # Only the header was fetched (over the size limit): never delete or move it on the server.
     truncated = fields.BooleanField(default=False)
-    sha256 = fields.CharField(max_length=64, db_index=True)
-    message_id = fields.CharField(max_length=998, default="", db_index=True)
-    status = fields.CharField(max_length=20, default=InboundStatus.RECEIVED, db_index=True)
+    # Indexed by Meta.indexes only: each index is one more page written per row (see storage.legacy).
+    sha256 = fields.CharField(max_length=64)
+    message_id = fields.CharField(max_length=998, default="")
+    status = fields.CharField(max_length=20, default=InboundStatus.RECEIVED)
     reason = fields.TextField(default="")
     attempts = fields.IntField(default=0)
     # Each filter's verdict [(name, action, reason, details)], so a decision can be explained.
@@ -208,9 +209,9 @@ class OutboundMessage(Model):
     mail_from = fields.CharField(max_length=320)
     recipients = fields.JSONField()
     # The first recipient, lower case: what per-recipient limits on automatic mail count by.
-    recipient = fields.CharField(max_length=320, default="", db_index=True)
+    recipient = fields.CharField(max_length=320, default="")  # indexed with created_at (Meta)
     automatic = fields.BooleanField(default=False)
-    status = fields.CharField(max_length=10, default=OutboundStatus.PENDING, db_index=True)
+    status = fields.CharField(max_length=10, default=OutboundStatus.PENDING)  # indexed with next_try_at
     attempts = fields.IntField(default=0)
     next_try_at = fields.DatetimeField(db_index=True)
     last_error = fields.TextField(default="")

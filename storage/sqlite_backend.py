@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Callable, TypeVar
 
 from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionContext, SqliteTransactionWrapper
 from tortoise.backends.base.client import TransactionalDBClient
@@ -53,9 +54,35 @@ class _Transaction(SqliteTransactionContext):
         return self.connection
 
 
+T = TypeVar("T")
+
+
 class ImmediateSqliteClient(SqliteClient):
     def _in_transaction(self) -> SqliteTransactionContext:
         return _Transaction(_ImmediateTransaction(self), self._lock)
+
+    async def write_in_one_call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` as one IMMEDIATE transaction inside the database thread.
+
+        A statement through aiosqlite is a hand-off to its thread and back, 0.3-0.5 ms on a
+        busy machine: a transaction of two INSERTs took six of them (3 ms), five times its
+        fsync. Here it takes one. The client's lock is the one every query and transaction
+        of Tortoise's takes, so nothing of theirs runs in between.
+        """
+        async with self.acquire_connection() as connection:
+            return await connection._execute(_one_transaction, connection._conn, work)
+
+
+def _one_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # COMMIT itself can fail (disk full): never leave it open
+            conn.execute("ROLLBACK")
+        raise
+    return result
 
 
 client_class = ImmediateSqliteClient

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage import intake
+from storage import intake, legacy
 from storage.db import database
 from storage.models import Attachment, AttachmentContent, InboundMessage, InboundSource
 
@@ -47,3 +47,17 @@ async def test_an_old_database_keeps_its_raw_bytes_and_takes_new_mail(tmp_path: 
         indexed = {tuple(c[2] for c in upgraded.execute(f'PRAGMA index_info("{i[1]}")'))
                    for i in upgraded.execute("PRAGMA index_list(inbound_message)")}
     assert ("message_id", "status") in indexed
+    assert ("sha256",) not in indexed, "the old single-column index, redundant beside (sha256, status), is gone"
+    assert ("sha256", "status") in indexed
+
+
+async def test_a_new_database_has_no_index_that_another_one_begins_with(tmp_path: Path) -> None:
+    async with database(f"sqlite://{tmp_path / 'new.db'}"):
+        pass
+    with sqlite3.connect(tmp_path / "new.db") as db:
+        for table, _ in legacy.REDUNDANT:
+            indexes = [tuple(c[2] for c in db.execute(f'PRAGMA index_info("{i[1]}")'))
+                       for i in db.execute(f'PRAGMA index_list("{table}")')]
+            singles = {cols for cols in indexes if len(cols) == 1}
+            covered = {(cols[0],) for cols in indexes if len(cols) > 1}
+            assert not singles & covered, f"{table}: {sorted(singles & covered)} each write pays for nothing"
