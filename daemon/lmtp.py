@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any, Callable
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import MISSING, Envelope, Session
+from aiosmtpd.smtp import Envelope, Session
 
 from daemon.addresses import normalize, split
 from daemon.config import AddressConfig, Config, MailboxConfig
-from daemon.lmtp_data import read_data
+from daemon.lmtp_data import ChunkedData
 from daemon.lmtp_store import GroupCommit
 from daemon.terminal import safe_line
 from storage.errors import describe, is_temporary
@@ -20,11 +19,9 @@ from storage.errors import describe, is_temporary
 log = logging.getLogger("ticketd.lmtp")
 
 TOO_BIG = "552 5.3.4 Message exceeds the size limit of this mailbox"
-# aiosmtpd's own replies that end a DATA, each sent once however many recipients there are;
-# RFC 2033 4.2 wants one reply per accepted recipient, or the client's count goes wrong.
-_DATA_REPLIES = {"552 Error: Too much mail data": TOO_BIG,
-                 # Only a line longer than the size limit gets here (see LmtpServer): too big, too.
-                 "500 Line too long (see RFC5321 4.5.3.1.6)": TOO_BIG}
+# The reply that ends a DATA over the size limit (daemon.lmtp_data), sent once however many
+# recipients there are; RFC 2033 4.2 wants one reply per accepted recipient.
+_DATA_REPLIES = {"552 Error: Too much mail data": TOO_BIG}
 _MAIL_REPLIES = {"552 Error: message size exceeds fixed maximum message size": TOO_BIG}
 # <dot-atom@host> and its parameters: what MTAs send nearly always, read without aiosmtpd's
 # RFC 5322 header parser (about a tenth of the work per message). Anything else goes to it.
@@ -40,44 +37,18 @@ class Delivery(Envelope):
         self.points: list[str] = []
 
 
-class LmtpServer(LMTP):
+class LmtpServer(ChunkedData, LMTP):
     """aiosmtpd's LMTP session with our reply codes; one instance per connection."""
 
     def __init__(self, handler: LmtpHandler, max_bytes: int, hostname: str) -> None:
-        # aiosmtpd answers a line over 1001 octets with a permanent 500. Mail with long lines
-        # exists and an MTA would bounce it; the size limit already bounds what we buffer.
+        # The reader's limit: one read of DATA (daemon.lmtp_data) and one command line. Mail
+        # with long lines exists; the size limit already bounds what we buffer.
         self.line_length_limit = max_bytes + 3
         super().__init__(handler, data_size_limit=max_bytes, enable_SMTPUTF8=True, hostname=hostname,
                          ident="ticketd LMTP")
 
     def _create_envelope(self) -> Envelope:
         return Delivery()
-
-    async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA with the body read in chunks (see daemon.lmtp_data); replies unchanged."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        try:
-            data = await read_data(self._reader, self.data_size_limit)
-        except asyncio.IncompleteReadError:  # the client went away mid-message
-            self._writer.close()
-            raise ConnectionResetError("connection lost during DATA") from None
-        if data.too_big:
-            await self.push("552 Error: Too much mail data")  # one per recipient: see push()
-            self._set_post_data_state()
-            return
-        self.envelope.content = self.envelope.original_content = data.content
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         plain = _PLAIN_PATH.fullmatch(arg.strip())

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from aiosmtpd.smtp import MISSING, SMTP
+
 _END = b".\r\n"
 
 
@@ -60,3 +62,39 @@ def unstuff(data: bytes) -> bytes:
     """Remove the leading dot of every line, as aiosmtpd does (a stuffed ".." becomes ".")."""
     data = data.replace(b"\r\n.", b"\r\n")
     return data[1:] if data.startswith(b".") else data
+
+
+class ChunkedData(SMTP):
+    """aiosmtpd's session with DATA read by ``read_data``; every reply is aiosmtpd's own.
+
+    For the LMTP listener and the development SMTP sink. Relies on aiosmtpd internals
+    (``_reader``, ``_call_handler_hook``, ``_set_post_data_state``), so pyproject pins 1.4.
+    """
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """As aiosmtpd's own, but with the body read in chunks (and no line-length limit)."""
+        if self._decode_data:  # text content: aiosmtpd's own path (neither of ours asks for it)
+            return await super().smtp_DATA(arg)
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_data(self._reader, self.data_size_limit)
+        except asyncio.IncompleteReadError:  # the client went away mid-message
+            self._writer.close()
+            raise ConnectionResetError("connection lost during DATA") from None
+        if data.too_big:
+            await self.push("552 Error: Too much mail data")  # LmtpServer.push repeats it per recipient
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = data.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
