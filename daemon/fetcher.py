@@ -115,9 +115,9 @@ class MailboxWorker:
         """
         size = self.config.batch_size
         chunks = [uids[i:i + size] for i in range(0, len(uids), size)]
-        rows = await self._store(state, session.uidvalidity, chunks[0],
-                                 await session.fetch(chunks[0], self.max_bytes), report)
-        parsing = asyncio.ensure_future(self.processor.prepare(rows, self.config.name))
+        rows, raws = await self._store(state, session.uidvalidity, chunks[0],
+                                       await session.fetch(chunks[0], self.max_bytes), report)
+        parsing = asyncio.ensure_future(self.processor.prepare(rows, self.config.name, raws))
         fetching = self._fetch_next(session, chunks, 1)
         done: list[InboundMessage] = []
         try:
@@ -128,9 +128,9 @@ class MailboxWorker:
                     fetched = await fetching
                     await self._after(session, done, report)
                     done = []
-                    next_rows = await self._store(state, session.uidvalidity, chunks[i + 1], fetched, report)
+                    next_rows, raws = await self._store(state, session.uidvalidity, chunks[i + 1], fetched, report)
                     # Prepared alongside batch k: spamd (the slow stage) never waits for a batch boundary.
-                    next_parsing = asyncio.ensure_future(self.processor.prepare(next_rows, self.config.name))
+                    next_parsing = asyncio.ensure_future(self.processor.prepare(next_rows, self.config.name, raws))
                     fetching = self._fetch_next(session, chunks, i + 2)
                 prepared = await parsing
                 outcomes = await self.processor.process(rows, self.config, prepared)
@@ -155,14 +155,17 @@ class MailboxWorker:
         return asyncio.ensure_future(session.fetch(chunks[index], self.max_bytes))
 
     async def _store(self, state: Mailbox, uidvalidity: int, uids: list[int], fetched: list[FetchedMessage],
-                     report: SyncReport) -> list[InboundMessage]:
+                     report: SyncReport) -> tuple[list[InboundMessage], dict[int, bytes]]:
+        """The new rows, and their bytes by row id: what was just stored need not be read back."""
         missing = sorted(set(uids) - {m.uid for m in fetched})
         if missing:
             log.warning("mailbox %s: UIDs %s vanished before they could be fetched", self.config.name, missing)
         report.fetched += len(fetched)
         async with self.processor.write_turn.exclusive():
-            return await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
+            rows = await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
                                             self.max_bytes)
+        by_uid = {m.uid: m.raw for m in fetched}
+        return rows, {row.id: by_uid[row.uid] for row in rows if row.uid in by_uid}
 
     async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
         """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""

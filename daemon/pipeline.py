@@ -51,9 +51,18 @@ class Processor:
         self.config, self.responders, self.filters = config, responders, filters
         self.window = None
 
-    async def prepare(self, rows: list[InboundMessage], mailbox: str = "") -> list[Prepared]:
-        """Parse and filter the rows still to be processed; safe to run ahead of ``process``."""
-        stored = await intake.raw_of([row for row in rows if row.status == InboundStatus.RECEIVED])
+    async def prepare(self, rows: list[InboundMessage], mailbox: str = "",
+                      raws: dict[int, bytes] | None = None) -> list[Prepared]:
+        """Parse and filter the rows still to be processed; safe to run ahead of ``process``.
+
+        ``raws``: the stored bytes by row id, from a caller that has just stored them (the
+        rest are read from the database).
+        """
+        todo = [row for row in rows if row.status == InboundStatus.RECEIVED]
+        stored = dict(raws or {})
+        missing = [row for row in todo if row.id not in stored]
+        if missing:
+            stored.update(await intake.raw_of(missing))
         raws = [stored.get(row.id) if row.status == InboundStatus.RECEIVED else None for row in rows]
         parsed, broken = await parse_all(raws, self.pool)
         if broken:

@@ -64,7 +64,9 @@ async def _fetch_and_process(config: Config, raws: list[bytes], first_uid: int,
         items = [intake.Incoming(raw=raw, size=len(raw), uid=first_uid + i) for i, raw in enumerate(raws)]
         await intake.unprocessed(state)  # what every sync asks first
         rows = await intake.store_batch(state, 7, items, config.max_message_bytes)
-        await processor.process(rows, config.mailboxes[0])
+        # The worker hands on the bytes it has just stored (daemon.fetcher): none is read back.
+        prepared = await processor.prepare(rows, "support", {row.id: raw for row, raw in zip(rows, raws)})
+        await processor.process(rows, config.mailboxes[0], prepared)
         await intake.mark_server_done([r.id for r in await intake.pending_after_actions(state, 7)])
         await sweeper.sweep(processor, timedelta(0))  # piped rows left by `ingest`: none here
     return await _traced(work)
@@ -138,6 +140,14 @@ async def test_a_group_of_twenty_messages_costs_about_the_statements_of_one(tmp_
         assert await OutboundMessage.all().count() == 22
     # A statement per message would add 19 or more; the group's extra is fixed, not per message.
     assert len(issued(group)) <= len(issued(single)) + 2, "\n".join(issued(group))
+
+
+async def test_the_bytes_just_stored_are_not_read_back(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    async with database(config.database_url):
+        statements = await _fetch_and_process(config, [simple("Ann <ann@example.org>", "Printer", "<p@example.org>")], 1)
+    assert [s for s in _reads(statements) if "inbound_raw" in s] == []
+    assert any("inbound_raw" in s for s in statements), "the bytes were stored"
 
 
 async def test_a_reply_in_the_same_group_as_its_question_joins_its_ticket(tmp_path: Path) -> None:
