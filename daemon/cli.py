@@ -85,11 +85,15 @@ def _starting() -> Iterator[None]:
     then moves them out of its reach for good (the few hundred cyclic garbage objects of
     start-up are kept, once); the parse workers forked later share them without copying the
     pages that a collection in a worker would write to (the gc module's documentation).
+    Tortoise's scan of its own source is skipped meanwhile (daemon.quickimport).
     """
+    from daemon.quickimport import without_source_scans
+
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        with without_source_scans():
+            yield
     finally:
         gc.freeze()
         if enabled:
