@@ -57,7 +57,6 @@ class Failure:
     aliases: tuple[str, ...] = ()  # the Original- and Final-Recipient forms of the address
 
 
-
 def bounded_head(raw: bytes) -> bytes:
     """The head of the message with every line cut to SCAN_LINE characters (RFC 5322 allows 998)."""
     return _LONG_LINE.sub(lambda m: m.group(0)[:SCAN_LINE], raw[:SCAN_BYTES])
@@ -74,13 +73,10 @@ def outer_parts(msg: Message) -> Iterator[Message]:
             stack.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))
 
 
-
-
 def plain_address(text: str) -> str:
     """A plain addr-spec, lower case, or "" (flufl's loosest detectors find uuencode lines too)."""
     value = text.strip().strip("<>").strip().lower()
     return value if len(value) <= 254 and _ADDRESS.match(value) else ""
-
 
 
 def merge_failures(found: dict[str, bool], reported: list[Failure]) -> list[Failure]:
