@@ -98,9 +98,7 @@ class Table:
 
     async def insert_objects(self, objects: Iterable[Model]) -> None:
         """Model instances built in memory (not saved), their fields read by attribute."""
-        sql = self.sql
-        await execute_many(sql, [[field.to_db_value(getattr(obj, field.model_field_name), None)
-                                  for field in self._fields] for obj in objects])
+        await execute_many(self.sql, [self.values(obj) for obj in objects])
 
 
 class Ids:
