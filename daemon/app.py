@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import multiprocessing
-import os
 import signal
-from datetime import timedelta
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
-
+from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 from daemon import sweeper
 from daemon.config import Config, ConfigError, load_config
 from daemon.fetcher import MailboxWorker
+from daemon.imap import ImapSession
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
 from daemon.responders import build_responders
+from daemon.start import parse_pool as parse_pool  # its old home: tests and tools name it here
 from daemon.terminal import safe_line
 from daemon.turn import WriteTurn
 from storage.db import database
@@ -30,54 +27,35 @@ from storage.errors import TemporaryFailure
 log = logging.getLogger("ticketd")
 
 
-def parse_pool(workers: int | None = None) -> Executor | None:
-    """A process pool for MIME parsing, the CPU-heavy step, so it runs beside the event loop.
-
-    Started before the database opens: forking is safe while no other thread exists.
-    """
-    count = workers if workers is not None else min(4, (os.cpu_count() or 1) - 1)
-    if count <= 0:
-        return None
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
-    pool.submit(int).result()  # start the workers now, before any thread exists
-    return pool
-
-
-def _die_with_parent(parent: int) -> None:
-    """A parse worker must not outlive a daemon killed with SIGKILL (Linux: PR_SET_PDEATHSIG)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the pool's own EOF handling must do
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 @asynccontextmanager
-async def running_parts(config: Config, parse_workers: int | None = None) -> AsyncIterator[
+async def running_parts(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
+                        sessions: dict[str, ImapSession] | None = None) -> AsyncIterator[
         tuple[OutboxSender, Processor, list[MailboxWorker]]]:
+    """The daemon's parts; ``pool`` and ``sessions`` (begun by daemon.start) become theirs."""
     responders = build_responders(config)
-    pool = parse_pool(parse_workers)
+    pool = pool if pool is not None else parse_pool(parse_workers)
+    sessions = sessions or {}
     try:
         async with database(config.database_url, config.busy_timeout):
             write_turn = WriteTurn()
             sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections)
             processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn)
-            workers = [MailboxWorker(box, processor, config.max_message_bytes) for box in config.mailboxes]
+            workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
+                       for box in config.mailboxes]
             try:
                 yield sender, processor, workers
             finally:
                 await sender.close()
     finally:
+        await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-async def run_once(config: Config, parse_workers: int | None = None) -> int:
+async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
+                   sessions: dict[str, ImapSession] | None = None) -> int:
     """Drain every mailbox, deliver the outbox, and say (by exit code) whether all went well."""
-    async with running_parts(config, parse_workers) as (sender, processor, workers):
+    async with running_parts(config, parse_workers, pool, sessions) as (sender, processor, workers):
         stop_sender = asyncio.Event()
         sending = asyncio.create_task(sender.run(stop_sender))  # deliver while we still fetch
         results = await asyncio.gather(*(w.run_once() for w in workers), _sweep_once(processor))
@@ -101,18 +79,20 @@ async def _sweep_once(processor: Processor) -> bool:
         return False
 
 
-async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None) -> int:
+async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None,
+                      pool: Executor | None = None, sessions: dict[str, ImapSession] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); finish the batch in hand, then drain the outbox."""
     stop = stop or asyncio.Event()
     try:
-        return await _serve(config, stop, parse_workers)
+        return await _serve(config, stop, parse_workers, pool, sessions)
     finally:
         _remove_signals()
 
 
-async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None) -> int:
+async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None, pool: Executor | None,
+                 sessions: dict[str, ImapSession] | None) -> int:
     _install_signals(stop)
-    async with running_parts(config, parse_workers) as (sender, processor, workers):
+    async with running_parts(config, parse_workers, pool, sessions) as (sender, processor, workers):
         _install_reload(lambda: reload(processor, config.path))
         stop_sender = asyncio.Event()
         stop_intake = asyncio.Event()

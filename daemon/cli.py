@@ -53,11 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _ingest_main(args)
     with _starting():
         from daemon.config import ConfigError, config_path, load_config
-        from daemon.responders import build_responders
 
         try:
             config = load_config(config_path(args.config))
-            build_responders(config)  # compiles templates: a broken one stops us here
+            if args.handler is not _run:  # `run` compiles them beside its first fetch (daemon.start)
+                from daemon.responders import build_responders
+
+                build_responders(config)  # compiles templates: a broken one stops us here
         except ConfigError as exc:
             print(f"ticketd: configuration error: {exc}", file=sys.stderr)
             return EX_CONFIG
@@ -67,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(asyncio.run(work))
         sys.stdout.flush()  # a reader that went away (| head) shows here, while we can still end quietly
         return code
+    except ConfigError as exc:  # a template that `run` compiled in daemon.start
+        print(f"ticketd: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     except BrokenPipeError:
         return _reader_went_away()
     except _database_error() as exc:
@@ -228,10 +233,10 @@ def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> No
 
 
 def _run(config: Config, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
-    # Not a coroutine itself: the daemon's modules are imported while main() is still starting.
-    from daemon import app
+    # Not a coroutine itself: the parse workers fork before the event loop and any thread exist.
+    from daemon import start
 
-    return app.run_once(config) if args.once else app.run_forever(config)
+    return start.run(config, args.once, start.parse_pool())
 
 
 async def _check(config: Config, args: argparse.Namespace) -> int:

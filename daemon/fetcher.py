@@ -36,17 +36,23 @@ class MailboxWorker:
 
     def __init__(self, config: MailboxConfig, processor: Processor, max_bytes: int,
                  session_factory: Callable[[MailboxConfig], ImapSession] | None = None,
-                 backoff_base: float = 1.0, backoff_max: float = 300.0) -> None:
+                 backoff_base: float = 1.0, backoff_max: float = 300.0,
+                 first_session: ImapSession | None = None) -> None:
         self.config = config
         self.processor = processor
         self.max_bytes = max_bytes
         self.session_factory = session_factory or (lambda box: ImapSession(box.imap))
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.stop = asyncio.Event()
+        self._first = first_session  # begun at start-up (daemon.start): the first connection is this one
+
+    def _session(self) -> ImapSession:
+        first, self._first = self._first, None
+        return first or self.session_factory(self.config)
 
     async def run_once(self) -> bool:
         """Drain the folder once; False (logged) if the server could not be reached or failed."""
-        session = self.session_factory(self.config)
+        session = self._session()
         try:
             await session.open()
             report = await self.sync(session)
@@ -65,7 +71,7 @@ class MailboxWorker:
         """Sync, then IDLE (or poll), until ``stop``; reconnect with backoff after any error."""
         failures = 0
         while not self.stop.is_set():
-            session = self.session_factory(self.config)
+            session = self._session()
             try:
                 await session.open()
                 if failures:

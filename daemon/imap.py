@@ -110,8 +110,38 @@ class ImapSession:
         # Set when the count changes, cleared as each UID SEARCH starts: set means the folder may
         # hold mail that no search has seen.
         self.news = asyncio.Event()
+        self._early: asyncio.Future[None] | None = None  # begin()'s work, until open() takes it
+        self._fetched: tuple[int, dict[int, FetchedMessage]] | None = None  # (max_bytes, by UID)
+
+    def begin(self, known: tuple[int | None, int] | None, batch: int, max_bytes: int) -> None:
+        """Log in and select now, in the background; given ``known``, the database's (UIDVALIDITY,
+        last UID) of this folder, also search and fetch up to ``batch`` new messages.
+
+        open() then waits for this instead of connecting, and the first fetch() takes what it
+        fetched. The bytes of a UID never change under one UIDVALIDITY (RFC 3501 2.3.1.1), so
+        they stay good whatever the worker reads from the database afterwards; and BODY.PEEK
+        marks nothing, so fetching before the database is open acts on nothing.
+        """
+        self._early = asyncio.ensure_future(self._begin(known, batch, max_bytes))
+
+    async def _begin(self, known: tuple[int | None, int] | None, batch: int, max_bytes: int) -> None:
+        await self._connect()
+        if known is None:
+            return
+        uidvalidity, last_uid = known
+        # Another UIDVALIDITY: the worker starts the folder over from UID 0 (fetcher.sync).
+        uids = (await self.uids_after(last_uid if uidvalidity == self.uidvalidity else 0))[:batch]
+        if uids:
+            self._fetched = (max_bytes, {m.uid: m for m in await self.fetch(uids, max_bytes)})
 
     async def open(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            await early  # its failure is open()'s own: the worker reports it and retries as ever
+            return
+        await self._connect()
+
+    async def _connect(self) -> None:
         cfg = self.config
         context = tls_context(cfg) if cfg.security == "tls" else None
         client = _Client(self._count, host=cfg.host, port=cfg.port, timeout=cfg.timeout, ssl_context=context,
@@ -184,6 +214,15 @@ class ImapSession:
 
     async def fetch(self, uids: list[int], max_bytes: int) -> list[FetchedMessage]:
         """Bodies (BODY.PEEK[]: marks nothing) of ``uids``; only headers of oversized ones."""
+        early, self._fetched = self._fetched, None  # begin()'s messages serve the first fetch only
+        if early is None or early[0] != max_bytes:
+            return await self._fetch_now(uids, max_bytes)
+        have = early[1]
+        rest = [uid for uid in uids if uid not in have]
+        found = [have[uid] for uid in uids if uid in have] + (await self._fetch_now(rest, max_bytes) if rest else [])
+        return sorted(found, key=lambda m: m.uid)
+
+    async def _fetch_now(self, uids: list[int], max_bytes: int) -> list[FetchedMessage]:
         sizes = await self.sizes(uids)
         small = [uid for uid in uids if sizes.get(uid, 0) <= max_bytes]
         large = [uid for uid in uids if uid in sizes and uid not in small]
@@ -252,6 +291,11 @@ class ImapSession:
         return self.news.is_set()
 
     async def close(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:  # begun but never opened: stop it, and retrieve its failure if any
+            early.cancel()
+            await asyncio.gather(early, return_exceptions=True)
+        self._fetched = None
         client, self.client = self.client, None
         if client is None:
             return

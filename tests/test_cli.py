@@ -141,16 +141,17 @@ def test_commands_import_only_the_modules_they_use(tmp_path: Path) -> None:
     assert _imported_by(config, "tickets", "list") & set(_HEAVY) == {"tortoise"}
 
 
-def test_the_parse_workers_inherit_the_mime_parser_instead_of_importing_it() -> None:
-    # `run` imports daemon.app, and with it the parser, before running_parts() forks the pool:
-    # a worker then shares the parent's modules instead of importing them itself.
+def test_the_parse_workers_load_the_mime_parser_before_their_first_batch() -> None:
+    # `run` forks the pool before it imports the daemon (daemon.start): each worker imports the
+    # parser as it starts, on its own core, so that the first batch does not wait for it.
     probe = "' '.join(m for m in ('daemon.parsers.message', 'mailparser') if m in __import__('sys').modules)"
-    code = (f"from daemon import app\npool = app.parse_pool(1)\nprint(pool.submit(eval, {probe!r}).result())\n"
+    code = (f"import sys\nfrom daemon import start\npool = start.parse_pool(1)\n"
+            f"print('parent:', 'mailparser' in sys.modules)\nprint(pool.submit(eval, {probe!r}).result())\n"
             "pool.shutdown()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
                           env=dict(os.environ, PYTHONPATH=str(PROJECT)))
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.split() == [b"daemon.parsers.message", b"mailparser"]
+    assert done.stdout.decode().splitlines() == ["parent: False", "daemon.parsers.message mailparser"]
 
 
 def test_start_up_pauses_the_garbage_collector_and_leaves_it_running(tmp_path: Path) -> None:
