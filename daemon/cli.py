@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "ingest":
         return _ingest_main(args)
+    if args.command == "keygen":  # needs no configuration: it makes a key the configuration names
+        from daemon.keygen import main as keygen
+
+        return keygen(args.file, args.force)
     with _starting():
         from daemon.config import ConfigError, config_path, load_config
 
@@ -177,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest_cmd = sub.add_parser("ingest", help="read one message on standard input (MTA pipe)")
     ingest_cmd.add_argument("--mailbox", help="the [[addresses]] or [[mailboxes]] name it arrived for "
                             "(default: the first [[addresses]], then the first mailbox)")
+    keygen = sub.add_parser("keygen", help="write a new signing key for reply addresses to FILE (mode 0600)")
+    keygen.add_argument("file", metavar="FILE")
+    keygen.add_argument("--force", action="store_true", help="replace FILE if it exists")
     tickets = sub.add_parser("tickets", help="list or show tickets").add_subparsers(dest="action", required=True)
     listing = tickets.add_parser("list", help="list tickets, newest first")
     listing.add_argument("--json", action="store_true")

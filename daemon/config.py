@@ -120,6 +120,7 @@ class Config:
     # Seconds a writer waits for another process's lock (SQLite) before it is a temporary failure.
     busy_timeout: float = 30.0
     lmtp: Any = None  # daemon.config_lmtp.LmtpConfig: where `run` listens for LMTP, None if nowhere
+    team: Any = None  # daemon.config_agents.Team: agents, queues, signing key; None without agents
 
     def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
         """The mailbox or address called ``name``; with None the first address, then mailbox."""
@@ -174,11 +175,16 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     daemon.done()
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
-    top.done()
     points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
+    team = None
+    if {"agents", "queues", "signing"} & set(top.data):  # else not even imported: `ingest` starts per message
+        from daemon.config_agents import load_team
+
+        team = load_team(top, env, tuple(p.address for p in points), own)
+    top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team)
 
 
 def _database_url(section: Section) -> str:

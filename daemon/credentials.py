@@ -47,10 +47,12 @@ def is_secret_key(key: str) -> bool:
 
 
 def read_secret(section: Section, env: dict[str, str], key: str = "password") -> Secret | None:
-    """``KEY`` itself, the first line of ``KEY_file`` or the variable ``KEY_env``, or None."""
-    given = [k for k in (key, f"{key}_file", f"{key}_env") if k in section.data]
+    """``KEY`` itself, the first line of ``KEY_file``, the variable ``KEY_env``, the first line of
+    the systemd credential ``KEY_credential`` (LoadCredential=, in $CREDENTIALS_DIRECTORY), or None."""
+    kinds = (key, f"{key}_file", f"{key}_env", f"{key}_credential")
+    given = [k for k in kinds if k in section.data]
     if len(given) > 1:
-        section.fail(given[1], f"only one of {key} / {key}_file / {key}_env (also {given[0]})")
+        section.fail(given[1], f"only one of {' / '.join(kinds)} (also {given[0]})")
     if not given:
         return None
     kind = given[0]
@@ -61,6 +63,14 @@ def read_secret(section: Section, env: dict[str, str], key: str = "password") ->
         if value not in env:
             section.fail(kind, f"the name of a set environment variable ({_variable(value)} is not set)")
         return _secret(section, kind, env[value], f"a variable ({_variable(value)}) whose value has")
+    if kind == f"{key}_credential":
+        # systemd passes LoadCredential=NAME:PATH as $CREDENTIALS_DIRECTORY/NAME (systemd.exec(5)).
+        if "/" in value or value in ("", ".", ".."):
+            section.fail(kind, "the name of a credential (LoadCredential=NAME:...), not a path")
+        if not env.get("CREDENTIALS_DIRECTORY"):
+            section.fail(kind, "a service started by systemd with LoadCredential= ($CREDENTIALS_DIRECTORY "
+                         "is not set)")
+        value = str(Path(env["CREDENTIALS_DIRECTORY"]) / value)
     # Neither the path nor the content shows in these errors: a password may have been pasted here.
     try:
         raw = Path(value).read_bytes()

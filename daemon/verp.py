@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from email.utils import getaddresses
+
+from daemon.tokens import LOCAL_MAX as LOCAL_MAX, b32, header_addresses, sign
+from daemon.tokens import check_base as _check_base
 
 # 10 bytes of the Message-ID's hash name the message, 10 bytes of HMAC-SHA256 sign it: 80 bits
 # each, 16 base32 characters each (10 bytes encode without padding). Lower-case base32, never
 # base64: MTAs may fold the case of a local part (RFC 5321 2.4 lets them), and base32 survives it.
 KEY_BYTES = MAC_BYTES = 10
 TOKEN_CHARS = 32
-LOCAL_MAX = 64  # RFC 5321 4.5.3.1.1
 DELIMITER = "+"  # the MTA's recipient delimiter: local+anything@domain reaches local@domain
 # Where an MTA leaves the envelope recipient of a delivered message. MTAs send a bounce to the
 # original MAIL FROM, so for a genuine DSN one of these holds our signed return address.
 ENVELOPE_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "to")
-MAX_HEADER = 2000  # a forged bounce may carry huge address lists: read the head of each
-MAX_CANDIDATES = 50
 
-_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _TOKEN = re.compile(r"^[a-z2-7]{%d}$" % TOKEN_CHARS)
 _CONTEXT = b"ticketd-verp-1\0"  # domain separation: this key signs nothing else
 
@@ -30,7 +27,7 @@ _CONTEXT = b"ticketd-verp-1\0"  # domain separation: this key signs nothing else
 def message_key(message_id: str) -> str:
     """The short name of an outbound message in its return address (lower-case base32)."""
     digest = hashlib.sha256(message_id.strip().encode("utf-8", "surrogateescape")).digest()
-    return _b32(digest[:KEY_BYTES])
+    return b32(digest[:KEY_BYTES])
 
 
 def envelope_sender(base: str, message_id: str, secret: bytes) -> str:
@@ -58,24 +55,12 @@ def verify(address: str, base: str, secret: bytes) -> str | None:
 
 def check_base(base: str) -> str:
     """What keeps ``base`` from carrying a token ("" when nothing does)."""
-    local, at, domain = base.rpartition("@")
-    if not at or not local or not domain:
-        return f"an address like bounces@example.com (got {base!r})"
-    if not _ATOM.match(local):
-        return f"a local part of plain atext characters, not quoted ({local!r})"
-    if len(local) + len(DELIMITER) + TOKEN_CHARS > LOCAL_MAX:
-        return (f"a local part of at most {LOCAL_MAX - len(DELIMITER) - TOKEN_CHARS} characters, so that "
-                f"{local}{DELIMITER}<{TOKEN_CHARS}-character token> fits RFC 5321's {LOCAL_MAX}")
-    return ""
+    return _check_base(base, len(DELIMITER) + TOKEN_CHARS, f"{DELIMITER}<{TOKEN_CHARS}-character token>")
 
 
 def envelope_recipients(headers: Iterable[tuple[str, str]]) -> list[str]:
     """The addresses in the headers where MTAs record whom a message was delivered to, lower case."""
-    found: list[str] = []
-    for name, value in headers:
-        if name.lower() in ENVELOPE_HEADERS:
-            found += [addr.lower() for _, addr in getaddresses([value[:MAX_HEADER]]) if "@" in addr]
-    return list(dict.fromkeys(found))[:MAX_CANDIDATES]
+    return header_addresses(headers, ENVELOPE_HEADERS)
 
 
 def proof(headers: Iterable[tuple[str, str]], base: str, secret: bytes | None, message_id: str) -> tuple[bool, str]:
@@ -95,8 +80,4 @@ def proof(headers: Iterable[tuple[str, str]], base: str, secret: bytes | None, m
 
 
 def _mac(key: str, secret: bytes) -> str:
-    return _b32(hmac.new(secret, _CONTEXT + key.encode("ascii"), hashlib.sha256).digest()[:MAC_BYTES])
-
-
-def _b32(data: bytes) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
+    return sign(secret, _CONTEXT, key, MAC_BYTES)

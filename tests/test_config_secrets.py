@@ -160,3 +160,13 @@ def test_postgres_with_its_driver_loads(tmp_path: Path, monkeypatch: pytest.Monk
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown
     assert _redacted(url) == shown  # what "cannot open database" errors show
+
+
+def test_a_password_may_be_a_systemd_credential(tmp_path: Path) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "imap").write_text("from-systemd\n")
+    path = with_password(tmp_path, 'password_credential = "imap"')
+    config = load_config(path, environ={"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
+    assert config.mailboxes[0].imap.password.reveal() == "from-systemd"  # type: ignore[union-attr]
+    message = refused(path, environ={})
+    assert "mailboxes[0].imap.password_credential: expected a service started by systemd" in message

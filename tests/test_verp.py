@@ -96,3 +96,9 @@ def test_a_bounce_proves_itself_only_with_the_token_of_the_message_it_cites() ->
     assert not proven and "not addressed to a signed return address" in why
     proven, why = verp.proof(to_ack, BASE, None, ACK)
     assert not proven and "no bounce secret" in why
+
+
+def test_a_forged_bounce_with_deeply_nested_comments_is_read_without_recursion() -> None:
+    # email.utils.getaddresses recursed once per "(" and raised RecursionError here.
+    headers = [("To", "(" * 2000), ("Delivered-To", verp.envelope_sender(BASE, ACK, SECRET))]
+    assert verp.proof(headers, BASE, SECRET, ACK)[0] is True
