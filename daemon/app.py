@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from daemon import sweeper
+from daemon import due, sweeper
 from daemon.config import Config, ConfigError, load_config
 from daemon.fetcher import MailboxWorker
 from daemon.imap import ImapSession
@@ -59,6 +59,7 @@ async def run_once(config: Config, parse_workers: int | None = None, pool: Execu
         stop_sender = asyncio.Event()
         sending = asyncio.create_task(sender.run(stop_sender))  # deliver while we still fetch
         results = await asyncio.gather(*(w.run_once() for w in workers), _sweep_once(processor))
+        results.append(await _due_once(processor))
         stop_sender.set()
         await sending
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
@@ -67,6 +68,16 @@ async def run_once(config: Config, parse_workers: int | None = None, pool: Execu
         if failed or pending:
             log.error("outbox: %d failed, %d still waiting for delivery", failed, pending)
         return 0 if all(results) and not failed and not pending else 1
+
+
+async def _due_once(processor: Processor) -> bool:
+    """The life cycle's timed steps that are due (reminders, auto-solve, auto-close)."""
+    try:
+        await due.run_due(processor)
+        return True
+    except TemporaryFailure as exc:
+        log.error("due steps must wait for the next run: %s", exc)
+        return False
 
 
 async def _sweep_once(processor: Processor) -> bool:
@@ -109,6 +120,7 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
             tasks.append(asyncio.create_task(listener.run(stop_intake), name="lmtp"))
         tasks += [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
         tasks.append(asyncio.create_task(sweeper.run(processor, stop_intake), name="piped"))
+        tasks.append(asyncio.create_task(due.run_forever(processor, stop_intake), name="due"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
                  len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from daemon import verp
+from daemon import customer_reply, lifecycle, verp
 from daemon.addresses import is_own, is_valid
 from daemon.bounce_commit import record_bounce
 from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
@@ -20,15 +20,17 @@ from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
 from daemon.outgoing import one_line
 from daemon.parsers.model import ParsedMessage
 from daemon.prepare import Prepared
-from daemon.responders import Draft, ResponseContext, TicketView, Withheld
+from daemon.responders import Draft, ResponseContext, Withheld
 from daemon.responders.acknowledgement import reply_address
 from daemon.rules import Classification, classify, match_articles
 from daemon.threader import Threads
+from daemon.ticket_steps import ticket_view
 from storage import bulk
 from storage.models import InboundMessage, InboundStatus, OutboundMessage
 from storage.writes import GroupWrites, TicketRow
 
 if TYPE_CHECKING:
+    from daemon.agent_mail import AgentMail
     from daemon.pipeline import Processor
 
 log = logging.getLogger("ticketd.pipeline")
@@ -62,6 +64,7 @@ class Commit:
         self.numbers = _Numbers()
         self.recent: dict[str, int] = {}  # recipient -> automatic mails in the last hour
         self.suppressed: set[str] = set()
+        self.drafts = 0  # outbound rows this group queued
 
     async def run(self, rows: list[InboundMessage], prepared: list[Prepared]) -> list[Outcome]:
         claimed = await self._claim(rows)
@@ -125,10 +128,25 @@ class Commit:
                 # Rare, and it reads what this group wrote before it: written first, then the ORM.
                 await self.writes.flush()
                 return await record_bounce(self, row, item.parsed, decision)
-        outcome = await self._to_ticket(row, item.parsed, decision)
+        mail = self._agent_mail(item.parsed)
+        if mail is not None:
+            from daemon import agent_reply
+
+            outcome = await agent_reply.record(self, row, item.parsed, decision, mail)
+        else:
+            outcome = await self._to_ticket(row, item.parsed, decision)
         self._collision(row, candidates)
         self.seen.setdefault(key(row), []).append(earlier_of(row, item.parsed))
         return outcome
+
+    def _agent_mail(self, msg: ParsedMessage) -> AgentMail | None:
+        team = self.config.team
+        if team is None:
+            return None
+        from daemon.agent_mail import agent_mail  # with agents only: `ingest` starts once per message
+
+        bases = tuple(p.address for p in (*self.config.mailboxes, *self.config.addresses))
+        return agent_mail(msg, team, bases, self.config.own_addresses)
 
     def _collision(self, row: InboundMessage, candidates: list[Earlier]) -> None:
         """A different message with a Message-ID we know: processed as its own, and noted."""
@@ -164,19 +182,28 @@ class Commit:
             f"SELECT address FROM suppression WHERE address IN ({bulk.marks(len(people))}) AND until > ?",
             [*people, self.now])}
 
-    async def _to_ticket(self, row: InboundMessage, msg: ParsedMessage, decision: Decision | None) -> Outcome:
+    async def _to_ticket(self, row: InboundMessage, msg: ParsedMessage, decision: Decision | None,
+                         respond: bool = True) -> Outcome:
         match = self.threads.find(msg)
+        reply, linked = None, None
+        if match is not None and match.ticket.status in lifecycle.WAITING:
+            reply = await customer_reply.decide(self, match.ticket, msg)
+            if reply.follow_up:  # closed too long ago: a new ticket, linked to the old one
+                linked, match, reply = match.ticket, None, None
         if match is None:
             rules = classify(msg, self.mailbox, self.config.rules)
-            ticket = await self._new_ticket(msg, rules, decision)
+            ticket = await self._new_ticket(msg, rules, decision, linked)
         else:
             rules, ticket = None, match.ticket
         article = await self.article(ticket, row, msg)
         self._add_participants(ticket, msg)
         self.writes.event(ticket.id, "created" if match is None else "article",
                           {"article": article, "inbound": row.id, "threaded_by": match.how if match else None,
-                           "tags": list(decision.tags) if decision else []})
-        drafts = self._respond(ticket, msg, match is None, decision, rules)
+                           "tags": list(decision.tags) if decision else [],
+                           **({"linked_to": linked.number} if linked else {})}, who=_who(msg))
+        if reply is not None:
+            await customer_reply.apply(self, ticket, reply, _who(msg))
+        drafts = self._respond(ticket, msg, match is None, decision, rules) if respond else []
         for draft in drafts:
             self._outbound_row(ticket, draft)
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
@@ -187,6 +214,7 @@ class Commit:
 
     def _outbound_row(self, ticket: TicketRow, draft: Draft) -> None:
         recipient = draft.recipients[0].lower() if draft.recipients else ""
+        self.drafts += 1
         if draft.automatic:
             self.recent[recipient] = self.recent.get(recipient, 0) + 1
         mail_from, smtp = draft.mail_from, self.config.smtp
@@ -198,7 +226,8 @@ class Commit:
                              raw_bytes=draft.raw)
         self.threads.add_outbound(draft.message_id, ticket.id)
 
-    async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None) -> TicketRow:
+    async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None,
+                          linked: TicketRow | None = None) -> TicketRow:
         sender = msg.requester  # From, else Reply-To, else Sender: never junk around an address
         tags = list(dict.fromkeys((*rules.tags, *(decision.tags if decision else ()))))
         ticket = await self.writes.ticket(
@@ -206,19 +235,21 @@ class Commit:
             requester=(sender.email if sender else "").lower(), requester_name=one_line(sender.name) if sender else "",
             mailbox=self.mailbox, queue=rules.queue or self.mailbox, priority=rules.priority,
             category=rules.category, fired_rules=list(rules.fired), tags=tags,
+            **({"linked_to": linked.number} if linked else {}),
         )
         self.threads.add_ticket(ticket)
         return ticket
 
     async def article(self, ticket: TicketRow, row: InboundMessage, msg: ParsedMessage,
-                      internal: bool = False) -> int:
+                      internal: bool = False, author: str = "customer", new_text: str | None = None) -> int:
         """Queue the article of ``row`` (and its attachments); its id."""
         article = await self.writes.article({
             "ticket_id": ticket.id, "inbound_id": row.id, "direction": "in", "sender": str(msg.from_ or ""),
             "to": ", ".join(map(str, msg.to)), "cc": ", ".join(map(str, msg.cc)), "subject": msg.subject,
             "message_id": msg.message_id, "in_reply_to": " ".join(msg.in_reply_to),
             "references": " ".join(msg.references), "date": msg.date, "text": msg.text, "html": msg.html,
-            "internal": internal}, list(msg.attachments))
+            "internal": internal, "author": author,
+            "new_text": getattr(msg, "new_text", "") if new_text is None else new_text}, list(msg.attachments))
         self.threads.add_article(msg.message_id, ticket.id)
         return article
 
@@ -233,8 +264,7 @@ class Commit:
 
     def _respond(self, ticket: TicketRow, msg: ParsedMessage, is_new: bool, decision: Decision | None,
                  rules: Classification | None) -> list[Draft]:
-        view = TicketView(ticket.number, ticket.subject, ticket.status, ticket.priority, ticket.category,
-                          ticket.queue, ticket.requester, ticket.requester_name, tuple(ticket.tags))
+        view = ticket_view(ticket, tuple(rules.fired) if rules else ())
         recipient = reply_address(msg).lower()
         ctx = ResponseContext(
             view, msg, is_new, self.mailbox, decision=decision,
@@ -250,6 +280,10 @@ class Commit:
             else:
                 drafts.append(result)
         return drafts
+
+
+def _who(msg: ParsedMessage) -> str:
+    return (msg.from_.email.lower() if msg.from_ and msg.from_.email else "")[:320]
 
 
 class _Numbers:

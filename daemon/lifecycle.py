@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 NEW, OPEN, PENDING, SOLVED, CLOSED = "new", "open", "pending", "solved", "closed"
 STATUSES = (NEW, OPEN, PENDING, SOLVED, CLOSED)
+WAITING = (PENDING, SOLVED, CLOSED)  # where a customer's reply may change the state
 
 # Due steps, by the state that schedules them: leaving the state cancels what it scheduled.
 PENDING_REMINDER, AUTO_SOLVE, AUTO_CLOSE = "pending_reminder", "auto_solve", "auto_close"

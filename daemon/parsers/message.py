@@ -12,6 +12,7 @@ from daemon.parsers.headers import message_ids, name_only, parse_addresses, pars
 from daemon.parsers.model import Address, ParsedMessage
 
 MAX_HEADERS = 1000  # header fields kept in ParsedMessage.headers
+MAX_AUTH_RESULTS = 20  # each MTA on the way adds one; the trusted one is the topmost
 MAX_HEADER_CHARS = 100_000  # per header value; the longest real References run to ~10 KB
 
 HINT_SCAN_BYTES = 1_000_000  # the start of a message is where its charsets are declared
@@ -62,6 +63,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         headers=tuple((name, header_text(value, hints)) for name, value in raw_headers),
         defects=tuple(dict.fromkeys([*defects, *found.defects])),
         sender=next(iter(addresses("sender")), None),
+        # Undecoded: an encoded word the MTA copied in could otherwise spell a forged "dkim=pass".
+        auth_results=tuple(_all(raw_headers, "authentication-results"))[:MAX_AUTH_RESULTS],
     )
 
 

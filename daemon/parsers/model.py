@@ -59,6 +59,7 @@ class ParsedMessage:
     headers: tuple[tuple[str, str], ...]  # every header, decoded, in order
     defects: tuple[str, ...] = field(default=())  # what the parser had to repair
     sender: Address | None = None  # the Sender header (RFC 5322 3.6.2), None when absent
+    auth_results: tuple[str, ...] = ()  # Authentication-Results values as received (not decoded), in order
 
     @property
     def requester(self) -> Address | None:

@@ -1,0 +1,230 @@
+"""An agent's mail inside a commit group: his reply recorded and relayed, or refused and explained.
+
+Rare next to customer mail, so it keeps the ORM's clarity after flushing the group's writes
+(as daemon.bounce_commit does). Either every command of a reply is applied, or none is: a
+refused command leaves the ticket as it was, the mail stored as an internal note, and the
+agent told why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from daemon import commands, lifecycle
+from daemon.agent_mail import AgentMail
+from daemon.config_agents import AgentConfig, Team
+from daemon.filters import Decision
+from daemon.parsers.model import ParsedMessage
+from daemon.relay import relay_draft, thread_of
+from daemon.ticket_steps import change_status, ticket_view
+from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
+from storage.writes import TicketRow, load_tickets
+
+if TYPE_CHECKING:
+    from daemon.commit import Commit, Outcome
+
+log = logging.getLogger("ticketd.pipeline")
+
+
+@dataclass
+class Plan:
+    """What a reply's commands will change, checked in full before anything is written."""
+
+    status: str | None = None
+    priority: str | None = None
+    assignee: AgentConfig | None = None
+    queue: str | None = None
+    cc: list[tuple[str, str]] = field(default_factory=list)
+    away: commands.Command | None = None
+    back: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+async def record(commit: Commit, row: InboundMessage, msg: ParsedMessage, decision: Decision | None,
+                 mail: AgentMail) -> Outcome:
+    """The agent's mail: a reply to its ticket if it proved itself, else a customer's message."""
+    await commit.writes.flush()  # what this group wrote so far is visible to the ORM below
+    ticket = None
+    if mail.accepted and mail.ticket_number is not None:
+        found = await load_tickets(set(), {mail.ticket_number})
+        ticket = found[0] if found else None
+    if ticket is None:
+        return await _refused(commit, row, msg, decision, mail,
+                              mail.refused or f"ticket #{mail.ticket_number} does not exist")
+    threaded = commit.threads.find(msg)
+    if threaded is not None and threaded.ticket.id != ticket.id:
+        # A token proves one ticket only: answering another with it (a token seen elsewhere) proves nothing.
+        return await _refused(commit, row, msg, decision, mail,
+                              f"it reached the signed reply address of ticket #{ticket.number} but answers "
+                              f"ticket #{threaded.ticket.number}")
+    return await _reply(commit, row, msg, mail.agent, commit.threads.tickets.get(ticket.id, ticket))
+
+
+async def _refused(commit: Commit, row: InboundMessage, msg: ParsedMessage, decision: Decision | None,
+                   mail: AgentMail, why: str) -> Outcome:
+    """Stored as a customer's message (no command, no relay, no acknowledgement); the agent is told."""
+    outcome = await commit._to_ticket(row, msg, decision, respond=False)
+    log.warning("mail from agent %s not taken as his reply (ticket #%s): %s", mail.agent.address,
+                outcome.ticket_number, why)
+    ticket = commit.threads.tickets.get(row.ticket_id or 0)
+    if ticket is not None:
+        commit.writes.event(ticket.id, "agent_mail_refused", {"inbound": row.id, "reason": why},
+                            who=mail.agent.address)
+        if mail.tell_agent:
+            _notice(commit, ticket, mail.agent, msg, "Not relayed: " + (msg.subject or "(no subject)"), [
+                f"Your mail was stored on ticket #{ticket.number} as a customer's message, and nobody else "
+                f"received it: {why}.", "No command in it was run."])
+    return outcome
+
+
+async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent: AgentConfig,
+                 ticket: TicketRow) -> Outcome:
+    from daemon.commit import Outcome
+
+    parsed = commands.parse(_new_text(msg))
+    team: Team = commit.config.team
+    plan = _plan(parsed, team, commit.config)
+    internal = parsed.note or bool(plan.errors)
+    article = await commit.article(ticket, row, msg, internal=internal, author="agent", new_text=parsed.text)
+    row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
+    if plan.errors:
+        commit.writes.event(ticket.id, "commands_refused", {"article": article, "errors": plan.errors},
+                            who=agent.address)
+        _notice(commit, ticket, agent, msg, "Nothing was done: " + (msg.subject or "(no subject)"), [
+            "Your mail was stored on the ticket as an internal note and not sent to the customer. "
+            "None of its commands was run:", *plan.errors, "Correct the command and send the reply again."])
+        log.warning("ticket #%d: commands of %s refused: %s", ticket.number, agent.address, "; ".join(plan.errors))
+        return Outcome(row.id, row.status, ticket.number, False, 1)
+    relayed = 0
+    if not parsed.note and (parsed.text.strip() or _attachments(msg)):
+        relayed = await _relay(commit, ticket, agent, parsed.text, msg)
+    await _apply(commit, ticket, plan, agent, relayed=bool(relayed), note=parsed.note)
+    commit.writes.event(ticket.id, "note" if parsed.note else "agent_reply",
+                        {"article": article, "inbound": row.id, "relayed": bool(relayed),
+                         "commands": [c.line for c in parsed.commands]}, who=agent.address)
+    log.info("%s agent %s %s ticket #%d", msg.message_id or "(no Message-ID)", agent.address,
+             "noted on" if parsed.note else "answered", ticket.number)
+    return Outcome(row.id, row.status, ticket.number, False, relayed)
+
+
+def _new_text(msg: ParsedMessage) -> str:
+    return getattr(msg, "new_text", "") or msg.text
+
+
+def _attachments(msg: ParsedMessage) -> tuple[Any, ...]:
+    return tuple(a for a in msg.attachments if not a.inline)
+
+
+def _plan(parsed: commands.Parsed, team: Team, config: Any) -> Plan:
+    plan = Plan(errors=list(parsed.errors))
+    plan.status, plan.priority = parsed.value("status"), parsed.value("priority")
+    wanted = parsed.value("assign")
+    if wanted is not None:
+        plan.assignee = _agent_named(team, wanted)
+        if plan.assignee is None:
+            plan.errors.append(f"#assign {wanted}: no agent has that address or name")
+    queue = parsed.value("queue")
+    if queue is not None:
+        known = {q.name for q in team.queues} | {b.name for b in (*config.mailboxes, *config.addresses)}
+        if queue not in known:
+            plan.errors.append(f"#queue {queue}: no such queue (known: {', '.join(sorted(known)) or 'none'})")
+        plan.queue = queue
+    own = config.own_addresses
+    for action, address in parsed.cc:
+        if address in own or team.agent_by_address(address) is not None:
+            plan.errors.append(f"#cc {action} {address}: an agent's or our own address cannot follow a ticket")
+        plan.cc.append((action, address))
+    away = [c for c in parsed.commands if c.name == "away"]
+    plan.away = away[-1] if away else None
+    plan.back = parsed.value("back") is not None
+    if plan.away is not None and plan.back:
+        plan.errors.append("#away and #back in one mail: say which")
+    return plan
+
+
+def _agent_named(team: Team, wanted: str) -> AgentConfig | None:
+    found = team.agent_by_address(wanted.strip("<>"))
+    if found is not None:
+        return found
+    named = [a for a in team.agents if a.name.casefold() == wanted.casefold()]
+    return named[0] if len(named) == 1 else None
+
+
+async def _relay(commit: Commit, ticket: TicketRow, agent: AgentConfig, text: str, msg: ParsedMessage) -> int:
+    followers: tuple[str, ...] = ()
+    if commit.config.lifecycle.followers:
+        team: Team = commit.config.team
+        people = await Participant.filter(ticket_id=ticket.id, following=True).values_list("email", flat=True)
+        followers = tuple(sorted(p for p in people if p != ticket.requester and team.agent_by_address(p) is None
+                                 and p not in commit.config.own_addresses))
+    draft = relay_draft(commit.config, agent, ticket.number, ticket.subject, (ticket.requester,), followers, text,
+                        _attachments(msg), await thread_of(ticket.id))
+    commit._outbound_row(ticket, draft)
+    return 1
+
+
+async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConfig, relayed: bool,
+                 note: bool) -> None:
+    now, who = commit.now, agent.address
+    updates: dict[str, Any] = {}
+    if relayed:
+        current = await Ticket.filter(id=ticket.id).first().values("first_response_at", "agent_replies")
+        updates["agent_replies"] = int(current["agent_replies"] or 0) + 1
+        if current["first_response_at"] is None:
+            updates["first_response_at"] = now
+    if plan.priority and plan.priority != ticket.priority:
+        commit.writes.event(ticket.id, "priority_changed", {"from": ticket.priority, "to": plan.priority}, who=who)
+        updates["priority"] = ticket.priority = plan.priority
+    if plan.queue and plan.queue != ticket.queue:
+        commit.writes.event(ticket.id, "queue_changed", {"from": ticket.queue, "to": plan.queue}, who=who)
+        updates["queue"] = ticket.queue = plan.queue
+    if plan.assignee is not None:
+        updates["assignee"] = plan.assignee.address
+        commit.writes.event(ticket.id, "assigned", {"to": plan.assignee.address}, who=who)
+        if plan.assignee.address != agent.address:
+            _assigned(commit, ticket, plan.assignee)
+    for action, address in plan.cc:
+        await _follow(ticket.id, address, action == "add")
+        commit.writes.event(ticket.id, "cc_" + ("added" if action == "add" else "removed"), {"address": address},
+                            who=who)
+    if plan.away is not None:
+        until = commands.away_until(plan.away)
+        await AgentAway.filter(address=who).delete()
+        await AgentAway.create(address=who, until=until, since=now)
+    if plan.back:
+        await AgentAway.filter(address=who).delete()
+    wanted = plan.status if note else lifecycle.agent_reply(ticket.status, plan.status)
+    if updates:
+        await Ticket.filter(id=ticket.id).update(updated_at=now, **updates)
+    if wanted is not None and wanted != ticket.status:
+        await change_status(commit, ticket, wanted, who)
+
+
+async def _follow(ticket_id: int, address: str, following: bool) -> None:
+    if not await Participant.filter(ticket_id=ticket_id, email=address).update(following=following) and following:
+        await Participant.create(ticket_id=ticket_id, email=address, following=True)
+
+
+def _assigned(commit: Commit, ticket: TicketRow, assignee: AgentConfig) -> None:
+    from daemon.notices import assigned_draft
+    from daemon.signing import reply_address
+
+    signing = commit.config.team.signing
+    address = reply_address(_base(commit), ticket.number, signing.key, signing.reply_format)
+    commit._outbound_row(ticket, assigned_draft(commit.config, assignee.address, ticket_view(ticket), address))
+
+
+def _base(commit: Commit) -> str:
+    points = (*commit.config.mailboxes, *commit.config.addresses)
+    return next((p.address for p in points if p.name == commit.mailbox), commit.config.smtp.from_address)
+
+
+def _notice(commit: Commit, ticket: TicketRow, agent: AgentConfig, msg: ParsedMessage, subject: str,
+            lines: list[str]) -> None:
+    from daemon.notices import notice_draft
+
+    draft = notice_draft(commit.config, agent.address, subject, lines, in_reply_to=msg.message_id,
+                         references=(*msg.references[-5:], msg.message_id) if msg.message_id else ())
+    commit._outbound_row(ticket, draft)

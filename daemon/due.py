@@ -1,0 +1,95 @@
+"""Timed steps of the life cycle: rows with a due time, each run exactly once.
+
+A pending ticket gets a reminder to its customer after a silence and is solved after a longer
+one; a solved ticket closes after a delay (daemon.lifecycle schedules them, and leaving a state
+cancels its steps). A step is claimed by the UPDATE that marks it done, in the same transaction
+as its effects: two daemons, or a crash between the two, can neither run it twice nor lose it.
+The daemon runs this every minute; `run --once` runs it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from tortoise.transactions import in_transaction
+
+from daemon import lifecycle
+from daemon.commit import Commit
+from daemon.relay import thread_of
+from daemon.ticket_steps import change_status, ticket_view
+from storage.errors import TemporaryFailure, describe, is_temporary
+from storage.models import DueStep
+from storage.writes import load_tickets
+
+if TYPE_CHECKING:
+    from daemon.pipeline import Processor
+
+log = logging.getLogger("ticketd.due")
+
+INTERVAL = 60.0  # seconds between looks for due steps
+BATCH = 100
+
+
+async def run_due(processor: Processor) -> int:
+    """Run every step due now; the number run. A condition of the system raises TemporaryFailure."""
+    done = 0
+    while True:
+        now = processor.clock()
+        steps = await DueStep.filter(done_at=None, due_at__lte=now).order_by("due_at", "id").limit(BATCH) \
+            .values_list("id", flat=True)
+        for step_id in steps:
+            try:
+                done += await _one(processor, int(step_id))
+            except Exception as exc:
+                if is_temporary(exc):
+                    raise TemporaryFailure(describe(exc)) from exc
+                log.exception("due step %d failed; it stays due and is tried again later", step_id)
+                return done
+        if len(steps) < BATCH:
+            return done
+
+
+async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await run_due(processor)
+        except TemporaryFailure as exc:
+            log.warning("due steps wait: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), INTERVAL)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def _one(processor: Processor, step_id: int) -> int:
+    async with processor.write_turn.exclusive(), in_transaction():
+        commit = Commit(processor, "")
+        step = await DueStep.filter(id=step_id, done_at=None).first()
+        if step is None or not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
+            return 0  # run or cancelled meanwhile
+        found = await load_tickets({step.ticket_id}, set())
+        if found:
+            await _run(commit, step.kind, found[0])
+        await commit.writes.flush()
+    if commit.drafts:
+        processor.on_outbox()
+    return 1
+
+
+async def _run(commit: Commit, kind: str, ticket) -> None:  # type: ignore[no-untyped-def]
+    if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
+        from daemon.notices import reminder_draft
+
+        thread = await thread_of(ticket.id)
+        commit._outbound_row(ticket, reminder_draft(commit.config, ticket_view(ticket), ticket.requester,
+                                                    thread.in_reply_to, thread.references))
+        commit.writes.event(ticket.id, "reminder_sent", {"to": ticket.requester}, who="system")
+    elif kind == lifecycle.AUTO_SOLVE and ticket.status == lifecycle.PENDING:
+        await change_status(commit, ticket, lifecycle.SOLVED, "system")
+    elif kind == lifecycle.AUTO_CLOSE and ticket.status == lifecycle.SOLVED:
+        await change_status(commit, ticket, lifecycle.CLOSED, "system")
+    else:
+        return
+    log.info("ticket #%d: %s", ticket.number, kind)
