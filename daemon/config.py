@@ -121,6 +121,9 @@ class Config:
     busy_timeout: float = 30.0
     lmtp: Any = None  # daemon.config_lmtp.LmtpConfig: where `run` listens for LMTP, None if nowhere
     team: Any = None  # daemon.config_agents.Team: agents, queues, signing key; None without agents
+    lifecycle: Any = None  # daemon.lifecycle.LifecycleConfig ([lifecycle]; defaults without it)
+    survey: Any = None  # daemon.config_lifecycle.SurveyConfig ([survey])
+    notifications: Any = None  # daemon.config_lifecycle.NotificationsConfig: template paths ([notifications])
 
     def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
         """The mailbox or address called ``name``; with None the first address, then mailbox."""
@@ -182,9 +185,12 @@ def _build(top: Section, env: dict[str, str]) -> Config:
         from daemon.config_agents import load_team
 
         team = load_team(top, env, tuple(p.address for p in points), own)
+    from daemon.config_lifecycle import load_lifecycle
+
+    lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle)
 
 
 def _database_url(section: Section) -> str:

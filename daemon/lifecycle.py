@@ -35,6 +35,8 @@ class LifecycleConfig:
     thanks_phrases: tuple[str, ...] = ("thank you", "thanks", "thank u", "thx", "ty", "cheers", "much appreciated",
                                        "danke", "merci", "gracias", "grazie", "obrigado", "obrigada", "bedankt")
     thanks_max_chars: int = 120  # longer than this, it says more than thank you
+    followers: bool = True  # the customer's Cc addresses follow the ticket (get the agents' replies)
+    forwarded_on_behalf: bool = True  # an agent's "Fwd:" to a support address opens a ticket for the original sender
 
 
 @dataclass(frozen=True)

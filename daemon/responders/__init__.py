@@ -26,6 +26,7 @@ class TicketView:
     requester: str
     requester_name: str
     tags: tuple[str, ...] = ()
+    fired_rules: tuple[str, ...] = ()  # the names of the rules that classified it (daemon.rules)
 
 
 @dataclass(frozen=True)
@@ -86,4 +87,12 @@ def build_responders(config: Config) -> list[Responder]:
     responders: list[Responder] = []
     if config.acknowledgement.enabled:
         responders.append(Acknowledgement(config))
+    if config.team is not None:
+        from daemon.notices import load_notice_templates
+        from daemon.responders.notification import Notification
+
+        # First: it compiles every template of the agents' mail, the survey and the reminder
+        # (again where a file changed, on reload), so a broken one stops start-up here.
+        load_notice_templates(config)
+        responders.append(Notification(config))
     return responders
