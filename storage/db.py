@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 from tortoise import Tortoise, connections
 
-from storage import legacy
+from storage import columns, legacy
 
 MODELS = ["storage.models"]
 # Bytes of WAL kept after a checkpoint (one checkpoint's worth is ~4 MiB: 1000 pages).
@@ -85,6 +85,7 @@ async def _connect_and_create_tables(url: str, busy_timeout: float) -> None:
             await Tortoise.generate_schemas(safe=True)
             await legacy.move_raw_columns()
             await legacy.drop_redundant_indexes()
+            await columns.add_missing()
             return
         except Exception as exc:  # sqlite3.OperationalError has no finer type for this
             await connections.close_all()

@@ -1,4 +1,4 @@
-"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox."""
+"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox, due steps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from tortoise.models import Model
 
 # Every model sets ``_no_comments``: else Tortoise re-reads this file's source once per model
 # looking for field comments (~70 ms of every start-up); we keep none there for it to find.
+#
+# A column added after a release has ``db_default`` beside ``default``: the CREATE TABLE of a new
+# database then says DEFAULT as the ALTER TABLE of an upgraded one does (storage.columns), and
+# a writer that names only the older columns still fills the new ones.
 
 
 class InboundStatus:
@@ -112,8 +116,13 @@ class Ticket(Model):
     tags = fields.JSONField(default=list)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
-    first_response_at = fields.DatetimeField(null=True)
+    first_response_at = fields.DatetimeField(null=True)  # the first agent reply relayed to the customer
     solved_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+    reopen_count = fields.IntField(default=0, db_default=0)
+    csat = fields.IntField(null=True)  # the customer's satisfaction rating, once given
+    linked_to = fields.BigIntField(null=True)  # number of an earlier (closed) ticket this one continues
+    agent_replies = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "ticket"
@@ -127,6 +136,7 @@ class Participant(Model):
     ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
         "models.Ticket", related_name="participants", on_delete=fields.CASCADE)
     email = fields.CharField(max_length=320)
+    following = fields.BooleanField(default=True, db_default=True)  # receives the relayed agent replies
 
     class Meta:
         table = "participant"
@@ -153,6 +163,8 @@ class Article(Model):
     html = fields.TextField(default="")
     internal = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
+    author = fields.CharField(max_length=10, default="customer", db_default="customer")  # | "agent" | "system"
+    new_text = fields.TextField(default="", db_default="")  # what the writer added: no quote, no signature
 
     class Meta:
         table = "article"
@@ -251,7 +263,38 @@ class Event(Model):
     what = fields.CharField(max_length=50)
     detail = fields.JSONField(default=dict)
     at = fields.DatetimeField(auto_now_add=True)
+    who = fields.CharField(max_length=320, default="", db_default="")  # an agent's or customer's address, "system"
 
     class Meta:
         table = "event"
         indexes = (("ticket",),)
+
+
+class DueStep(Model):
+    """A step of a ticket's life cycle that is due at a time; run once, in the transaction of its effect."""
+
+    _no_comments = True
+    id = fields.BigIntField(primary_key=True)
+    ticket: fields.ForeignKeyRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="due_steps", on_delete=fields.CASCADE)
+    kind = fields.CharField(max_length=30)  # "pending_reminder", "auto_solve", "auto_close", "unassigned_report"
+    due_at = fields.DatetimeField()
+    done_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "due_step"
+        # (done_at, due_at): the scheduler's "not done, due by now" walks only what is due.
+        indexes = (("done_at", "due_at"), ("ticket",))
+
+
+class AgentAway(Model):
+    """An agent who is away (until ``until``, or until they say otherwise): not assigned new tickets."""
+
+    _no_comments = True
+    address = fields.CharField(max_length=320, primary_key=True)
+    until = fields.DatetimeField(null=True)
+    since = fields.DatetimeField()
+
+    class Meta:
+        table = "agent_away"

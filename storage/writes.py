@@ -57,15 +57,16 @@ async def load_tickets(ids: set[int], numbers: set[int]) -> list[TicketRow]:
 
 _TICKETS = bulk.Table(Ticket, ["id", "number", "subject", "status", "priority", "category", "queue", "mailbox",
                                "requester", "requester_name", "assignee", "fired_rules", "tags", "created_at",
-                               "updated_at", "first_response_at", "solved_at"])
+                               "updated_at", "first_response_at", "solved_at", "closed_at", "reopen_count", "csat",
+                               "linked_to", "agent_replies"])
 _ARTICLES = bulk.Table(Article, ["id", "ticket_id", "inbound_id", "direction", "sender", "to", "cc", "subject",
                                  "message_id", "in_reply_to", "references", "date", "text", "html", "internal",
-                                 "created_at"])
+                                 "created_at", "author", "new_text"])
 _ATTACHMENTS = bulk.Table(Attachment, ["id", "article_id", "filename", "content_type", "size", "sha256",
                                        "content_id", "inline"])
 _CONTENTS = bulk.Table(AttachmentContent, ["attachment_id", "content"])
-_PARTICIPANTS = bulk.Table(Participant, ["ticket_id", "email"], conflict='"ticket_id", "email"')
-_EVENTS = bulk.Table(Event, ["ticket_id", "what", "detail", "at"])
+_PARTICIPANTS = bulk.Table(Participant, ["ticket_id", "email", "following"], conflict='"ticket_id", "email"')
+_EVENTS = bulk.Table(Event, ["ticket_id", "what", "detail", "at", "who"])
 _OUTBOUND = bulk.Table(OutboundMessage, ["ticket_id", "kind", "message_id", "mail_from", "recipients", "recipient",
                                          "automatic", "status", "attempts", "next_try_at", "last_error",
                                          "created_at", "sent_at", "raw_bytes"])
@@ -86,14 +87,18 @@ class GroupWrites:
     async def ticket(self, number: int, **values: Any) -> TicketRow:
         ticket_id = await self.ids.take("ticket")
         row = {"id": ticket_id, "number": number, "status": "new", "assignee": None, "created_at": self.now,
-               "updated_at": self.now, "first_response_at": None, "solved_at": None, **values}
+               "updated_at": self.now, "first_response_at": None, "solved_at": None, "closed_at": None,
+               "reopen_count": 0, "csat": None, "linked_to": None, "agent_replies": 0, **values}
         self._add(_TICKETS, row)
         return TicketRow(ticket_id, number, row["subject"], "new", row["priority"], row["category"],
                          row["queue"], row["requester"], row["requester_name"], list(row["tags"]))
 
     async def article(self, values: dict[str, Any], attachments: list[Any]) -> int:
+        """Queue an article; ``values`` may say its "author" ("customer", "agent", "system") and
+        "new_text" (what the writer added, quoted history and signature removed)."""
         article_id = await self.ids.take("article")
-        self._add(_ARTICLES, {"id": article_id, "created_at": self.now, **values})
+        self._add(_ARTICLES, {"id": article_id, "created_at": self.now, "author": "customer", "new_text": "",
+                              **values})
         for item in attachments:
             attachment_id = await self.ids.take("attachment")
             self._add(_ATTACHMENTS, {
@@ -105,11 +110,13 @@ class GroupWrites:
         return article_id
 
     def participants(self, ticket_id: int, emails: set[str]) -> None:
+        """New participants follow the ticket (get relayed agent replies); a known one keeps its choice."""
         for email in sorted(emails):
-            self._add(_PARTICIPANTS, {"ticket_id": ticket_id, "email": email})
+            self._add(_PARTICIPANTS, {"ticket_id": ticket_id, "email": email, "following": True})
 
-    def event(self, ticket_id: int, what: str, detail: dict[str, Any]) -> None:
-        self._add(_EVENTS, {"ticket_id": ticket_id, "what": what, "detail": detail, "at": self.now})
+    def event(self, ticket_id: int, what: str, detail: dict[str, Any], who: str = "") -> None:
+        """``who``: the agent's or customer's address, or "system"; "" where nobody in particular."""
+        self._add(_EVENTS, {"ticket_id": ticket_id, "what": what, "detail": detail, "at": self.now, "who": who})
 
     def outbound(self, **values: Any) -> None:
         self._add(_OUTBOUND, {"status": OutboundStatus.PENDING, "attempts": 0, "last_error": "",
