@@ -110,7 +110,7 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
 
 
 def _new_text(msg: ParsedMessage) -> str:
-    return getattr(msg, "new_text", "") or msg.text
+    return msg.new_text or msg.text
 
 
 def _attachments(msg: ParsedMessage) -> tuple[Any, ...]:

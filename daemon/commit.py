@@ -249,7 +249,7 @@ class Commit:
             "message_id": msg.message_id, "in_reply_to": " ".join(msg.in_reply_to),
             "references": " ".join(msg.references), "date": msg.date, "text": msg.text, "html": msg.html,
             "internal": internal, "author": author,
-            "new_text": getattr(msg, "new_text", "") if new_text is None else new_text}, list(msg.attachments))
+            "new_text": msg.new_text if new_text is None else new_text}, list(msg.attachments))
         self.threads.add_article(msg.message_id, ticket.id)
         return article
 

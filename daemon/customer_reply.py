@@ -34,7 +34,7 @@ class Reply:
 
 async def decide(commit: Commit, ticket: TicketRow, msg: ParsedMessage) -> Reply:
     await commit.writes.flush()  # the ORM below must see this group's earlier writes
-    text = getattr(msg, "new_text", "") or msg.text
+    text = msg.new_text or msg.text
     automatic = bool(automatic_reason(msg, commit.config.own_addresses))
     state = await Ticket.filter(id=ticket.id).first().values("closed_at", "csat")
     rating = None

@@ -38,8 +38,8 @@ Matching
     - regex: Python ``re`` syntax, compiled at load, case-insensitive like keywords and with
       ``^``/``$`` matching at line breaks; ``(?-i:...)`` makes a part case-sensitive. A pattern
       that matches the empty string is refused (it would fire on every mail).
-    - the body is the readable text (``ParsedMessage.text``, from the HTML part when there is
-      no plain text), cut to its first 20,000 characters; then everything from a signature line
+    - the body is what the writer added (``ParsedMessage.new_text``: quoted history and signature
+      removed), else the readable text (from the HTML part when there is no plain text), cut to its first 20,000 characters; then everything from a signature line
       ("-- ") or an Outlook "-----Original Message-----" line on is dropped, and quoted lines
       (starting with ">", after optional blanks) are ignored, so a reply that quotes "urgent"
       does not escalate. The subject is used whole.
@@ -223,7 +223,8 @@ class _Text:
     """One message's subject and body, and which of the given keywords occur in each."""
 
     def __init__(self, message: ParsedMessage, keywords: tuple[_Keyword, ...]) -> None:
-        self.original = {"subject": message.subject, "body": _body(message.text)}
+        # The writer's own words only (issue 8): a quoted "urgent" of an earlier mail is no news.
+        self.original = {"subject": message.subject, "body": _body(message.new_text or message.text)}
         # One pass over all keywords of the rule set; the rules then only intersect sets.
         self.in_subject = _found(keywords, message.subject.lower())
         self.in_body = _found(keywords, self.original["body"].lower())

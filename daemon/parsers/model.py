@@ -59,6 +59,8 @@ class ParsedMessage:
     headers: tuple[tuple[str, str], ...]  # every header, decoded, in order
     defects: tuple[str, ...] = field(default=())  # what the parser had to repair
     sender: Address | None = None  # the Sender header (RFC 5322 3.6.2), None when absent
+    # What the writer added: ``text`` less quoted history and signature (daemon.parsers.reply_text).
+    new_text: str = ""
     auth_results: tuple[str, ...] = ()  # Authentication-Results values as received (not decoded), in order
 
     @property

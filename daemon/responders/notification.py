@@ -63,7 +63,7 @@ class Notification:
         references = message.references if message.message_id else ()
         headers = message_headers(self.config, recipients, subject, message_id, message.message_id, references,
                                   reply_to, from_name=display)
-        text = getattr(message, "new_text", "") or message.text
+        text = message.new_text or message.text
         body = self.template.render(
             ticket=ticket, customer={"name": customer, "email": email}, text=text[:MAX_TEXT],
             truncated=max(len(text) - MAX_TEXT, 0), first_response=ctx.first_response,

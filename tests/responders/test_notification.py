@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,12 +87,7 @@ def test_the_body_shows_the_customer_the_classification_and_how_to_answer(tmp_pa
 
 
 def test_the_new_text_is_shown_when_the_parser_gives_one(tmp_path: Path) -> None:
-    @dataclass(frozen=True)
-    class WithNewText(ParsedMessage):
-        new_text: str = ""
-
-    plain = customer_mail()
-    message = WithNewText(**{f.name: getattr(plain, f.name) for f in fields(plain)}, new_text="Only the new part.")
+    message = replace(customer_mail(), new_text="Only the new part.")
     body = the_draft(notify(config(tmp_path), message=message)).message.get_content()
     assert "Only the new part." in body and "It burns." not in body
 
