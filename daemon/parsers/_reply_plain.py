@@ -5,6 +5,7 @@ from __future__ import annotations
 from daemon.parsers import _reply_words as words
 
 ATTRIBUTION_LINES = 3  # Gmail wraps "On …, Name <address> wrote:" over up to three lines
+ATTRIBUTION_BLANKS = 10  # blank lines an attribution may leave above its quote
 HEADER_WINDOW = 8  # a quoted header block's names sit within this many lines
 SIGNATURE_PARTS = 4  # "-- " block, phone line, footer, sign-off: more is not a signature
 
@@ -24,32 +25,24 @@ def strip_quotes(lines: list[str]) -> tuple[list[str], str]:
     """
     kept: list[str] = []
     found = NONE
-    gap = False
-    i = 0
-    while i < len(lines):
-        line = lines[i]
+    gap = False  # a quote was just taken out
+    for i, line in enumerate(lines):
         if _is_quoted(line):
+            if not gap:
+                _drop_attribution(kept)
             found, gap = QUOTED, True
-            i += 1
             continue
         if _starts_history(lines, i):
             return kept, CUT
-        span, dated = _attribution(lines, i)
-        if span:
-            below = _next_text(lines, i + span)
-            if below < len(lines) and _is_quoted(lines[below]):
-                found, gap = QUOTED, True
-                i = below
-                continue
-            if dated:
-                return kept, ATTRIBUTION
+        span = _dated_attribution(lines, i)
+        below = _next_text(lines, i + span)
+        if span and not (below < len(lines) and _is_quoted(lines[below])):
+            return kept, ATTRIBUTION
         if line.strip():
             gap = False
         elif gap and (not kept or not kept[-1].strip()):
-            i += 1  # one blank line where a quote was taken out, not two
-            continue
+            continue  # one blank line where a quote was taken out, not two
         kept.append(line)
-        i += 1
     return kept, found
 
 
@@ -63,27 +56,53 @@ def _next_text(lines: list[str], start: int) -> int:
     return start
 
 
-def _attribution(lines: list[str], i: int) -> tuple[int, bool]:
-    """(number of lines, whether it opens with a date) of an attribution at line i, else (0, False)."""
+def _is_attribution(text: str) -> bool:
+    return text.endswith(":") and words.ATTRIBUTION_VERB.search(text[-words.ATTRIBUTION_TAIL :]) is not None
+
+
+def _opens_attribution(line: str) -> bool:
+    return words.ATTRIBUTION_OPENER.match(line.lstrip("-* ")) is not None
+
+
+def _dated_attribution(lines: list[str], i: int) -> int:
+    """How many lines "On <date> … wrote:" takes from line i (0: none there).
+
+    Without a quote below, only this form is taken as an attribution: "On Monday the printer
+    wrote:" (no date) is the writer's own sentence.
+    """
     first = lines[i].strip()
-    if not first or len(first) > words.MAX_LINE:
-        return 0, False
-    opener = words.ATTRIBUTION_OPENER.match(first) is not None
+    if not first or len(first) > words.MAX_LINE or not _opens_attribution(first):
+        return 0
     joined = ""
-    for span in range(1, ATTRIBUTION_LINES + 1):
-        if i + span > len(lines):
-            break
-        part = lines[i + span - 1].strip()
-        if not part or _is_quoted(part):
+    for span, line in enumerate(lines[i : i + ATTRIBUTION_LINES], start=1):
+        part = line.strip()
+        if not part or _is_quoted(part) or len(joined) + len(part) > words.MAX_LINE:
             break
         joined = f"{joined} {part}" if joined else part
-        if len(joined) > words.MAX_LINE or (span > 1 and not opener and "@" not in first):
-            break  # only a header that starts like one ("On …", "Name <address> …") is wrapped
-        if joined.endswith(":") and words.ATTRIBUTION_VERB.search(joined[-words.ATTRIBUTION_TAIL :]):
-            # Without a quote below, only "On <date> … wrote:" is taken as an attribution:
-            # "On Monday the printer wrote:" is the writer's own sentence.
-            return span, opener and any(c.isdigit() for c in joined)
-    return 0, False
+        if _is_attribution(joined):
+            return span if any(c.isdigit() for c in joined) else 0
+    return 0
+
+
+def _drop_attribution(kept: list[str]) -> None:
+    """Removes the attribution (and the blank lines) right above a quote that starts here.
+
+    It may be wrapped over up to three lines: the longest tail that starts like an attribution
+    ("On …", "Am …") wins, else the shortest that ends like one ("Name wrote:").
+    """
+    end = len(kept)
+    while end and not kept[end - 1].strip() and len(kept) - end < ATTRIBUTION_BLANKS:
+        end -= 1
+    joined, best = "", 0
+    for span in range(1, min(ATTRIBUTION_LINES, end) + 1):
+        part = kept[end - span].strip()
+        if not part or len(joined) + len(part) > words.MAX_LINE:
+            break
+        joined = f"{part} {joined}" if joined else part
+        if _is_attribution(joined) and (not best or _opens_attribution(part)):
+            best = span
+    if best:
+        del kept[end - best :]
 
 
 def _starts_history(lines: list[str], i: int) -> bool:

@@ -29,7 +29,7 @@ _SEPARATOR_WORDS = (
     "original message|ursprüngliche nachricht|originalnachricht|message d'origine|message original"
     "|mensaje original|oorspronkelijk bericht|origineel bericht|messaggio originale|mensagem original"
     "|originalmeddelande|oprindelig meddelelse|opprinnelig melding|alkuperäinen viesti"
-    "|wiadomość oryginalna|původní zpráva|forwarded message|weitergeleitete nachricht"
+    "|wiadomość oryginalna|původní zpráva|original nachricht|forwarded message|weitergeleitete nachricht"
     "|message transféré|mensaje reenviado|doorgestuurd bericht|messaggio inoltrato"
     "|mensagem encaminhada|mensagem reencaminhada|vidarebefordrat meddelande"
 )

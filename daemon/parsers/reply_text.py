@@ -16,6 +16,7 @@ from daemon.parsers._reply_plain import ATTRIBUTION, NONE, strip_quotes, strip_s
 from daemon.parsers.htmltext import html_to_text
 
 _NEWLINES = re.compile(r"\r\n?")
+CHECKED_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def strip_reply(text: str, html: str | None = None) -> Stripped:
     found, how = _strip_text(text)
     if html and (how in (NONE, ATTRIBUTION) or not found.new_text):
         from_html = _strip_html(html)
-        if from_html is not None and from_html.new_text:
+        if from_html is not None and from_html.new_text and _begins_within(from_html.new_text, text):
             return from_html
     if found.new_text:
         return found
@@ -67,6 +68,15 @@ def _strip_html(html: str) -> Stripped | None:
     signatures = tuple(html_to_text(s) for s in cut.signatures)
     found, _how = _strip_text(_NEWLINES.sub("\n", html_to_text(cut.html)), signatures)
     return Stripped(found.new_text, True, found.signature)
+
+
+def _begins_within(new: str, text: str) -> bool:
+    """Whether the first line of ``new`` is in ``text`` too: the HTML holds the same message as
+    the text part (some senders' parts differ, and then the text part is the article)."""
+    if not text.strip():
+        return True
+    first = " ".join(next(line for line in new.split("\n") if line.strip()).split())
+    return first[:CHECKED_CHARS] in " ".join(text.split())
 
 
 def _tidy(lines: list[str]) -> str:

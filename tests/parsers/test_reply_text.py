@@ -170,3 +170,14 @@ def test_sign_offs_and_list_items() -> None:
     assert new_text("Fixed.\n\n-Abhishek Kona") == "Fixed."
     assert new_text("Steps:\n\n-open the app") == "Steps:\n\n-open the app"
     assert new_text("Done.\n\nSent on Monday to the client.") == "Done.\n\nSent on Monday to the client."
+
+
+def test_the_attribution_above_a_quote_goes_and_only_it() -> None:
+    assert new_text("Regards\nBob\nOn Tue, 1 Dec 2026, Ann <a@example.com> wrote:\n> x") == "Regards\nBob"
+    assert new_text("Hi\n\n--Am Montag, 26. Mai 2003 schrieb Dirk\n<d@example.com>:\n\n> x") == "Hi"
+    assert new_text("Hi\n\nAnn Lee wrote:\n> x\n\nAs you wrote:\n> y\nok") == "Hi\n\nok"
+
+
+def test_a_html_part_that_holds_another_text_is_not_used() -> None:
+    html = '<div>123</div><blockquote type="cite">old</blockquote>'
+    assert new_text("Liebes Team,\n\nMit freundlichen Grüßen", html) == "Liebes Team,\n\nMit freundlichen Grüßen"
