@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from daemon.parsers import body, headerblock, mimetree
 from daemon.parsers.charsets import Hints, message_hints
 from daemon.parsers.encoded_words import header_text
+from daemon.parsers.reply_text import new_text
 from daemon.parsers.headers import message_ids, name_only, parse_addresses, parse_date
 from daemon.parsers.model import Address, ParsedMessage
 
@@ -59,6 +60,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         references=message_ids(_first(raw_headers, "references")),
         text=found.text,
         html=found.html,
+        new_text=new_text(found.text, found.html or None),
         attachments=found.attachments,
         headers=tuple((name, header_text(value, hints)) for name, value in raw_headers),
         defects=tuple(dict.fromkeys([*defects, *found.defects])),
