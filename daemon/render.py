@@ -20,6 +20,10 @@ def ticket_list(tickets: list[dict[str, Any]]) -> str:
     return "\n".join([*rows, f"{len(tickets)} ticket(s)"])
 
 
+# Events that only say an article came: the article itself is shown in their place.
+_ARTICLE_EVENTS = ("created", "article")
+
+
 def _when(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -55,10 +59,6 @@ def conversation(ticket: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         items.append((keys[article["id"]], ("article", article)))
         previous = article
     return [item for _, item in sorted(items, key=lambda pair: pair[0])]
-
-
-# Events that only say an article came: the article itself is shown in their place.
-_ARTICLE_EVENTS = ("created", "article")
 
 
 def _header(ticket: dict[str, Any]) -> list[str]:
