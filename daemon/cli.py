@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     listing = tickets.add_parser("list", help="list tickets, newest first")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--limit", type=int, default=0, help="at most this many (default: all)")
+    listing.add_argument("--status", help="only tickets in this status (new, open, pending, solved, closed)")
+    listing.add_argument("--queue", help="only tickets of this queue")
+    listing.add_argument("--assignee", help="only tickets assigned to this address (any case)")
     listing.set_defaults(handler=_tickets_list)
     show = tickets.add_parser("show", help="one ticket with its articles")
     show.add_argument("number", type=int)
@@ -267,7 +270,7 @@ async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
     from storage.db import database
 
     async with database(config.database_url):
-        tickets = await queries.ticket_list(args.limit or None)
+        tickets = await queries.ticket_list(args.limit or None, args.status, args.queue, args.assignee)
     return _emit(tickets, args.json, render.ticket_list)
 
 

@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tortoise.functions import Count
 
-from storage.models import Article, Event, InboundMessage, InboundStatus, Ticket
+from storage.models import Article, Event, InboundMessage, InboundStatus, Participant, Ticket
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _ticket_dict(t: Ticket, article_count: int) -> dict[str, Any]:
     return {
         "number": t.number, "subject": t.subject, "status": t.status, "priority": t.priority,
         "category": t.category, "queue": t.queue, "requester": t.requester,
-        "requester_name": t.requester_name, "mailbox": t.mailbox,
+        "requester_name": t.requester_name, "mailbox": t.mailbox, "assignee": t.assignee,
         "created_at": t.created_at.isoformat(), "updated_at": t.updated_at.isoformat(),
         "article_count": article_count, "fired_rules": t.fired_rules, "tags": t.tags,
     }
 
 
-async def ticket_list(limit: int | None = None) -> list[dict[str, Any]]:
+async def ticket_list(limit: int | None = None, status: str | None = None, queue: str | None = None,
+                      assignee: str | None = None) -> list[dict[str, Any]]:
+    """Tickets newest first; each filter given is an exact match (the assignee's address in any case).
+
+    A status filter uses ticket(status), the index the open work is found by. Queue and
+    assignee have none: this is a listing a person reads, not the hot path, and every ticket
+    row is one more index page per new ticket there (see storage.legacy.REDUNDANT).
+    """
     query = Ticket.annotate(article_count=Count("articles")).order_by("-number")
+    if status is not None:
+        query = query.filter(status=status)
+    if queue is not None:
+        query = query.filter(queue=queue)
+    if assignee is not None:
+        query = query.filter(assignee__iexact=assignee)
     if limit:
         query = query.limit(limit)
     return [_ticket_dict(t, t.article_count) for t in await query]  # type: ignore[attr-defined]
@@ -32,15 +50,23 @@ async def ticket_detail(number: int) -> dict[str, Any] | None:
         return None
     articles = await Article.filter(ticket=ticket).order_by("id").prefetch_related("attachments")
     result = _ticket_dict(ticket, len(articles))
+    followers = await Participant.filter(ticket=ticket, following=True).values_list("email", flat=True)
+    result.update(
+        csat=ticket.csat, first_response_at=_iso(ticket.first_response_at), solved_at=_iso(ticket.solved_at),
+        closed_at=_iso(ticket.closed_at), reopen_count=ticket.reopen_count, agent_replies=ticket.agent_replies,
+        linked_to=ticket.linked_to, followers=sorted(set(followers) - {ticket.requester}))
     result["articles"] = [{
-        "direction": a.direction, "from": a.sender, "to": a.to, "cc": a.cc, "subject": a.subject,
-        "date": a.date.isoformat() if a.date else None, "message_id": a.message_id, "text": a.text,
-        "internal": a.internal,
+        "id": a.id, "direction": a.direction, "author": a.author, "from": a.sender, "to": a.to, "cc": a.cc,
+        "subject": a.subject, "date": _iso(a.date), "created_at": a.created_at.isoformat(),
+        "message_id": a.message_id, "internal": a.internal,
+        # Articles stored before new_text existed have none: all of their text is what they say.
+        "new_text": a.new_text or a.text, "text": a.text,
         "attachments": [{"filename": x.filename, "content_type": x.content_type, "size": x.size,
                          "sha256": x.sha256} for x in a.attachments],
     } for a in articles]
-    result["events"] = [{"what": e.what, "at": e.at.isoformat(), "detail": e.detail}
-                        for e in await Event.filter(ticket=ticket).order_by("id")]
+    # In time order; the id breaks ties (one commit group writes its events at one time).
+    result["events"] = [{"what": e.what, "who": e.who, "at": e.at.isoformat(), "detail": e.detail}
+                        for e in await Event.filter(ticket=ticket).order_by("at", "id")]
     return result
 
 

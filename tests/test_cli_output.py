@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import unicodedata
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import pytest
 
@@ -18,7 +18,7 @@ from daemon import cli as cli_module
 from daemon.config import load_config
 from daemon.terminal import safe_line, safe_text
 from storage.db import database
-from storage.models import (Article, Attachment, AttachmentContent, InboundMessage, InboundSource, InboundStatus,
+from storage.models import (Article, Attachment, AttachmentContent, Event, InboundMessage, InboundSource, InboundStatus,
                             Ticket)
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.test_config_secrets import pretend_asyncpg_is_installed
@@ -111,7 +111,7 @@ def human(config: Path, *args: str) -> str:
 def test_tickets_show_escapes_the_body_and_every_header(seeded: Path) -> None:
     text = human(seeded, "tickets", "show", "1")
     assert "Ticket #1: \\u202eexe.\\x1b]52;c;aGk=\\x07pdf\\x9b31m" in text
-    assert "from Ann\\r\\n<ann@example.org>\\u200f at 2026-11-24T10:00:00+00:00" in text
+    assert "--- Ann\\r\\n<ann@example.org>\\u200f (customer), 2026-11-24T10:00:00+00:00" in text
     assert "attachments: invoice\\u202egpj.exe (3 bytes)" in text
     assert "Message-ID: <m\\x1b@example.org>" in text
     assert "requester: ann\\x9b@example.org" in text and "tags: vip\\u202e" in text
@@ -165,3 +165,53 @@ def test_tickets_list_into_a_reader_that_goes_away_ends_quietly(tmp_path: Path, 
     assert first.strip()
     assert errors.read_bytes() == b""  # no BrokenPipeError traceback, no "Exception ignored"
     assert code == 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
+
+
+# --- conversations: filters, the assignee column, the conversation view -------------------------------
+
+async def _seed_conversations(url: str) -> None:
+    async with database(url):
+        await Ticket.create(number=1, subject="a", requester="a@example.org", status="open", queue="it",
+                            assignee="bob@example.test")
+        await Ticket.create(number=2, subject="b", requester="b@example.org", status="open", queue="sales")
+        third = await Ticket.create(number=3, subject="c", requester="c@example.org", status="pending", queue="it",
+                                    assignee="bob@example.test")
+        at = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+        first = await Article.create(ticket=third, direction="in", sender="c@example.org", text="Help", created_at=at)
+        note = await Article.create(ticket=third, direction="in", sender="bob@example.test", author="agent",
+                                    internal=True, text="Call\x1b[2J her\n> Help", new_text="Call\x1b[2J her",
+                                    created_at=at + timedelta(hours=1))
+        await Event.create(ticket=third, what="created", detail={"article": first.id}, at=at)
+        await Event.create(ticket=third, what="article", detail={"article": note.id}, at=at + timedelta(hours=1))
+        await Event.create(ticket=third, what="status_changed", who="bob@example.test",
+                           detail={"from": "open", "to": "pending"}, at=at + timedelta(hours=1))
+
+
+@pytest.fixture
+def conversations(tmp_path: Path) -> Path:
+    config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
+    asyncio.run(_seed_conversations(load_config(config).database_url))
+    return config
+
+
+def test_tickets_list_filters_by_status_queue_and_assignee(conversations: Path) -> None:
+    listed = cli_json(conversations, "tickets", "list", "--json", "--status", "open", "--queue", "it",
+                      "--assignee", "BOB@example.test")
+    assert [(t["number"], t["assignee"]) for t in listed] == [(1, "bob@example.test")]
+    assert [t["number"] for t in cli_json(conversations, "tickets", "list", "--json", "--queue", "it")] == [3, 1]
+    rows = human(conversations, "tickets", "list", "--status", "open").splitlines()
+    assert [row.split()[:5] for row in rows[:-1]] == [["#2", "open", "P3", "sales", "-"],
+                                                      ["#1", "open", "P3", "it", "bob@example.test"]]
+    assert rows[-1] == "2 ticket(s)"
+
+
+def test_tickets_show_prints_the_conversation_with_notes_and_status_changes(conversations: Path) -> None:
+    text = human(conversations, "tickets", "show", "3")
+    assert "--- [internal note] bob@example.test (agent), 2026-03-02T10:00:00+00:00\n" in text
+    assert text.index("\nHelp\n") < text.index("Call\\x1b[2J her") < text.index("* status open -> pending by bob")
+    assert "> Help" not in text
+    shown = cli_json(conversations, "tickets", "show", "3", "--json")
+    assert [(a["author"], a["internal"], a["new_text"]) for a in shown["articles"]] == [
+        ("customer", False, "Help"), ("agent", True, "Call\x1b[2J her")]
+    assert [(e["what"], e["who"]) for e in shown["events"]] == [
+        ("created", ""), ("article", ""), ("status_changed", "bob@example.test")]

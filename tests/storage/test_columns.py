@@ -133,7 +133,8 @@ async def test_the_postgresql_definitions_are_what_tortoise_creates_on_postgresq
     # (it needs a client only for its capabilities), so a new PostgreSQL database and an
     # upgraded one get the same column types, nullability and defaults.
     async with database(f"sqlite://{tmp_path / 'x.db'}"):  # Tortoise initialised: the models are bound
-        generator = BasePostgresSchemaGenerator(SimpleNamespace(capabilities=Capabilities("postgres")))  # type: ignore[arg-type]
+        client = SimpleNamespace(capabilities=Capabilities("postgres"))
+        generator = BasePostgresSchemaGenerator(client)  # type: ignore[arg-type]
         ddl = {model._meta.db_table: generator._get_table_sql(model, True)["table_creation_string"]
                for model in (Ticket, Participant, Article, Event)}
     for table, column, _, postgres in columns.ADDED:
