@@ -18,6 +18,7 @@ from daemon.config_agents import AgentConfig, Team
 from daemon.filters import Decision
 from daemon.parsers.model import ParsedMessage
 from daemon.relay import relay_draft, thread_of
+from daemon.threader import subject_tags
 from daemon.ticket_steps import change_status, ticket_view
 from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
 from storage.writes import TicketRow, load_tickets
@@ -54,11 +55,12 @@ async def record(commit: Commit, row: InboundMessage, msg: ParsedMessage, decisi
         return await _refused(commit, row, msg, decision, mail,
                               mail.refused or f"ticket #{mail.ticket_number} does not exist")
     threaded = commit.threads.find(msg)
-    if threaded is not None and threaded.ticket.id != ticket.id:
+    other = next((n for n in subject_tags(msg.subject) if n != ticket.number), None)
+    if other is not None or (threaded is not None and threaded.ticket.id != ticket.id):
         # A token proves one ticket only: answering another with it (a token seen elsewhere) proves nothing.
         return await _refused(commit, row, msg, decision, mail,
                               f"it reached the signed reply address of ticket #{ticket.number} but answers "
-                              f"ticket #{threaded.ticket.number}")
+                              f"ticket #{other if other is not None else threaded.ticket.number}")  # type: ignore[union-attr]
     return await _reply(commit, row, msg, mail.agent, commit.threads.tickets.get(ticket.id, ticket))
 
 

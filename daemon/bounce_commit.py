@@ -36,7 +36,7 @@ async def record_bounce(commit: Commit, row: InboundMessage, msg: ParsedMessage,
                             f"{', '.join(info.get('recipients', []))}".strip())
     suppressed, why = await _suppression(commit, msg, decision, info, sent)
     outcome = f"suppressed {', '.join(suppressed)}: {why}" if suppressed else f"suppressed nothing: {why}"
-    article = await commit.article(ticket, row, msg, internal=True)
+    article = await commit.article(ticket, row, msg, internal=True, author="system")
     if "bounced" not in ticket.tags:
         ticket.tags = [*ticket.tags, "bounced"]
         commit.writes.tags(ticket)
