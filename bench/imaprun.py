@@ -14,7 +14,7 @@ from bench.figures import (Latencies, StartUp, Statements, ack_latencies, count_
                            read_rawlog, start_up)
 from bench.generate import generate
 from bench.history import Cache, History, prefill
-from bench.servers import PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
+from bench.servers import AGENT, PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
 from storage.models import InboundMessage, InboundStatus, Ticket
@@ -44,6 +44,7 @@ class Outcome:
     statements: Statements | None  # the timed process's SQL
     history: History | None
     fsyncs: int | None = None  # fsync + fdatasync calls of the timed process tree (--strace)
+    notifications: int = 0  # mails to the agent (--notify)
 
 
 @dataclass
@@ -89,6 +90,8 @@ def outcome_problems(outcome: Outcome, loaded: Loaded) -> list[str]:
         found.append(f"{acks} acks for {conversations} conversations")
     elif outcome.acks != loaded.conversations:
         found.append("acks went to other recipients than the conversations' senders")
+    if outcome.notifications and outcome.notifications != conversations:
+        found.append(f"{outcome.notifications} notifications for {conversations} new tickets")
     if outcome.latencies.unmatched:
         found.append(f"{outcome.latencies.unmatched} acks match no outbox row")
     return found
@@ -140,18 +143,20 @@ class Before:
 def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
             history: History | None) -> Outcome:
     """Tickets, quarantine, acknowledgements and their latencies, after the run."""
-    delivered = [(str(m.message.get("Message-ID", "")), m.received_at) for m in sink.messages]
+    customers = [m for m in sink.messages if AGENT not in m.rcpt_tos]
+    delivered = [(str(m.message.get("Message-ID", "")), m.received_at) for m in customers]
     return Outcome(
+        notifications=len(sink.messages) - len(customers),
         tickets=count_rows(database, Ticket, before.ticket),
         quarantined=count_rows(database, InboundMessage, before.inbound, (InboundStatus.QUARANTINED,)),
-        acks=Counter(rcpt for message in sink.messages for rcpt in message.rcpt_tos),
+        acks=Counter(rcpt for message in customers for rcpt in message.rcpt_tos),
         latencies=ack_latencies(delivered, read_outbox(database)),
         statements=Statements.load(statements), history=history)
 
 
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
             history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False,
-            cache: Cache | None = None, samples: bool = False) -> Result:
+            cache: Cache | None = None, samples: bool = False, notify: bool = False) -> Result:
     """One complete benchmark run in ``workdir``."""
     fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
@@ -163,7 +168,7 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
             continue_uids(dovecot, USER, HISTORY_UIDVALIDITY, history + 1)
         loaded = load(dovecot, n, seed)
         database = workdir / "ticketd.db"
-        config = write_imap_config(workdir / "ticketd.toml", database, dovecot, sink)
+        config = write_imap_config(workdir / "ticketd.toml", database, dovecot, sink, notify=notify)
         filled = None
         if history:
             filled = (cache.prefill(config, database, history, seed, HISTORY_UIDVALIDITY) if cache

@@ -82,6 +82,8 @@ def _outcome(result_outcome: Outcome, conversations: int) -> None:
     acks = sum(result_outcome.acks.values())
     print(f"  tickets:      {result_outcome.tickets} created for {conversations} conversations")
     print(f"  acks:         {acks} delivered for {conversations} conversations")
+    if result_outcome.notifications:
+        print(f"  notified:     {result_outcome.notifications} mails to the agent (--notify)")
     print(f"  quarantined:  {result_outcome.quarantined}")
 
 

@@ -64,9 +64,12 @@ from = "Example Support <{USER}>"
 """
 
 
-def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink) -> Path:
-    """ticketd fetching from the private Dovecot's INBOX, flagging what it processed \\Seen."""
-    path.write_text(_common(database, sink) + f"""
+def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink, notify: bool = False) -> Path:
+    """ticketd fetching from the private Dovecot's INBOX, flagging what it processed \\Seen.
+
+    ``notify``: with an agent whom every new ticket notifies (issue 8's figure).
+    """
+    path.write_text(_common(database, sink) + (_team(path.parent) if notify else "") + f"""
 [[mailboxes]]
 name = "{MAILBOX}"
 address = "{USER}"
@@ -80,6 +83,26 @@ password = "{PASSWORD}"
 folder = "INBOX"
 """)
     return path
+
+
+AGENT = "agent@example.test"  # notified of every new ticket with --notify
+
+
+def _team(directory: Path) -> str:
+    key = directory / "signing.key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    key.chmod(0o600)
+    return f"""
+[signing]
+secret_file = "{key}"
+
+[[agents]]
+name = "Bench Agent"
+address = "{AGENT}"
+
+[queues.{MAILBOX}]
+notify = ["{AGENT}"]
+"""
 
 
 def write_lmtp_config(path: Path, database: Path, sink: SmtpSink, listen: str) -> Path:

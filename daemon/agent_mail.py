@@ -26,6 +26,7 @@ class AgentMail:
     ticket_number: int | None  # the ticket it is a reply to; None when refused
     refused: str = ""  # why it is not taken as the agent's reply ("" when it is)
     tell_agent: bool = True  # not for his autoresponder's mail: a notice would only feed it
+    authenticated: bool = True  # False when the trusted MTA's Authentication-Results did not pass
 
     @property
     def accepted(self) -> bool:
@@ -40,16 +41,16 @@ def agent_mail(msg: ParsedMessage, team: Team, bases: tuple[str, ...],
     signing = team.signing
     if agent is None or signing is None:
         return None
-    number = signed_ticket(msg.headers, bases, signing.key, signing.reply_format)
-    if number is None:
-        return AgentMail(agent, None, "it did not reach a ticket's signed reply address (answer the "
-                                      "notification, or keep its Reply-To address)")
     if signing.require_auth_results:
         domain = agent.address.rpartition("@")[2]
         if not authentication_passed(msg.auth_results, signing.trusted_authserv_id or "", domain):
             return AgentMail(agent, None, "the receiving mail server did not confirm that it came from "
-                                          f"{domain} (Authentication-Results)")
+                                          f"{domain} (Authentication-Results)", authenticated=False)
     automatic = automatic_reason(msg, own_addresses)
     if automatic:
         return AgentMail(agent, None, f"it is automatic mail ({automatic})", tell_agent=False)
+    number = signed_ticket(msg.headers, bases, signing.key, signing.reply_format)
+    if number is None:
+        return AgentMail(agent, None, "it did not reach a ticket's signed reply address (answer the "
+                                      "notification, or keep its Reply-To address)")
     return AgentMail(agent, number)

@@ -51,6 +51,10 @@ async def record(commit: Commit, row: InboundMessage, msg: ParsedMessage, decisi
     if mail.accepted and mail.ticket_number is not None:
         found = await load_tickets(set(), {mail.ticket_number})
         ticket = found[0] if found else None
+    if ticket is None and mail.ticket_number is None and mail.authenticated and mail.tell_agent:
+        away = await _away_mail(commit, row, msg, mail.agent)
+        if away is not None:
+            return away
     if ticket is None:
         return await _refused(commit, row, msg, decision, mail,
                               mail.refused or f"ticket #{mail.ticket_number} does not exist")
@@ -99,6 +103,7 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
             "None of its commands was run:", *plan.errors, "Correct the command and send the reply again."])
         log.warning("ticket #%d: commands of %s refused: %s", ticket.number, agent.address, "; ".join(plan.errors))
         return Outcome(row.id, row.status, ticket.number, False, 1)
+    await _followers(commit, ticket, plan, agent)  # first: a follower added now gets this reply
     relayed = 0
     if not parsed.note and (parsed.text.strip() or _attachments(msg)):
         relayed = await _relay(commit, ticket, agent, parsed.text, msg)
@@ -109,6 +114,40 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
     log.info("%s agent %s %s ticket #%d", msg.message_id or "(no Message-ID)", agent.address,
              "noted on" if parsed.note else "answered", ticket.number)
     return Outcome(row.id, row.status, ticket.number, False, relayed)
+
+
+async def _away_mail(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent: AgentConfig) -> Outcome | None:
+    """``#away [until DATE]`` or ``#back`` mailed to the support address: no ticket is about it.
+
+    No token proves such mail (an agent writes it fresh), so the agent is told what was set: a
+    forged one is seen at once, and it only keeps new tickets from being assigned to him.
+    """
+    from daemon.commit import Outcome
+
+    parsed = commands.parse(_new_text(msg))
+    names = {c.name for c in parsed.commands}
+    if parsed.errors or names not in ({"away"}, {"back"}):
+        return None
+    await AgentAway.filter(address=agent.address).delete()
+    if names == {"away"}:
+        until = commands.away_until(parsed.commands[-1])
+        await AgentAway.create(address=agent.address, until=until, since=commit.now)
+        said = f"You are away until {until:%Y-%m-%d %H:%M} UTC" if until else "You are away until you send #back"
+    else:
+        said = "You are back"
+    row.status, row.reason = InboundStatus.PROCESSED, f"agent command from {agent.address}: {parsed.commands[-1].line}"
+    from daemon.notices import notice_draft
+
+    draft = notice_draft(commit.config, agent.address, said, [
+        said + ": new tickets are " + ("not " if names == {"away"} else "") + "assigned to you.",
+        "If you did not send this, reply with #back (or #away) to set it right."],
+        in_reply_to=msg.message_id)
+    commit.writes.outbound(ticket_id=None, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
+                           recipients=list(draft.recipients), recipient=agent.address, automatic=True,
+                           raw_bytes=draft.raw)
+    commit.drafts += 1
+    log.info("agent %s: %s", agent.address, said)
+    return Outcome(row.id, row.status, None, False, 1, row.reason)
 
 
 def _new_text(msg: ParsedMessage) -> str:
@@ -187,10 +226,6 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         commit.writes.event(ticket.id, "assigned", {"to": plan.assignee.address}, who=who)
         if plan.assignee.address != agent.address:
             _assigned(commit, ticket, plan.assignee)
-    for action, address in plan.cc:
-        await _follow(ticket.id, address, action == "add")
-        commit.writes.event(ticket.id, "cc_" + ("added" if action == "add" else "removed"), {"address": address},
-                            who=who)
     if plan.away is not None:
         until = commands.away_until(plan.away)
         await AgentAway.filter(address=who).delete()
@@ -202,6 +237,13 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         await Ticket.filter(id=ticket.id).update(updated_at=now, **updates)
     if wanted is not None and wanted != ticket.status:
         await change_status(commit, ticket, wanted, who)
+
+
+async def _followers(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConfig) -> None:
+    for action, address in plan.cc:
+        await _follow(ticket.id, address, action == "add")
+        commit.writes.event(ticket.id, "cc_" + ("added" if action == "add" else "removed"), {"address": address},
+                            who=agent.address)
 
 
 async def _follow(ticket_id: int, address: str, following: bool) -> None:

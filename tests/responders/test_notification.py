@@ -93,7 +93,7 @@ def test_the_new_text_is_shown_when_the_parser_gives_one(tmp_path: Path) -> None
 
 
 def test_a_long_text_is_cut_and_says_so(tmp_path: Path) -> None:
-    message = customer_mail().__class__(**{**vars(customer_mail()), "text": "x" * (MAX_TEXT + 5)})
+    message = replace(customer_mail(), text="x" * (MAX_TEXT + 5), new_text="")
     body = the_draft(notify(config(tmp_path), message=message)).message.get_content()
     assert "x" * MAX_TEXT in body and "x" * (MAX_TEXT + 1) not in body and "5 more characters" in body
 

@@ -1,0 +1,91 @@
+"""The life cycle through the real pipeline and database, on a simulated clock.
+
+Customer replies reopen or do not; closed tickets past the window get a linked follow-up; the
+timed steps (reminder, auto-solve, auto-close) run once each, and never after the state left.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from storage.db import database
+from storage.models import DueStep
+from tests.support.desk import ALICE, Desk, config
+
+async def test_thanks_keep_a_solved_ticket_solved_and_anything_else_reopens_it(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("My printer is broken.")
+        await desk.agent(1, "#status solved\nFixed it remotely.")
+        assert (await desk.ticket(1))["status"] == "solved" and await desk.sent("survey") == 1
+        await desk.customer("Thanks, that fixed it!", 1)
+        detail = await desk.ticket(1)
+        assert detail["status"] == "solved" and "thanks" in [e["what"] for e in detail["events"]]
+        await desk.customer("It broke again this morning.", 1)
+        detail = await desk.ticket(1)
+        assert (detail["status"], detail["reopen_count"]) == ("open", 1)
+        # Reopened: the auto-close scheduled at "solved" must never run.
+        assert await DueStep.filter(kind="auto_close", done_at=None).count() == 0
+        assert await desk.later(timedelta(days=30)) == 0 and (await desk.ticket(1))["status"] == "open"
+
+
+async def test_pending_gets_one_reminder_then_is_solved_then_closed_each_step_once(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Where is my order?")
+        await desk.agent(1, "#status pending\nWhich order number?")
+        assert await desk.later(timedelta(hours=71)) == 0
+        assert await desk.later(timedelta(hours=2)) == 1  # 73 h: the reminder
+        assert await desk.sent("pending_reminder") == 1 and (await desk.ticket(1))["status"] == "pending"
+        assert await desk.later(timedelta(seconds=1)) == 0  # run once only
+        assert await desk.later(timedelta(days=5)) == 1  # 7 days of silence: solved, with the survey
+        detail = await desk.ticket(1)
+        assert detail["status"] == "solved" and detail["solved_at"] is not None and await desk.sent("survey") == 1
+        assert await desk.later(timedelta(days=4)) == 1
+        detail = await desk.ticket(1)
+        assert detail["status"] == "closed" and detail["closed_at"] is not None
+        whos = [(e["what"], e["who"], e["detail"].get("to")) for e in detail["events"] if e["what"] == "status_changed"]
+        assert whos == [("status_changed", ALICE, "pending"), ("status_changed", "system", "solved"),
+                        ("status_changed", "system", "closed")]
+        assert await desk.later(timedelta(days=365)) == 0
+
+
+async def test_a_customer_answer_cancels_the_pending_steps(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Refund please.")
+        await desk.agent(1, "#status pending\nWhich order?")
+        await desk.later(timedelta(hours=1))
+        await desk.customer("Order 1234.", 1)
+        assert (await desk.ticket(1))["status"] == "open"
+        assert await desk.later(timedelta(days=10)) == 0 and await desk.sent("pending_reminder") == 0
+
+
+async def test_automatic_mail_never_moves_a_ticket(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Question.")
+        await desk.agent(1, "#status pending\nAnd which version?")
+        await desk.customer("I am out of the office.", 1, extra="Auto-Submitted: auto-replied")
+        assert (await desk.ticket(1))["status"] == "pending"
+
+
+async def test_a_reply_to_a_long_closed_ticket_opens_a_linked_one(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Account locked.")
+        await desk.agent(1, "#status closed\nUnlocked.")
+        desk.clock.now += timedelta(days=3)
+        await desk.customer("Locked again!", 1)
+        assert (await desk.ticket(1))["status"] == "open"  # within the reopen window
+        await desk.agent(1, "#status closed\nUnlocked again.")
+        desk.clock.now += cfg.lifecycle.reopen_window + timedelta(days=1)
+        outcome = await desk.customer("And again, months later.", 1)
+        assert outcome.new_ticket and outcome.ticket_number == 2
+        assert (await desk.ticket(2))["linked_to"] == 1 and (await desk.ticket(1))["status"] == "closed"
