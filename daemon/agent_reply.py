@@ -19,7 +19,7 @@ from daemon.filters import Decision
 from daemon.parsers.model import ParsedMessage
 from daemon.relay import relay_draft, thread_of
 from daemon.threader import subject_tags
-from daemon.ticket_steps import change_status, ticket_view
+from daemon.ticket_steps import change_status, notify_assignee
 from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
 from storage.writes import TicketRow, load_tickets
 
@@ -225,7 +225,7 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         updates["assignee"] = plan.assignee.address
         commit.writes.event(ticket.id, "assigned", {"to": plan.assignee.address}, who=who)
         if plan.assignee.address != agent.address:
-            _assigned(commit, ticket, plan.assignee)
+            notify_assignee(commit, ticket, plan.assignee.address)
     if plan.away is not None:
         until = commands.away_until(plan.away)
         await AgentAway.filter(address=who).delete()
@@ -249,20 +249,6 @@ async def _followers(commit: Commit, ticket: TicketRow, plan: Plan, agent: Agent
 async def _follow(ticket_id: int, address: str, following: bool) -> None:
     if not await Participant.filter(ticket_id=ticket_id, email=address).update(following=following) and following:
         await Participant.create(ticket_id=ticket_id, email=address, following=True)
-
-
-def _assigned(commit: Commit, ticket: TicketRow, assignee: AgentConfig) -> None:
-    from daemon.notices import assigned_draft
-    from daemon.signing import reply_address
-
-    signing = commit.config.team.signing
-    address = reply_address(_base(commit), ticket.number, signing.key, signing.reply_format)
-    commit._outbound_row(ticket, assigned_draft(commit.config, assignee.address, ticket_view(ticket), address))
-
-
-def _base(commit: Commit) -> str:
-    points = (*commit.config.mailboxes, *commit.config.addresses)
-    return next((p.address for p in points if p.name == commit.mailbox), commit.config.smtp.from_address)
 
 
 def _notice(commit: Commit, ticket: TicketRow, agent: AgentConfig, msg: ParsedMessage, subject: str,

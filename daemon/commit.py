@@ -203,6 +203,8 @@ class Commit:
                            **({"linked_to": linked.number} if linked else {})}, who=_who(msg))
         if reply is not None:
             await customer_reply.apply(self, ticket, reply, _who(msg))
+        if match is None and respond:
+            await self._assign(ticket, msg)
         drafts = self._respond(ticket, msg, match is None, decision, rules) if respond else []
         for draft in drafts:
             self._outbound_row(ticket, draft)
@@ -211,6 +213,14 @@ class Commit:
                  "opened" if match is None else "added to", ticket.number,
                  f"{ticket.priority} {ticket.queue}" if match is None else f"threaded by {match.how}")
         return Outcome(row.id, row.status, ticket.number, match is None, len(drafts))
+
+    async def _assign(self, ticket: TicketRow, msg: ParsedMessage) -> None:
+        team = self.config.team
+        queue = team.queue(ticket.queue) if team is not None else None
+        if queue is not None and (queue.assign != "none" or queue.unassigned_timeout):
+            from daemon.ticket_steps import assign_new
+
+            await assign_new(self, ticket, msg.new_text or msg.text, queue)
 
     def _outbound_row(self, ticket: TicketRow, draft: Draft) -> None:
         recipient = draft.recipients[0].lower() if draft.recipients else ""

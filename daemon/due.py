@@ -18,9 +18,9 @@ from tortoise.transactions import in_transaction
 from daemon import lifecycle
 from daemon.commit import Commit
 from daemon.relay import thread_of
-from daemon.ticket_steps import change_status, ticket_view
+from daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
 from storage.errors import TemporaryFailure, describe, is_temporary
-from storage.models import DueStep
+from storage.models import DueStep, Ticket
 from storage.writes import load_tickets
 
 if TYPE_CHECKING:
@@ -90,6 +90,30 @@ async def _run(commit: Commit, kind: str, ticket) -> None:  # type: ignore[no-un
         await change_status(commit, ticket, lifecycle.SOLVED, "system")
     elif kind == lifecycle.AUTO_CLOSE and ticket.status == lifecycle.SOLVED:
         await change_status(commit, ticket, lifecycle.CLOSED, "system")
+    elif kind == UNASSIGNED_REPORT and ticket.status not in (lifecycle.SOLVED, lifecycle.CLOSED):
+        if not await _report_unassigned(commit, ticket):
+            return
     else:
         return
     log.info("ticket #%d: %s", ticket.number, kind)
+
+
+async def _report_unassigned(commit: Commit, ticket) -> bool:  # type: ignore[no-untyped-def]
+    """Tell the queue's lead (else its agents) that nobody took the ticket; False if someone did."""
+    if (await Ticket.filter(id=ticket.id).first().values("assignee"))["assignee"]:
+        return False
+    from daemon.notices import notice_draft
+
+    team = commit.config.team
+    queue = team.queue(ticket.queue) if team is not None else None
+    if queue is None:
+        return False
+    targets = (queue.lead,) if queue.lead else queue.recipients
+    waited = round(queue.unassigned_timeout or 0)
+    for address in targets:
+        commit._outbound_row(ticket, notice_draft(
+            commit.config, address, f"Unassigned: [#{ticket.number}] {ticket.subject}",
+            [f"Ticket #{ticket.number} in queue {ticket.queue} has had no assignee for {waited // 60} minutes.",
+             "Answer its notification with #assign ADDRESS to give it to someone."], kind="unassigned_report"))
+    commit.writes.event(ticket.id, "unassigned_reported", {"to": list(targets)}, who="system")
+    return True

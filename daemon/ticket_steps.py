@@ -6,6 +6,7 @@ the scheduler (daemon.due), always inside a commit group's transaction.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from daemon import lifecycle
@@ -16,6 +17,9 @@ from storage.writes import TicketRow
 
 if TYPE_CHECKING:
     from daemon.commit import Commit
+    from daemon.config_agents import QueueConfig
+
+UNASSIGNED_REPORT = "unassigned_report"  # a new ticket nobody took within its queue's timeout
 
 
 def ticket_view(ticket: TicketRow, fired_rules: tuple[str, ...] = ()) -> TicketView:
@@ -61,3 +65,37 @@ async def _survey(commit: Commit, ticket: TicketRow) -> None:
     draft = survey_draft(commit.config, ticket_view(ticket), ticket.requester, thread.in_reply_to, thread.references)
     commit._outbound_row(ticket, draft)
     commit.writes.event(ticket.id, "survey_sent", {"to": ticket.requester}, who="system")
+
+
+async def assign_new(commit: Commit, ticket: TicketRow, text: str, queue: QueueConfig) -> None:
+    """A new ticket's assignee, by its queue's rule; the assignee is told in person.
+
+    Left unassigned, it is reported after the queue's ``unassigned_timeout`` (a timed step).
+    """
+    from daemon.assign import choose
+
+    await commit.writes.flush()  # the open-ticket counts must see this group's new tickets
+    team = commit.config.team
+    choice = await choose(team, queue, text, tuple(ticket.tags), commit.now) if queue.assign != "none" else None
+    agent = getattr(choice, "agent", None)
+    if agent is not None:
+        await Ticket.filter(id=ticket.id).update(assignee=agent.address)
+        commit.writes.event(ticket.id, "assigned", {"to": agent.address, "how": choice.how}, who="system")
+        notify_assignee(commit, ticket, agent.address)
+        return
+    if choice is not None:
+        commit.writes.event(ticket.id, "unassigned", {"reason": getattr(choice, "reason", "")}, who="system")
+    if queue.unassigned_timeout:
+        await DueStep.create(ticket_id=ticket.id, kind=UNASSIGNED_REPORT, created_at=commit.now,
+                             due_at=commit.now + timedelta(seconds=queue.unassigned_timeout))
+
+
+def notify_assignee(commit: Commit, ticket: TicketRow, address: str) -> None:
+    from daemon.notices import assigned_draft
+    from daemon.signing import reply_address
+
+    signing = commit.config.team.signing
+    points = (*commit.config.mailboxes, *commit.config.addresses)
+    base = next((p.address for p in points if p.name == commit.mailbox), commit.config.smtp.from_address)
+    reply = reply_address(base, ticket.number, signing.key, signing.reply_format)
+    commit._outbound_row(ticket, assigned_draft(commit.config, address, ticket_view(ticket), reply))
