@@ -126,6 +126,9 @@ class Ticket(Model):
 
     class Meta:
         table = "ticket"
+        # Each assignment counts the open tickets of the queue's agents (daemon.assign): without
+        # it that count walks every ticket with the status, a table that grows with the history.
+        indexes = (("assignee", "status"),)
 
 
 class Participant(Model):
