@@ -9,7 +9,7 @@ agent told why.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from daemon import commands, lifecycle
@@ -55,6 +55,10 @@ async def record(commit: Commit, row: InboundMessage, msg: ParsedMessage, decisi
         away = await _away_mail(commit, row, msg, mail.agent)
         if away is not None:
             return away
+        if commit.config.lifecycle.forwarded_on_behalf:
+            forwarded = await _forwarded(commit, row, msg, decision, mail.agent)
+            if forwarded is not None:
+                return forwarded
     if ticket is None:
         return await _refused(commit, row, msg, decision, mail,
                               mail.refused or f"ticket #{mail.ticket_number} does not exist")
@@ -148,6 +152,32 @@ async def _away_mail(commit: Commit, row: InboundMessage, msg: ParsedMessage, ag
     commit.drafts += 1
     log.info("agent %s: %s", agent.address, said)
     return Outcome(row.id, row.status, None, False, 1, row.reason)
+
+
+async def _forwarded(commit: Commit, row: InboundMessage, msg: ParsedMessage, decision: Decision | None,
+                     agent: AgentConfig) -> Outcome | None:
+    """An agent's ``Fwd:`` of a customer's mail: a ticket for that customer, as if he had written.
+
+    The customer is acknowledged and the queue notified as for any new ticket; the forward as
+    the agent sent it stays stored (inbound_raw), and an event says who forwarded it.
+    """
+    from daemon.forwarded import original
+
+    found = original(msg)
+    if found is None:
+        return None
+    sender = found.sender.email.lower()
+    if sender in commit.config.own_addresses or commit.config.team.agent_by_address(sender) is not None:
+        return None  # an agent forwarding his own or a colleague's mail: no customer to act for
+    on_behalf = replace(msg, from_=found.sender, reply_to=(), sender=None, subject=found.subject or msg.subject,
+                        text=found.text, new_text=found.text, in_reply_to=(), references=())
+    outcome = await commit._to_ticket(row, on_behalf, decision)
+    if row.ticket_id is not None:
+        commit.writes.event(row.ticket_id, "forwarded", {"by": agent.address, "for": sender, "inbound": row.id},
+                            who=agent.address)
+    log.info("%s forwarded by agent %s: ticket #%s for %s", msg.message_id, agent.address, outcome.ticket_number,
+             sender)
+    return outcome
 
 
 def _new_text(msg: ParsedMessage) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from storage.db import database
 from storage.models import AgentAway, InboundMessage, OutboundMessage
 from tests.support.desk import ALICE, ANN, Desk, config
+from tests.support.mail import simple
 
 BOB = "bob@example.test"
 TWO_AGENTS = f"""
@@ -107,3 +108,21 @@ async def test_require_auth_results_trusts_only_the_named_server(tmp_path: Path)
         passed = "Authentication-Results: mx.example.test; dkim=pass header.d=example.test"
         await desk.agent(1, "#status solved\nDone.", extra=passed)
         assert (await desk.ticket(1))["status"] == "solved" and len(await outbound("agent_reply")) == 1
+
+
+async def test_a_forward_from_an_agent_opens_a_ticket_for_the_original_sender(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        body = ("Can you take this one?\n\n---------- Forwarded message ---------\n"
+                "From: Erin Example <erin@example.org>\nDate: Tue, 1 Dec 2026 at 09:12\n"
+                "Subject: Cannot log in\nTo: Alice <alice@example.test>\n\nMy password reset mail never came.\n")
+        outcome = await desk.mail(simple(f"Alice <{ALICE}>", "Fwd: Cannot log in", "<fw1@example.test>",
+                                         body=body.replace("\n", "\r\n"), to="support@example.test"))
+        assert outcome.new_ticket
+        detail = await desk.ticket(outcome.ticket_number)
+        assert (detail["requester"], detail["subject"]) == ("erin@example.org", "Cannot log in")
+        assert "password reset" in detail["articles"][0]["new_text"]
+        assert "forwarded" in [e["what"] for e in detail["events"]]
+        [ack] = await outbound("acknowledgement")
+        assert ack.recipients == ["erin@example.org"]
