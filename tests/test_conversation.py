@@ -15,25 +15,14 @@ from pathlib import Path
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
 from tests.support.daemon import run_once, ticket, tickets, write_config
+from tests.support.desk import ALICE, signing_and_alice
 from tests.support.mail import simple
 
-ALICE = "alice@example.test"
 ANN = "ann@example.org"
 
 
 def team_config(tmp_path: Path, dovecot: Dovecot, user: MailUser, sink: SmtpSink) -> Path:
-    key = tmp_path / "signing.key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    key.chmod(0o600)
-    extra = f"""
-[signing]
-secret_file = "{key}"
-
-[[agents]]
-name = "Alice Agent"
-address = "{ALICE}"
-groups = ["tier1"]
-
+    extra = signing_and_alice(tmp_path, 'groups = ["tier1"]\n') + f"""
 [queues.support]
 notify = ["tier1"]
 lead = "{ALICE}"

@@ -27,17 +27,23 @@ class Clock:
         return self.now
 
 
-def config(tmp_path: Path, more: str = "") -> Config:
+def signing_and_alice(tmp_path: Path, groups: str = "") -> str:
+    """The [signing] table (its key file written, 0600) and Alice as the one [[agents]] entry."""
     key = tmp_path / "signing.key"
-    key.write_text("f" * 64 + "\n")
-    extra = f"""
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    key.chmod(0o600)
+    return f"""
 [signing]
 secret_file = "{key}"
 
 [[agents]]
 name = "Alice Agent"
 address = "{ALICE}"
+{groups}"""
 
+
+def config(tmp_path: Path, more: str = "") -> Config:
+    extra = signing_and_alice(tmp_path) + f"""
 [queues.support]
 notify = ["{ALICE}"]
 {more}"""
