@@ -230,7 +230,10 @@ async def _relay(commit: Commit, ticket: TicketRow, agent: AgentConfig, text: st
         people = await Participant.filter(ticket_id=ticket.id, following=True).values_list("email", flat=True)
         followers = tuple(sorted(p for p in people if p != ticket.requester and team.agent_by_address(p) is None
                                  and p not in commit.config.own_addresses))
-    draft = relay_draft(commit.config, agent, ticket.number, ticket.subject, (ticket.requester,), followers, text,
+    people = ((ticket.requester,) if ticket.requester else ()) + followers
+    if not people:  # a ticket with no address to answer (its first mail had none): the reply stays stored
+        return 0
+    draft = relay_draft(commit.config, agent, ticket.number, ticket.subject, people[:1], people[1:], text,
                         _attachments(msg), await thread_of(ticket.id))
     commit._outbound_row(ticket, draft)
     return 1
