@@ -13,7 +13,7 @@ from daemon.lifecycle import LifecycleConfig
 
 MAX_SECONDS = 100 * 365 * 86400
 # What daemon.lifecycle.is_thanks makes of a mail's words: letters, an apostrophe inside, single spaces.
-_PHRASE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?(?: [^\W\d_]+(?:'[^\W\d_]+)?)*")
+_PHRASE = r"[^\W\d_]+(?:'[^\W\d_]+)?(?: [^\W\d_]+(?:'[^\W\d_]+)?)*"  # compiled when phrases are given
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _SECONDS = "a positive number of seconds ({example} for {words})"
 _DURATIONS = {  # key: (example, its words), for the error messages
@@ -106,7 +106,7 @@ def _phrases(section: Section) -> tuple[str, ...]:
     phrases: list[str] = []
     for i, value in enumerate(values):
         phrase = " ".join(value.lower().split()) if isinstance(value, str) else ""
-        if not _PHRASE.fullmatch(phrase):  # punctuation or digits could never match the words of a mail
+        if not re.fullmatch(_PHRASE, phrase):  # punctuation or digits could never match the words of a mail
             section.fail(f"thanks_phrases[{i}]", 'a phrase like "thank you" (words of letters, spaces between)',
                          value)
         phrases.append(phrase)
