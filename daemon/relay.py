@@ -66,13 +66,24 @@ def relay_draft(config: Config, agent: AgentConfig, number: int, subject: str, r
         message["In-Reply-To"] = one_line(thread.in_reply_to)
     if thread.references:
         message["References"] = one_line(" ".join(thread.references), 1900)
+    # A lone surrogate (undecodable bytes of the agent's mail) would make the whole reply unsendable.
+    text = text.encode("utf-8", "replace").decode("utf-8")
     message.set_content(text if text.endswith("\n") else text + "\n")
     for item in attachments:
-        maintype, _, subtype = (item.content_type.lower() if "/" in item.content_type
-                                else "application/octet-stream").partition("/")
+        maintype, subtype = _mime_type(item.content_type)
         # The name is display data: one line, no path (a client would show "..\evil" as given).
         filename = one_line(item.filename.replace("\\", "/").rsplit("/", 1)[-1], 200) or "attachment"
-        message.add_attachment(item.content, maintype=maintype, subtype=subtype or "octet-stream",
-                               filename=filename)
+        message.add_attachment(item.content, maintype=maintype, subtype=subtype, filename=filename)
     return Draft("agent_reply", smtp.envelope_from, (*recipients, *cc), message_id, message.as_bytes(),
                  automatic=False)
+
+
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$&-^_.+")  # RFC 6838 4.2 restricted names
+
+
+def _mime_type(value: str) -> tuple[str, str]:
+    """The attachment's type as two RFC 6838 names; application/octet-stream when it has none."""
+    maintype, _, subtype = value.split(";", 1)[0].strip().lower().partition("/")
+    if maintype and subtype and set(maintype) <= _TOKEN and set(subtype) <= _TOKEN and maintype != "multipart":
+        return maintype, subtype
+    return "application", "octet-stream"
