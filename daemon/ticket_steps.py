@@ -23,13 +23,8 @@ UNASSIGNED_REPORT = "unassigned_report"  # a new ticket nobody took within its q
 
 
 def ticket_view(ticket: TicketRow, fired_rules: tuple[str, ...] = ()) -> TicketView:
-    view = TicketView(ticket.number, ticket.subject, ticket.status, ticket.priority, ticket.category, ticket.queue,
-                      ticket.requester, ticket.requester_name, tuple(ticket.tags))
-    if fired_rules and hasattr(view, "fired_rules"):
-        from dataclasses import replace
-
-        view = replace(view, fired_rules=fired_rules)
-    return view
+    return TicketView(ticket.number, ticket.subject, ticket.status, ticket.priority, ticket.category, ticket.queue,
+                      ticket.requester, ticket.requester_name, tuple(ticket.tags), fired_rules)
 
 
 async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, reopened: bool = False) -> None:
