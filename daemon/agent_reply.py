@@ -19,7 +19,7 @@ from daemon.filters import Decision
 from daemon.parsers.model import ParsedMessage
 from daemon.relay import relay_draft, thread_of
 from daemon.threader import subject_tags
-from daemon.ticket_steps import change_status, notify_assignee
+from daemon.ticket_steps import change_status, notify_assignee, restart_steps
 from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
 from storage.writes import TicketRow, load_tickets
 
@@ -270,6 +270,8 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         await Ticket.filter(id=ticket.id).update(updated_at=now, **updates)
     if wanted is not None and wanted != ticket.status:
         await change_status(commit, ticket, wanted, who)
+    elif relayed and ticket.status == lifecycle.PENDING:  # asked again: the silence counts from now
+        await restart_steps(commit, ticket)
 
 
 async def _followers(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConfig) -> None:

@@ -29,7 +29,7 @@ def ticket_view(ticket: TicketRow, fired_rules: tuple[str, ...] = ()) -> TicketV
 
 async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, reopened: bool = False) -> None:
     """Move ``ticket`` to ``new``: cancel what the old state scheduled, schedule what the new one does."""
-    old, now, config = ticket.status, commit.now, commit.config.lifecycle
+    old, now = ticket.status, commit.now
     updates: dict[str, Any] = {"status": new, "updated_at": now}
     if new == lifecycle.SOLVED:
         updates["solved_at"] = now
@@ -40,15 +40,25 @@ async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, r
         updates["reopen_count"] = int(current["reopen_count"] or 0) + 1
     await Ticket.filter(id=ticket.id).update(**updates)
     ticket.status = new  # later messages of this group see it (daemon.threader keeps this object)
-    cancelled = lifecycle.STEPS_OF.get(old, ())
-    if cancelled:
-        await DueStep.filter(ticket_id=ticket.id, done_at=None, kind__in=list(cancelled)).update(done_at=now)
-    for kind, due_at in lifecycle.due_steps(new, now, config):
-        await DueStep.create(ticket_id=ticket.id, kind=kind, due_at=due_at, created_at=now)
+    await _reschedule(commit, ticket.id, old, new)
     commit.writes.event(ticket.id, "status_changed", {"from": old, "to": new, **({"reopened": True} if reopened
                                                                                  else {})}, who=who)
     if new == lifecycle.SOLVED and commit.config.survey.enabled and ticket.requester:
         await _survey(commit, ticket)
+
+
+async def restart_steps(commit: Commit, ticket: TicketRow) -> None:
+    """The timed steps of the ticket's state, counted again from now (an agent asked once more)."""
+    await _reschedule(commit, ticket.id, ticket.status, ticket.status)
+
+
+async def _reschedule(commit: Commit, ticket_id: int, old: str, new: str) -> None:
+    """Cancel what ``old`` scheduled and schedule what ``new`` does (each step a row, run once)."""
+    cancelled = lifecycle.STEPS_OF.get(old, ())
+    if cancelled:
+        await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__in=list(cancelled)).update(done_at=commit.now)
+    for kind, due_at in lifecycle.due_steps(new, commit.now, commit.config.lifecycle):
+        await DueStep.create(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
 
 
 async def _survey(commit: Commit, ticket: TicketRow) -> None:

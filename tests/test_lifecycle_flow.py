@@ -89,3 +89,16 @@ async def test_a_reply_to_a_long_closed_ticket_opens_a_linked_one(tmp_path: Path
         outcome = await desk.customer("And again, months later.", 1)
         assert outcome.new_ticket and outcome.ticket_number == 2
         assert (await desk.ticket(2))["linked_to"] == 1 and (await desk.ticket(1))["status"] == "closed"
+
+
+async def test_asking_again_while_pending_counts_the_silence_from_then(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Broken.")
+        await desk.agent(1, "#status pending\nWhich version?")
+        assert await desk.later(timedelta(hours=48)) == 0
+        await desk.agent(1, "Just checking: which version do you run?")  # still pending, asked anew
+        assert await desk.later(timedelta(hours=48)) == 0  # 96 h after the first, 48 h after the second
+        assert await desk.later(timedelta(hours=25)) == 1  # 73 h after the second: the reminder
+        assert await desk.sent("pending_reminder") == 1
