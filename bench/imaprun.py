@@ -16,7 +16,7 @@ from bench.generate import generate
 from bench.history import Cache, History, prefill
 from bench.servers import AGENT, PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
 from devtools.dovecot import Dovecot
-from devtools.smtpsink import SmtpSink
+from bench.leansink import LeanSink
 from storage.models import InboundMessage, InboundStatus, Ticket
 
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
@@ -140,7 +140,7 @@ class Before:
         self.inbound = max_id(database, InboundMessage)
 
 
-def outcome(database: Path, sink: SmtpSink, before: Before, statements: Path,
+def outcome(database: Path, sink: LeanSink, before: Before, statements: Path,
             history: History | None) -> Outcome:
     """Tickets, quarantine, acknowledgements and their latencies, after the run."""
     customers = [m for m in sink.messages if AGENT not in m.rcpt_tos]
@@ -160,7 +160,7 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
     """One complete benchmark run in ``workdir``."""
     fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
-    sink = SmtpSink()
+    sink = LeanSink()
     dovecot.start()
     sink.start()
     try:

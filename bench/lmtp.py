@@ -21,7 +21,7 @@ from bench.generate import GeneratedMessage, generate
 from bench.history import Cache, prefill
 from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, fresh, outcome, outcome_problems
 from bench.servers import USER, write_lmtp_config
-from devtools.smtpsink import SmtpSink
+from bench.leansink import LeanSink
 from storage.models import InboundMessage, InboundStatus
 
 POLL = 0.05
@@ -99,7 +99,7 @@ def push(path: Path, messages: Iterable[GeneratedMessage], recipient: str = USER
     return pushed
 
 
-def wait_until_done(database: Path, sink: SmtpSink, before: Before, n: int, acks: int, start: float,
+def wait_until_done(database: Path, sink: LeanSink, before: Before, n: int, acks: int, start: float,
                     deadline: float) -> tuple[float | None, float | None]:
     """Seconds after ``start`` (perf_counter) until all n rows are final, and until all acks came."""
     processed = acknowledged = None
@@ -118,7 +118,7 @@ def run_lmtp(n: int, seed: int, workdir: Path, *, timeout: float = 3600.0, histo
     fresh(workdir)
     socket_path = workdir / "lmtp.sock"
     socket_path.unlink(missing_ok=True)
-    sink = SmtpSink()
+    sink = LeanSink()
     sink.start()
     try:
         messages = list(generate(n, seed, to=USER))

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from devtools.dovecot import Dovecot
+from bench.leansink import LeanSink
 from devtools.smtpsink import SmtpSink
 
 USER, PASSWORD = "support@example.test", "secret"
@@ -46,7 +47,7 @@ def continue_uids(dovecot: Dovecot, user: str, uidvalidity: int, next_uid: int) 
     os.chown(uidlist, owner.st_uid, owner.st_gid)
 
 
-def _common(database: Path, sink: SmtpSink) -> str:
+def _common(database: Path, sink: SmtpSink | LeanSink) -> str:
     # The loop guard (3 automatic mails per recipient an hour by default) is lifted: generated
     # customers open several tickets within minutes, and each one must be acknowledged.
     return f"""\
@@ -64,7 +65,7 @@ from = "Example Support <{USER}>"
 """
 
 
-def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink, notify: bool = False) -> Path:
+def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink | LeanSink, notify: bool = False) -> Path:
     """ticketd fetching from the private Dovecot's INBOX, flagging what it processed \\Seen.
 
     ``notify``: with an agent whom every new ticket notifies (issue 8's figure).
@@ -105,7 +106,7 @@ notify = ["{AGENT}"]
 """
 
 
-def write_lmtp_config(path: Path, database: Path, sink: SmtpSink, listen: str) -> Path:
+def write_lmtp_config(path: Path, database: Path, sink: SmtpSink | LeanSink, listen: str) -> Path:
     """ticketd listening for LMTP on ``listen`` (a socket path or HOST:PORT), no IMAP at all."""
     path.write_text(_common(database, sink) + f"""
 [lmtp]
