@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from daemon import commands, lifecycle
@@ -20,6 +21,8 @@ from daemon.parsers.model import ParsedMessage
 from daemon.relay import relay_draft, thread_of
 from daemon.threader import subject_tags
 from daemon.ticket_steps import change_status, notify_assignee, restart_steps
+from tortoise.expressions import F
+
 from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
 from storage.writes import TicketRow, load_tickets
 
@@ -63,12 +66,14 @@ async def record(commit: Commit, row: InboundMessage, msg: ParsedMessage, decisi
         return await _refused(commit, row, msg, decision, mail,
                               mail.refused or f"ticket #{mail.ticket_number} does not exist")
     threaded = commit.threads.find(msg)
-    other = next((n for n in subject_tags(msg.subject) if n != ticket.number), None)
-    if other is not None or (threaded is not None and threaded.ticket.id != ticket.id):
+    answered = [n for n in subject_tags(msg.subject) if n != ticket.number]
+    if threaded is not None and threaded.ticket.id != ticket.id:
+        answered.append(threaded.ticket.number)
+    if answered:
         # A token proves one ticket only: answering another with it (a token seen elsewhere) proves nothing.
         return await _refused(commit, row, msg, decision, mail,
                               f"it reached the signed reply address of ticket #{ticket.number} but answers "
-                              f"ticket #{other if other is not None else threaded.ticket.number}")  # type: ignore[union-attr]
+                              f"ticket #{answered[0]}")
     return await _reply(commit, row, msg, mail.agent, commit.threads.tickets.get(ticket.id, ticket))
 
 
@@ -132,24 +137,19 @@ async def _away_mail(commit: Commit, row: InboundMessage, msg: ParsedMessage, ag
     names = {c.name for c in parsed.commands}
     if parsed.errors or names not in ({"away"}, {"back"}):
         return None
-    await AgentAway.filter(address=agent.address).delete()
-    if names == {"away"}:
-        until = commands.away_until(parsed.commands[-1])
-        await AgentAway.create(address=agent.address, until=until, since=commit.now)
-        said = f"You are away until {until:%Y-%m-%d %H:%M} UTC" if until else "You are away until you send #back"
-    else:
+    away = parsed.commands[-1] if names == {"away"} else None
+    until = await _set_away(commit, agent.address, away)
+    if away is None:
         said = "You are back"
+    else:
+        said = f"You are away until {until:%Y-%m-%d %H:%M} UTC" if until else "You are away until you send #back"
     row.status, row.reason = InboundStatus.PROCESSED, f"agent command from {agent.address}: {parsed.commands[-1].line}"
     from daemon.notices import notice_draft
 
-    draft = notice_draft(commit.config, agent.address, said, [
-        said + ": new tickets are " + ("not " if names == {"away"} else "") + "assigned to you.",
+    commit._outbound_row(None, notice_draft(commit.config, agent.address, said, [
+        said + ": new tickets are " + ("not " if away is not None else "") + "assigned to you.",
         "If you did not send this, reply with #back (or #away) to set it right."],
-        in_reply_to=msg.message_id)
-    commit.writes.outbound(ticket_id=None, kind=draft.kind, message_id=draft.message_id, mail_from=draft.mail_from,
-                           recipients=list(draft.recipients), recipient=agent.address, automatic=True,
-                           raw_bytes=draft.raw)
-    commit.drafts += 1
+        in_reply_to=msg.message_id))
     log.info("agent %s: %s", agent.address, said)
     return Outcome(row.id, row.status, None, False, 1, row.reason)
 
@@ -244,10 +244,8 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
     now, who = commit.now, agent.address
     updates: dict[str, Any] = {}
     if relayed:
-        current = await Ticket.filter(id=ticket.id).first().values("first_response_at", "agent_replies")
-        updates["agent_replies"] = int(current["agent_replies"] or 0) + 1
-        if current["first_response_at"] is None:
-            updates["first_response_at"] = now
+        updates["agent_replies"] = F("agent_replies") + 1
+        await Ticket.filter(id=ticket.id, first_response_at=None).update(first_response_at=now)
     if plan.priority and plan.priority != ticket.priority:
         commit.writes.event(ticket.id, "priority_changed", {"from": ticket.priority, "to": plan.priority}, who=who)
         updates["priority"] = ticket.priority = plan.priority
@@ -259,12 +257,8 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         commit.writes.event(ticket.id, "assigned", {"to": plan.assignee.address}, who=who)
         if plan.assignee.address != agent.address:
             notify_assignee(commit, ticket, plan.assignee.address)
-    if plan.away is not None:
-        until = commands.away_until(plan.away)
-        await AgentAway.filter(address=who).delete()
-        await AgentAway.create(address=who, until=until, since=now)
-    if plan.back:
-        await AgentAway.filter(address=who).delete()
+    if plan.away is not None or plan.back:
+        await _set_away(commit, who, plan.away)
     wanted = plan.status if note else lifecycle.agent_reply(ticket.status, plan.status)
     if updates:
         await Ticket.filter(id=ticket.id).update(updated_at=now, **updates)
@@ -272,6 +266,16 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
         await change_status(commit, ticket, wanted, who)
     elif relayed and ticket.status == lifecycle.PENDING:  # asked again: the silence counts from now
         await restart_steps(commit, ticket)
+
+
+async def _set_away(commit: Commit, address: str, away: commands.Command | None) -> datetime | None:
+    """``#away`` (its end, None for open-ended) or, with ``away`` None, ``#back``: assignment skips the away."""
+    await AgentAway.filter(address=address).delete()
+    if away is None:
+        return None
+    until = commands.away_until(away)
+    await AgentAway.create(address=address, until=until, since=commit.now)
+    return until
 
 
 async def _followers(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConfig) -> None:

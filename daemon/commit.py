@@ -145,8 +145,7 @@ class Commit:
             return None
         from daemon.agent_mail import agent_mail  # with agents only: `ingest` starts once per message
 
-        bases = tuple(p.address for p in (*self.config.mailboxes, *self.config.addresses))
-        return agent_mail(msg, team, bases, self.config.own_addresses)
+        return agent_mail(msg, team, self.config.support_addresses, self.config.own_addresses)
 
     def _collision(self, row: InboundMessage, candidates: list[Earlier]) -> None:
         """A different message with a Message-ID we know: processed as its own, and noted."""
@@ -222,7 +221,7 @@ class Commit:
 
             await assign_new(self, ticket, msg.new_text or msg.text, queue)
 
-    def _outbound_row(self, ticket: TicketRow, draft: Draft) -> None:
+    def _outbound_row(self, ticket: TicketRow | None, draft: Draft) -> None:
         recipient = draft.recipients[0].lower() if draft.recipients else ""
         self.drafts += 1
         if draft.automatic:
@@ -231,10 +230,11 @@ class Commit:
         if smtp.bounce_key is not None and mail_from.lower() == smtp.envelope_from.lower():
             # A return address only this message has: its bounce can prove it answers our mail.
             mail_from = verp.envelope_sender(smtp.envelope_from, draft.message_id, smtp.bounce_key)
-        self.writes.outbound(ticket_id=ticket.id, kind=draft.kind, message_id=draft.message_id, mail_from=mail_from,
-                             recipients=list(draft.recipients), recipient=recipient, automatic=draft.automatic,
-                             raw_bytes=draft.raw)
-        self.threads.add_outbound(draft.message_id, ticket.id)
+        self.writes.outbound(ticket_id=ticket.id if ticket else None, kind=draft.kind, message_id=draft.message_id,
+                             mail_from=mail_from, recipients=list(draft.recipients), recipient=recipient,
+                             automatic=draft.automatic, raw_bytes=draft.raw)
+        if ticket is not None:  # a notice about no ticket (an agent's #away) threads nowhere
+            self.threads.add_outbound(draft.message_id, ticket.id)
 
     async def _new_ticket(self, msg: ParsedMessage, rules: Classification, decision: Decision | None,
                           linked: TicketRow | None = None) -> TicketRow:

@@ -125,6 +125,16 @@ class Config:
     survey: Any = None  # daemon.config_lifecycle.SurveyConfig ([survey])
     notifications: Any = None  # daemon.config_lifecycle.NotificationsConfig: template paths ([notifications])
 
+    @property
+    def support_addresses(self) -> tuple[str, ...]:
+        """Every [[mailboxes]] and [[addresses]] address: the bases of signed reply addresses."""
+        return tuple(p.address for p in (*self.mailboxes, *self.addresses))
+
+    def support_address(self, name: str) -> str:
+        """The address of the mailbox (or piped address) called ``name``, else smtp.from's."""
+        point = self.intake(name) if name else None
+        return point.address if point is not None else self.smtp.from_address
+
     def intake(self, name: str | None) -> MailboxConfig | AddressConfig | None:
         """The mailbox or address called ``name``; with None the first address, then mailbox."""
         points: tuple[AddressConfig | MailboxConfig, ...] = (*self.addresses, *self.mailboxes)

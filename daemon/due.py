@@ -21,7 +21,7 @@ from daemon.relay import thread_of
 from daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
 from storage.errors import TemporaryFailure, describe, is_temporary
 from storage.models import DueStep, Ticket
-from storage.writes import load_tickets
+from storage.writes import TicketRow, load_tickets
 
 if TYPE_CHECKING:
     from daemon.pipeline import Processor
@@ -66,9 +66,9 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
 async def _one(processor: Processor, step_id: int) -> int:
     async with processor.write_turn.exclusive(), in_transaction():
         commit = Commit(processor, "")
-        step = await DueStep.filter(id=step_id, done_at=None).first()
-        if step is None or not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
-            return 0  # run or cancelled meanwhile
+        if not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
+            return 0  # run or cancelled meanwhile: the UPDATE is the claim
+        step = await DueStep.get(id=step_id)
         found = await load_tickets({step.ticket_id}, set())
         if found:
             await _run(commit, step.kind, found[0])
@@ -78,7 +78,7 @@ async def _one(processor: Processor, step_id: int) -> int:
     return 1
 
 
-async def _run(commit: Commit, kind: str, ticket) -> None:  # type: ignore[no-untyped-def]
+async def _run(commit: Commit, kind: str, ticket: TicketRow) -> None:
     if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
         from daemon.notices import reminder_draft
 
@@ -98,7 +98,7 @@ async def _run(commit: Commit, kind: str, ticket) -> None:  # type: ignore[no-un
     log.info("ticket #%d: %s", ticket.number, kind)
 
 
-async def _report_unassigned(commit: Commit, ticket) -> bool:  # type: ignore[no-untyped-def]
+async def _report_unassigned(commit: Commit, ticket: TicketRow) -> bool:
     """Tell the queue's lead (else its agents) that nobody took the ticket; False if someone did."""
     if (await Ticket.filter(id=ticket.id).first().values("assignee"))["assignee"]:
         return False

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from daemon import lifecycle
 from daemon.relay import thread_of
 from daemon.responders import TicketView
+from tortoise.expressions import F
+
 from storage.models import DueStep, Ticket
 from storage.writes import TicketRow
 
@@ -36,8 +38,7 @@ async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, r
     if new == lifecycle.CLOSED:
         updates["closed_at"] = now
     if reopened:
-        current = await Ticket.filter(id=ticket.id).first().values("reopen_count")
-        updates["reopen_count"] = int(current["reopen_count"] or 0) + 1
+        updates["reopen_count"] = F("reopen_count") + 1
     await Ticket.filter(id=ticket.id).update(**updates)
     ticket.status = new  # later messages of this group see it (daemon.threader keeps this object)
     await _reschedule(commit, ticket.id, old, new)
@@ -100,7 +101,6 @@ def notify_assignee(commit: Commit, ticket: TicketRow, address: str) -> None:
     from daemon.signing import reply_address
 
     signing = commit.config.team.signing
-    points = (*commit.config.mailboxes, *commit.config.addresses)
-    base = next((p.address for p in points if p.name == commit.mailbox), commit.config.smtp.from_address)
-    reply = reply_address(base, ticket.number, signing.key, signing.reply_format)
+    reply = reply_address(commit.config.support_address(commit.mailbox), ticket.number, signing.key,
+                          signing.reply_format)
     commit._outbound_row(ticket, assigned_draft(commit.config, address, ticket_view(ticket), reply))

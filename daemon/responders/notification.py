@@ -49,8 +49,7 @@ class Notification:
 
     def base_address(self, mailbox: str) -> str:
         """The support address the ticket came in on, whose signed form its agents answer to."""
-        point = self.config.intake(mailbox) if mailbox else None
-        return point.address if point is not None else self.config.smtp.from_address
+        return self.config.support_address(mailbox)
 
     def _draft(self, ctx: ResponseContext, recipients: tuple[str, ...], reply_to: str) -> Draft:
         ticket, message, smtp = ctx.ticket, ctx.message, self.config.smtp
