@@ -177,6 +177,25 @@ class TracedConnection(sqlite3.Connection):
         super().close()
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process, by thread name ("main" first).
+
+    Tells whether one thread (the event loop) is the wall: its seconds against the run's.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    spent: dict[str, float] = {}
+    for task in sorted(Path("/proc/self/task").iterdir(), key=lambda p: int(p.name)):
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        tid = int(task.name)
+        name = "main" if tid == os.getpid() else names.get(tid, f"thread-{tid}")
+        spent[name] = spent.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return spent
+
+
 _real_connect = sqlite3.connect
 
 
@@ -192,7 +211,7 @@ def install(out: Path) -> None:
 
     def write() -> None:
         if os.getpid() == owner:
-            out.write_text(json.dumps(TALLY.as_json(), indent=1))
+            out.write_text(json.dumps({**TALLY.as_json(), "threads": thread_cpu()}, indent=1))
 
     atexit.register(write)
 

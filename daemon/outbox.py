@@ -16,7 +16,9 @@ from tortoise.expressions import F
 from tortoise.queryset import QuerySet
 
 from daemon.config import SmtpConfig
+from daemon import outbox_pipeline as pipeline
 from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
+from daemon.outbox_pipeline import FirstFlight
 from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
 from daemon.outgoing import one_line
 from daemon.sent import Accepted, SentLedger
@@ -174,14 +176,20 @@ class OutboxSender:
 
     async def _transaction(self, lane: int, row: OutboundMessage) -> Accepted:
         """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
-        smtp, envelope = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
-        for recipient in envelope.recipients:          # an inbound transaction: no 250 yet
-            try:
-                await smtp.rcpt(recipient, encoding=envelope.encoding)
-            except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
-                raise _Unsendable(str(exc)) from None
+        smtp, envelope, flight = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
+        if flight is None:  # no PIPELINING: command by command, an inbound transaction still has no 250
+            for recipient in envelope.recipients:
+                try:
+                    await smtp.rcpt(recipient, encoding=envelope.encoding)
+                except ValueError as exc:  # an address aiosmtplib will not put on the wire (a control)
+                    raise _Unsendable(str(exc)) from None
+        elif (refusal := flight.refusal()) is not None:
+            raise refusal
         async with self.write_turn.shared() as send:
-            await smtp.data(row.raw_bytes)
+            if flight is None:
+                await smtp.data(row.raw_bytes)
+            else:
+                await pipeline.send_content(smtp, row.raw_bytes, self.config.timeout)
             send.accepted()
             accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
             await accepted.tried.wait()
@@ -198,17 +206,20 @@ class OutboxSender:
         report.sent += 1
         log.info("sent %s (%s) to %s", row.message_id, row.kind, one_line(", ".join(row.recipients)))
 
-    async def _begin(self, lane: int, row: OutboundMessage) -> tuple[aiosmtplib.SMTP, Envelope]:
-        """Send MAIL FROM (reconnecting once if the kept connection was closed): everything up to
-        here is session level, except a recipient this server cannot take (EnvelopeError, raised
-        before MAIL)."""
+    async def _begin(self, lane: int, row: OutboundMessage) -> tuple[aiosmtplib.SMTP, Envelope, FirstFlight | None]:
+        """Send MAIL FROM (with RCPT TO and DATA where the server offers PIPELINING), reconnecting
+        once if the kept connection was closed: everything up to here is session level, except
+        a recipient this server cannot take (EnvelopeError, raised before MAIL) and the replies
+        to RCPT and DATA in the flight."""
         reused = self.lanes.is_open(lane)
         while True:
             try:
                 smtp = await self.lanes.connection(lane)
                 envelope = plan_envelope(row.mail_from, list(row.recipients), smtp.supports_extension("smtputf8"))
+                if pipeline.offered(smtp):
+                    return smtp, envelope, await pipeline.first_flight(smtp, envelope, self.config.timeout)
                 await smtp.mail(envelope.sender, options=envelope.options, encoding=envelope.encoding)
-                return smtp, envelope
+                return smtp, envelope, None
             except EnvelopeError as exc:
                 if exc.role == "recipient":
                     raise

@@ -42,6 +42,7 @@ def pipe_python(repo: Path, dest: Path, user: str = PIPE_USER) -> Path:
     copied afresh into `dest` and put on PYTHONPATH by the returned launcher script:
     `[launcher, "-m", "daemon", "-c", CONFIG, "ingest"]` is a pipe argv that works.
     """
+    ensure_pipe_user(user)  # the check below runs as him, whether or not a Postfix made him yet
     repo = Path(repo).resolve()
     venv = _pipe_venv(repo / "pyproject.toml")
     code = Path(dest).resolve() / "code"

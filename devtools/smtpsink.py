@@ -90,6 +90,14 @@ class _Handler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does without a hook
+        if not self._sink.pipelining:
+            return responses
+        # aiosmtpd answers pipelined commands one by one, in order, as RFC 2920 asks.
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self._sink._saw("RSET")
         return "250 OK"
@@ -117,7 +125,9 @@ class SmtpSink(ManagedServer):
 
     `refuse_mail` (a reply such as "530 5.7.0 Must issue a STARTTLS command first") answers
     every MAIL FROM while set; `refuse_rcpt` maps a lower-case address to the reply its RCPT
-    gets. `smtputf8=False` starts a server that does not offer SMTPUTF8 (aiosmtpd does by default).
+    gets. `smtputf8=False` starts a server that does not offer SMTPUTF8 (aiosmtpd does by default);
+    `pipelining=False` one that does not offer PIPELINING (offered by default, as by Postfix, Exim
+    and Exchange), so that a client sends command by command.
 
     The server runs on its own event loop in a thread (aiosmtpd's Controller), so it works
     from sync and async tests alike and keeps running while test code blocks.
@@ -126,10 +136,12 @@ class SmtpSink(ManagedServer):
     def __init__(
         self, port: int = 0, *, host: str = LOCALHOST,
         on_message: Callable[[SinkMessage], None] | None = None, smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self.host = host
         self.port = port
         self.smtputf8 = smtputf8
+        self.pipelining = pipelining
         self.mode = Mode.ACCEPT
         self.refuse_mail: str | None = None
         self.refuse_rcpt: dict[str, str] = {}

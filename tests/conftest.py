@@ -99,14 +99,31 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
 
 
+@pytest.fixture(scope="session")
+def plain_smtp_sink() -> Iterator[SmtpSink]:
+    """A session sink that does not offer PIPELINING: the outbox sends command by command."""
+    with SmtpSink(pipelining=False) as sink:
+        yield sink
+
+
+def _clean(sink: SmtpSink) -> Iterator[SmtpSink]:
+    sink.up()
+    sink.clear()
+    yield sink
+    sink.up()
+    sink.clear()
+
+
 @pytest.fixture
 def fresh_sink(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
     """The session sink, listening, empty and accepting, and left listening afterwards."""
-    smtp_sink.up()
-    smtp_sink.clear()
-    yield smtp_sink
-    smtp_sink.up()
-    smtp_sink.clear()
+    yield from _clean(smtp_sink)
+
+
+@pytest.fixture(params=["pipelining", "command-by-command"])
+def either_sink(request: pytest.FixtureRequest, smtp_sink: SmtpSink, plain_smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
+    """``fresh_sink`` offering PIPELINING, then one that does not: the outbox's two ways to send."""
+    yield from _clean(smtp_sink if request.param == "pipelining" else plain_smtp_sink)
 
 
 @pytest.fixture(scope="session")

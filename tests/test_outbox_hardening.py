@@ -41,6 +41,13 @@ def smtp_config(port: int, timeout: float = 5.0, give_up_after: float = 86400.0)
                       give_up_after=give_up_after)
 
 
+
+@pytest.fixture
+def fresh_sink(either_sink: SmtpSink) -> SmtpSink:
+    """Every test here runs against a server with PIPELINING and one without."""
+    return either_sink
+
+
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
     async with database(f"sqlite://{tmp_path}/outbox.db"):

@@ -22,6 +22,7 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "outbox.db"
 
 
+
 @pytest.fixture
 async def db(db_path: Path) -> AsyncIterator[None]:
     async with database(f"sqlite://{db_path}"):
@@ -42,13 +43,13 @@ def other(db_path: Path) -> Iterator[OtherWriter]:
     writer.close()
 
 
-@pytest.fixture
-def locking_sink(other: OtherWriter) -> Iterator[SmtpSink]:
+@pytest.fixture(params=[True, False], ids=["pipelining", "command-by-command"])
+def locking_sink(request: pytest.FixtureRequest, other: OtherWriter) -> Iterator[SmtpSink]:
     """A sink that lets another process take the write lock just before its first 250."""
     def on_message(message: SinkMessage) -> None:
         other.hold(once=True)
 
-    with SmtpSink(on_message=on_message) as sink:
+    with SmtpSink(on_message=on_message, pipelining=request.param) as sink:
         yield sink
 
 
