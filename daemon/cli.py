@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, NoReturn, Sequence
 
+from daemon.logformat import Formatter
 from daemon.terminal import redact_url, safe_line
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> No
     else:
         handler = logging.StreamHandler(sys.stderr)
     if handler.formatter is None:
-        handler.setFormatter(logging.Formatter(fmt))
+        handler.setFormatter(Formatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("aioimaplib", "tortoise", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

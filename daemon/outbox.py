@@ -13,10 +13,10 @@ from typing import Callable
 
 import aiosmtplib
 from tortoise.expressions import F
-from tortoise.queryset import QuerySet
 
 from daemon.config import SmtpConfig
 from daemon import outbox_pipeline as pipeline
+from daemon.outbox_due import Due, due_rows, next_due
 from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from daemon.outbox_pipeline import FirstFlight
 from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
@@ -57,25 +57,6 @@ class _Unsendable(Exception):
     """An address of this row cannot be written in an SMTP command at all."""
 
 
-def due_rows(now: datetime | None, skip: list[int]) -> QuerySet[OutboundMessage]:
-    """Pending rows due at ``now`` (all pending rows if None), oldest first.
-
-    Served by the index on status (or on status and next_try_at): it reads the pending rows,
-    never the history of sent ones.
-    """
-    query = OutboundMessage.filter(status=OutboundStatus.PENDING)
-    if now is not None:
-        query = query.filter(next_try_at__lte=now)
-    if skip:  # accepted by the server, "sent" not committed yet: never send them twice
-        query = query.exclude(id__in=skip)
-    return query.order_by("id")
-
-
-def next_due() -> QuerySet[OutboundMessage]:
-    """The pending row due first (same index as due_rows)."""
-    return OutboundMessage.filter(status=OutboundStatus.PENDING).order_by("next_try_at").only("id", "next_try_at")
-
-
 class OutboxSender:
     """Delivers due outbox rows over a few reused SMTP connections ("lanes").
 
@@ -110,7 +91,7 @@ class OutboxSender:
         which every SMTP read's timeout bounds.
         """
         now = None if ignore_schedule else self.clock()
-        queue = deque(await due_rows(now, self.ledger.unrecorded).limit(self.batch))
+        queue = deque(await due_rows(now, self.ledger.unrecorded, self.batch))
         report = DeliveryReport()
         trouble: list[Unreachable] = []
         lanes = range(min(len(self.lanes), len(queue)))
@@ -132,7 +113,7 @@ class OutboxSender:
         self.totals.add(report)
         return report
 
-    async def _lane(self, lane: int, queue: deque[OutboundMessage], trouble: list[Unreachable],
+    async def _lane(self, lane: int, queue: deque[Due], trouble: list[Unreachable],
                     report: DeliveryReport, deadline: float | None) -> None:
         async with self.write_turn.lane():  # rows in hand: it goes send after send in its slot
             while queue and not trouble and (deadline is None or time.monotonic() < deadline):
@@ -145,7 +126,7 @@ class OutboxSender:
                 finally:
                     self.lanes.touch(lane)
 
-    async def _deliver(self, lane: int, row: OutboundMessage, report: DeliveryReport,
+    async def _deliver(self, lane: int, row: Due, report: DeliveryReport,
                        deadline: float | None) -> None:
         """Send one row; a session problem raises Unreachable, the row's own fate is settled here."""
         try:
@@ -174,7 +155,7 @@ class OutboxSender:
         else:
             await self._record(row, accepted, report, deadline)
 
-    async def _transaction(self, lane: int, row: OutboundMessage) -> Accepted:
+    async def _transaction(self, lane: int, row: Due) -> Accepted:
         """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
         smtp, envelope, flight = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
         if flight is None:  # no PIPELINING: command by command, an inbound transaction still has no 250
@@ -195,7 +176,7 @@ class OutboxSender:
             await accepted.tried.wait()
         return accepted
 
-    async def _record(self, row: OutboundMessage, accepted: Accepted, report: DeliveryReport,
+    async def _record(self, row: Due, accepted: Accepted, report: DeliveryReport,
                       deadline: float | None) -> None:
         """Wait for the row's "sent" commit (a locked database is retried) before the lane goes on."""
         window = await self.ledger.recorded(accepted, deadline)
@@ -206,7 +187,7 @@ class OutboxSender:
         report.sent += 1
         log.info("sent %s (%s) to %s", row.message_id, row.kind, one_line(", ".join(row.recipients)))
 
-    async def _begin(self, lane: int, row: OutboundMessage) -> tuple[aiosmtplib.SMTP, Envelope, FirstFlight | None]:
+    async def _begin(self, lane: int, row: Due) -> tuple[aiosmtplib.SMTP, Envelope, FirstFlight | None]:
         """Send MAIL FROM (with RCPT TO and DATA where the server offers PIPELINING), reconnecting
         once if the kept connection was closed: everything up to here is session level, except
         a recipient this server cannot take (EnvelopeError, raised before MAIL) and the replies
@@ -234,13 +215,13 @@ class OutboxSender:
                 await self.lanes.close(lane)
                 raise Unreachable.of(exc) from None
 
-    async def _fail(self, row: OutboundMessage, reason: str, report: DeliveryReport) -> None:
+    async def _fail(self, row: Due, reason: str, report: DeliveryReport) -> None:
         await OutboundMessage.filter(id=row.id).update(
             status=OutboundStatus.FAILED, attempts=F("attempts") + 1, last_error=reason[:2000])
         report.failed += 1
         log.error("gave up on %s to %s: %s", row.message_id, one_line(", ".join(row.recipients)), reason)
 
-    async def _defer(self, row: OutboundMessage, error: str, report: DeliveryReport, quiet: bool = False) -> None:
+    async def _defer(self, row: Due, error: str, report: DeliveryReport, quiet: bool = False) -> None:
         now = self.clock()
         if now - row.created_at > timedelta(seconds=self.config.give_up_after):
             await self._fail(row, f"gave up after {self.config.give_up_after:.0f} s: {error}", report)

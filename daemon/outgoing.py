@@ -36,14 +36,22 @@ def reply_subject(subject: str, ticket_number: int) -> str:
 def header_line(name: str, value: str) -> bytes:
     """One folded header; RFC 2047-encoded when not ASCII; never more than one logical line."""
     value = one_line(value, 2000)
-    if value.isascii() and len(name) + len(value) < 76:  # the common case needs no folding
-        return f"{name}: {value}\r\n".encode("ascii")
-    try:
-        value.encode("ascii")
-        encoded = Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
-    except UnicodeEncodeError:
-        encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    if value.isascii():
+        return _folded(name, value).encode("ascii")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _folded(name: str, value: str) -> str:
+    """An ASCII header folded at spaces before 78 characters (RFC 5322 2.2.3), as email.header
+    does it, at a tenth of the cost (References of a long thread, for each mail we write)."""
+    line, lines = f"{name}:", []
+    for word in value.split(" "):  # one_line left single spaces only
+        if len(line) + 1 + len(word) > 78 and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    return "\r\n".join([*lines, line]) + "\r\n"
 
 
 def address_header(name: str, display: str, address: str) -> bytes:

@@ -79,6 +79,7 @@ def signed_ticket(headers: Iterable[tuple[str, str]], own_base_addresses: Iterab
     return None
 
 
+@lru_cache(maxsize=32)  # pure, and asked again for every reply address written
 def check_format(fmt: str) -> str:
     """What is wrong with a reply-address format ("" when nothing is)."""
     example = f"a format like {DEFAULT_FORMAT!r}"
@@ -105,6 +106,7 @@ def check_base(base_address: str, fmt: str = DEFAULT_FORMAT) -> str:
     return _check(base_address, fmt, TICKET_DIGITS)
 
 
+@lru_cache(maxsize=256)
 def _check(base: str, fmt: str, digits: int) -> str:
     shown = _tag(fmt, f"<{digits}-digit ticket>", f"<{MAC_CHARS}-character MAC>")
     return tokens.check_base(base, len(_tag(fmt, "9" * digits, "a" * MAC_CHARS)), shown)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from tortoise import connections
 
-from daemon.outbox import due_rows, next_due
+from daemon.outbox_due import due_rows, due_sql, next_due
 from daemon.turn import WriteTurn
 from devtools.smtpsink import SmtpSink
 from storage.db import database
@@ -54,18 +55,28 @@ async def test_sends_wait_out_an_inbound_transaction_then_go_row_after_row_recor
     assert seen_by_tx2 == [6, [OutboundStatus.SENT] * 6]
 
 
-async def _plan(sql: str) -> str:
-    rows = await connections.get("default").execute_query_dict(f"EXPLAIN QUERY PLAN {sql}")
+async def _plan(sql: str, values: list[object] | None = None) -> str:
+    rows = await connections.get("default").execute_query_dict(f"EXPLAIN QUERY PLAN {sql}", values)
     return " | ".join(str(r["detail"]) for r in rows)
 
 
 @pytest.mark.parametrize("query", [
-    lambda: due_rows(START, []).limit(100),
-    lambda: due_rows(None, [1, 2]).limit(100),
-    lambda: next_due().limit(1),
+    lambda: due_sql(START, [], 100),
+    lambda: due_sql(None, [1, 2], 100),
+    lambda: (next_due().limit(1).sql(params_inline=True), None),
 ], ids=["due", "all-pending-but-unrecorded", "next-due"])
 async def test_the_outbox_queries_read_pending_rows_through_an_index_not_the_history(db: None, query) -> None:
-    plan = await _plan(query().sql(params_inline=True))
+    plan = await _plan(*query())
     # A SCAN of the table would read every row ever sent; an index search on status reads
     # only the pending ones (the backlog), however long the history.
     assert "SCAN outbound_message" not in plan and "(status=?" in plan, plan
+
+
+async def test_due_rows_are_what_the_orm_stored_and_only_the_pending_due_ones_oldest_first(db: None) -> None:
+    later = await row("later@example.test", created=START + timedelta(hours=1))
+    first, second = await row("a@example.test"), await row("b@example.test")
+    await OutboundMessage.filter(id=second.id).update(status=OutboundStatus.SENT)
+    due = await due_rows(START, [], 100)
+    assert [d.id for d in due] == [first.id]
+    assert (due[0].recipients, due[0].raw_bytes, due[0].created_at) == (["a@example.test"], first.raw_bytes, START)
+    assert [d.id for d in await due_rows(None, [first.id], 100)] == [later.id]

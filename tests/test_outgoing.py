@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from daemon.outgoing import new_message_id, one_line, reply_subject
+from email.parser import BytesHeaderParser
+
+import pytest
+
+from daemon.outgoing import header_line, new_message_id, one_line, reply_subject
 
 
 def test_reply_subject_adds_re_and_the_tag() -> None:
@@ -32,3 +36,17 @@ def test_message_ids_are_unique_and_use_our_domain() -> None:
 
 def test_another_tickets_tag_is_dropped_from_the_subject() -> None:
     assert reply_subject("Re: Account locked [#1]", 2) == "Re: Account locked [#2]"
+
+
+@pytest.mark.parametrize("value", [
+    "short", "<a@b> " * 30, "x" * 200, "Re: " + "word " * 40 + "[#12]", "a " + "y" * 100 + " b",
+], ids=["short", "references", "one-long-word", "subject", "long-word-inside"])
+def test_ascii_headers_fold_at_spaces_and_unfold_to_the_value(value: str) -> None:
+    line = header_line("References", value)
+    physical = line.decode("ascii").split("\r\n")[:-1]
+    # Every physical line is short unless one word alone is longer; each continuation starts
+    # with a space; unfolding gives the value back.
+    assert all(len(p) <= 78 or len(p.split()) == (2 if i == 0 else 1) for i, p in enumerate(physical))
+    assert all(p.startswith(" ") for p in physical[1:])
+    parsed = BytesHeaderParser().parsebytes(line + b"\r\n")
+    assert " ".join(str(parsed["References"]).split()) == one_line(value)
