@@ -12,7 +12,6 @@ module borrows the connection's transport and gives it back.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,13 +20,11 @@ from typing import Iterator
 import aiosmtplib
 from aiosmtplib import SMTPDataError, SMTPReadTimeoutError, SMTPRecipientRefused, SMTPResponse, SMTPSenderRefused
 from aiosmtplib import SMTPServerDisconnected
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, PERIOD_REGEX, normalize_message_line_endings
 
 from daemon.outbox_envelope import Envelope, EnvelopeError
 
 MAX_LINE = 8192  # as aiosmtplib: a reply line, and a whole reply at four times that
-_PERIOD = re.compile(rb"(?m)^\.")
-_CONTROLS = re.compile(rb"[\x00-\x1f\x7f]")  # CR and LF in particular: no command injection
 
 
 def offered(smtp: aiosmtplib.SMTP) -> bool:
@@ -78,7 +75,7 @@ async def first_flight(smtp: aiosmtplib.SMTP, envelope: Envelope, timeout: float
 
 async def send_content(smtp: aiosmtplib.SMTP, raw: bytes, timeout: float | None) -> SMTPResponse:
     """The message after a 354, dot-stuffed and ended as aiosmtplib's data() does; the 250."""
-    content = _PERIOD.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
+    content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
     with _borrowed(smtp) as replies:
         _transport(smtp).write(content)
         (reply,) = await replies.read(1, timeout)
@@ -89,7 +86,7 @@ async def send_content(smtp: aiosmtplib.SMTP, raw: bytes, timeout: float | None)
 
 def _command(verb: bytes, address: str, encoding: str, options: list[str], role: str) -> bytes:
     line = b" ".join([verb + b"<" + address.encode(encoding) + b">", *(o.encode("ascii") for o in options)])
-    if _CONTROLS.search(line):  # plan_envelope lets none through; this is the wire's own guard
+    if COMMAND_INJECTION_REGEX.search(line):  # plan_envelope lets none through; aiosmtplib's own guard
         raise EnvelopeError(role, f"{role} holds a control character")
     return line + b"\r\n"
 
