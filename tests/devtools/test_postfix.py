@@ -80,8 +80,10 @@ def test_exit_75_defers_and_exit_1_bounces(postfix_factory: Callable[..., Postfi
     assert "try again later" in statuses[tempfail].detail
     assert statuses[broken].status == "bounced"
     assert "status 1" in statuses[broken].detail
-    # The deferred message waits in the queue for its retry; the bounced one is gone.
-    assert [entry["queue_id"] for entry in postfix.queue()] == [tempfail]
+    # The deferred message waits in the queue for its retry; the bounced one is gone. The queue may
+    # also hold Postfix's own bounce notice (a new queue id) for a moment: only ours are compared.
+    queued = {entry["queue_id"] for entry in postfix.queue()}
+    assert (tempfail in queued, broken in queued) == (True, False)
 
 
 def test_the_pipe_user_runs_the_checkouts_ticketd(pipe_python: Path) -> None:
