@@ -1,0 +1,1 @@
+"""Service level targets: business calendars, per-priority policies, due times (pure functions)."""

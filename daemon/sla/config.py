@@ -1,0 +1,243 @@
+"""The ``[sla]`` section: business calendars, targets per priority, queue and tier overrides, escalation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from daemon.config_section import Section
+from daemon.sla.calendar import ALWAYS_OPEN, HOURS_EXPECTED, OFFICE, OFFICE_HOURS, WEEKDAYS, Calendar, parse_hours
+from daemon.sla.policy import (DEFAULT_POLICIES, DURATION_EXPECTED, MAX_BUSINESS_DAYS, MAX_TARGET, PRIORITIES,
+                               TARGETS, BusinessDays, Policy, Target, format_duration, parse_duration)
+
+BUILT_IN = "24x7"  # always open; cannot be redefined
+DATE_EXPECTED = 'a date like "2026-12-24" or a range like "2026-12-25..2026-12-26"'
+HOLIDAYS_EXPECTED = 'an array of dates like "2026-12-24" and ranges like "2026-12-25..2026-12-26"'
+MAX_HOLIDAY_RANGE = 366  # days; a longer range is a typo in a year
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+AFTER_EXPECTED = 'a duration like "0m", "30m" or "4h" (after the breach)'
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    tier: str  # who takes the ticket over, e.g. "Tier 2"
+    after: timedelta  # after the breach
+    notify: tuple[str, ...]  # group names or addresses
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    calendars: dict[str, Calendar]  # always holds "24x7" and "office"
+    policies: dict[str, Policy]  # P1..P4, every one present
+    queue_policies: dict[str, dict[str, Policy]]  # queue -> the priorities it overrides, merged
+    tier_policies: dict[str, dict[str, Policy]]  # tier -> the priorities it overrides, merged
+    escalation: tuple[EscalationStep, ...] = ()  # in order, each `after` at least the one before
+
+    def policy(self, priority: str, queue: str | None = None, tier: str | None = None) -> Policy:
+        """The most specific policy: the tier's, else the queue's, else the global one."""
+        for table, name in ((self.tier_policies, tier), (self.queue_policies, queue)):
+            found = table.get(name, {}).get(priority) if name is not None else None
+            if found is not None:
+                return found
+        return self.policies[priority]
+
+    def calendar(self, policy: Policy) -> Calendar:
+        return self.calendars[policy.calendar_name]
+
+
+DEFAULT = SlaConfig({BUILT_IN: ALWAYS_OPEN, "office": OFFICE}, dict(DEFAULT_POLICIES), {}, {})
+
+
+def sla_config(section: Section) -> SlaConfig:
+    """Read ``[sla]``; without it (or any of its tables) the issue's defaults apply."""
+    calendars = _calendars(section.sub("calendars", {}))
+    policies = _policies(section.sub("policies", {}), DEFAULT_POLICIES, calendars)
+    queues = _overrides(section.sub("queues", {}), policies, calendars)
+    tiers = _overrides(section.sub("tiers", {}), policies, calendars)
+    escalation = _escalation(section)
+    section.done()
+    return SlaConfig(calendars, policies, queues, tiers, escalation)
+
+
+def _calendars(section: Section) -> dict[str, Calendar]:
+    calendars = {BUILT_IN: ALWAYS_OPEN, "office": OFFICE}
+    for name in section.data:
+        if name == BUILT_IN:
+            section.fail(name, f'a calendar name other than "{BUILT_IN}" (built in: always open)')
+        calendars[name] = _calendar(section.sub(name))
+    section.done()
+    return calendars
+
+
+def _calendar(section: Section) -> Calendar:
+    zone = _timezone(section)
+    hours = _hours(section.sub("hours")) if "hours" in section.data else OFFICE_HOURS
+    days = _holidays(section)
+    country, subdivision = _country(section)
+    section.done()
+    try:
+        return Calendar(zone, hours, days, country=country, subdivision=subdivision)
+    except ValueError:  # the only check left to it: not one open minute in the week
+        section.fail("hours", "open hours on at least one day of the week")
+        raise AssertionError("unreachable") from None
+
+
+def _timezone(section: Section) -> ZoneInfo:
+    expected = 'an IANA time zone like "Europe/Berlin" or "UTC"'
+    name = section.get("timezone", str, "UTC", expected=expected)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: "", "../x", absolute paths
+        section.fail("timezone", expected, name)
+        raise AssertionError("unreachable") from None
+
+
+def _hours(section: Section) -> dict[int, tuple[Any, ...]]:
+    """Days not named are closed all day."""
+    hours = {}
+    for weekday, name in enumerate(WEEKDAYS):
+        text = section.get(name, str, None, expected=HOURS_EXPECTED)
+        if text is None:
+            continue
+        try:
+            hours[weekday] = parse_hours(text)
+        except ValueError as exc:
+            why = "" if str(exc) == HOURS_EXPECTED else f" ({exc})"
+            section.fail(name, HOURS_EXPECTED + why, text)
+    section.done()  # "monday" or "Mon" stops here, named
+    return hours
+
+
+def _holidays(section: Section) -> frozenset[date]:
+    values: list[Any] = section.get("holidays", list, [], expected=HOLIDAYS_EXPECTED)
+    days: set[date] = set()
+    for i, value in enumerate(values):
+        first, last = _holiday_range(section, f"holidays[{i}]", value)
+        days.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return frozenset(days)
+
+
+def _holiday_range(section: Section, key: str, value: Any) -> tuple[date, date]:
+    # TOML's own dates (holidays = [2026-12-24]) are dates already.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value, value
+    if not isinstance(value, str):
+        section.fail(key, DATE_EXPECTED, value)
+    parts = [_date(section, key, part.strip(), value) for part in value.split("..")]
+    if len(parts) > 2:
+        section.fail(key, DATE_EXPECTED, value)
+    first, last = parts[0], parts[-1]
+    if last < first:
+        section.fail(key, "a range whose end is not before its start", value)
+    if (last - first).days >= MAX_HOLIDAY_RANGE:
+        section.fail(key, f"a range of at most {MAX_HOLIDAY_RANGE} days", value)
+    return first, last
+
+
+def _date(section: Section, key: str, text: str, value: str) -> date:
+    try:
+        if _DATE.fullmatch(text):
+            return date.fromisoformat(text)
+    except ValueError:  # 2026-02-30
+        pass
+    section.fail(key, DATE_EXPECTED, value)
+    raise AssertionError("unreachable")
+
+
+def _country(section: Section) -> tuple[str | None, str | None]:
+    country = section.get("country", str, None, expected='a country code like "DE"')
+    subdivision = section.get("subdivision", str, None, expected='a subdivision code like "BY"')
+    if country is None:
+        if subdivision is not None:
+            section.fail("subdivision", 'a country with it (country = "DE")', subdivision)
+        return None, None
+    import holidays  # ~100 ms: only for calendars with public holidays
+
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        section.fail("country", 'a country code of the holidays package, like "DE" or "AT"', country)
+    if subdivision is not None and subdivision not in supported[country]:
+        section.fail("subdivision", f"a subdivision of {country}: " + " | ".join(supported[country]), subdivision)
+    return country, subdivision
+
+
+def _policies(section: Section, bases: dict[str, Policy], calendars: dict[str, Calendar]) -> dict[str, Policy]:
+    """Every priority, each key missing from a table taken from ``bases``."""
+    policies = {prio: _policy(section.sub(prio, {}), bases[prio], calendars) for prio in PRIORITIES}
+    section.done()  # "P5" or "p1" stops here
+    return policies
+
+
+def _overrides(section: Section, policies: dict[str, Policy],
+               calendars: dict[str, Calendar]) -> dict[str, dict[str, Policy]]:
+    """[sla.queues.NAME.P1] / [sla.tiers.NAME.P1]: only the priorities named, merged over the global ones."""
+    result = {}
+    for name in section.data:
+        table = section.sub(name)
+        result[name] = {prio: _policy(table.sub(prio), policies[prio], calendars)
+                        for prio in PRIORITIES if prio in table.data}
+        table.done()
+    section.done()
+    return result
+
+
+def _policy(section: Section, base: Policy, calendars: dict[str, Calendar]) -> Policy:
+    name = section.get("calendar", str, base.calendar_name,
+                       expected=f'a calendar name ("{BUILT_IN}" or a [sla.calendars.NAME] table)')
+    if name not in calendars:
+        section.fail("calendar", "one of " + " | ".join(calendars), name)
+    targets = {key: _target(section, key, getattr(base, key)) for key in TARGETS}
+    section.done()
+    return Policy(name, **targets)
+
+
+def _target(section: Section, key: str, default: Target | None) -> Target | None:
+    text = section.get(key, str, None, expected=DURATION_EXPECTED)
+    if text is None:
+        return default
+    try:
+        target = parse_duration(text)
+    except ValueError:
+        section.fail(key, DURATION_EXPECTED, text)
+        raise AssertionError("unreachable") from None
+    if isinstance(target, BusinessDays) and not 0 < target.days <= MAX_BUSINESS_DAYS:
+        section.fail(key, f"1 to {MAX_BUSINESS_DAYS} business days", text)
+    if isinstance(target, timedelta) and not timedelta(0) < target <= MAX_TARGET:
+        # 0 would breach at creation; "none" says "no target" instead.
+        section.fail(key, f'a duration above 0m and at most {MAX_TARGET.days}d, or "none"', text)
+    return target
+
+
+def _escalation(section: Section) -> tuple[EscalationStep, ...]:
+    raw: list[Any] = section.get("escalation", list, [], expected="an array of [[sla.escalation]] tables")
+    steps: list[EscalationStep] = []
+    for i, item in enumerate(raw):
+        table = Section(section.file, section.key(f"escalation[{i}]"), item)
+        step = _step(table)
+        if steps and step.after < steps[-1].after:  # the order is the order of escalation
+            table.fail("after", f"at least the step before's {format_duration(steps[-1].after)}", item["after"])
+        if any(s.tier == step.tier for s in steps):
+            table.fail("tier", "a tier not named by an earlier step", step.tier)
+        steps.append(step)
+    return tuple(steps)
+
+
+def _step(section: Section) -> EscalationStep:
+    tier = section.get("tier", str, expected='a tier name like "Tier 2"').strip()
+    if not tier:
+        section.fail("tier", 'a tier name like "Tier 2"', tier)
+    text = section.get("after", str, expected=AFTER_EXPECTED)
+    try:
+        after = parse_duration(text)
+    except ValueError:
+        after = None
+    if not isinstance(after, timedelta) or after > MAX_TARGET:
+        section.fail("after", AFTER_EXPECTED, text)
+    notify: list[Any] = section.get("notify", list, expected="an array of group names or addresses")
+    if not notify or not all(isinstance(n, str) and n.strip() for n in notify):
+        section.fail("notify", "a non-empty array of group names or addresses", notify)
+    section.done()
+    return EscalationStep(tier, after, tuple(n.strip() for n in notify))  # type: ignore[arg-type]
