@@ -124,6 +124,8 @@ class Config:
     lifecycle: Any = None  # daemon.lifecycle.LifecycleConfig ([lifecycle]; defaults without it)
     survey: Any = None  # daemon.config_lifecycle.SurveyConfig ([survey])
     notifications: Any = None  # daemon.config_lifecycle.NotificationsConfig: template paths ([notifications])
+    # daemon.sla.config.SlaConfig: business calendars, targets, escalation; None without [sla] (no clocks run)
+    sla: Any = None
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -198,9 +200,20 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     from daemon.config_lifecycle import load_lifecycle
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
+    sla = _sla(top)
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla)
+
+
+def _sla(top: Section) -> Any:
+    """``[sla]`` when the file has one (an empty table means the defaults); imported only then."""
+    if "sla" not in top.data:
+        top.seen.add("sla")
+        return None
+    from daemon.sla.config import sla_config
+
+    return sla_config(top.sub("sla"))
 
 
 def _database_url(section: Section) -> str:

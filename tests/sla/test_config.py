@@ -187,3 +187,14 @@ def _calendar(extra: str) -> str:
 ])
 def test_errors_name_the_key_and_what_was_expected(text: str, message: str) -> None:
     assert message in refused(text)
+
+
+def test_the_daemon_config_reads_sla_only_when_the_file_has_it(tmp_path: Path) -> None:
+    from daemon.config import load_config
+    from tests.test_config import MINIMUM, write
+
+    assert load_config(write(tmp_path, MINIMUM), environ={}).sla is None
+    loaded = load_config(write(tmp_path, MINIMUM + '\n[sla.policies.P2]\nfirst_response = "2h"\n'), environ={})
+    assert loaded.sla.policy("P2").first_response == timedelta(hours=2)
+    with pytest.raises(ConfigError, match=r"sla\.policies\.P2\.first_respons: unknown key"):
+        load_config(write(tmp_path, MINIMUM + '\n[sla.policies.P2]\nfirst_respons = "2h"\n'), environ={})
