@@ -75,13 +75,29 @@ async def first_flight(smtp: aiosmtplib.SMTP, envelope: Envelope, timeout: float
 
 async def send_content(smtp: aiosmtplib.SMTP, raw: bytes, timeout: float | None) -> SMTPResponse:
     """The message after a 354, dot-stuffed and ended as aiosmtplib's data() does; the 250."""
-    content = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
+    content = stuffed(raw)
     with _borrowed(smtp) as replies:
         _transport(smtp).write(content)
         (reply,) = await replies.read(1, timeout)
     if reply.code != 250:
         raise SMTPDataError(reply.code, reply.message)
     return reply
+
+
+def stuffed(raw: bytes) -> bytes:
+    """The content as aiosmtplib's data() sends it: CRLF line ends, leading dots doubled, the end mark.
+
+    Its two regexes cost 10-15 us each on a 2 KB mail; our own mail is CRLF already and rarely
+    has a line starting with a dot, which three C-speed counts and a find tell first.
+    """
+    crlf = raw.count(b"\r\n")
+    if crlf != raw.count(b"\n") or crlf != raw.count(b"\r"):  # a bare CR or LF somewhere
+        raw = normalize_message_line_endings(raw)
+    elif not raw.endswith(b"\r\n"):
+        raw += b"\r\n"
+    if raw.startswith(b".") or b"\n." in raw:
+        raw = PERIOD_REGEX.sub(b"..", raw)
+    return raw + b".\r\n"
 
 
 def _command(verb: bytes, address: str, encoding: str, options: list[str], role: str) -> bytes:

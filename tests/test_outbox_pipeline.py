@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from daemon.outbox_pipeline import _Replies
+from daemon.outbox_pipeline import _Replies, stuffed
 from devtools.postfix import Postfix
 from devtools.smtpsink import SmtpSink
 from storage.db import database
@@ -182,3 +183,13 @@ async def test_a_connection_that_ends_mid_flight_raises_instead_of_waiting() -> 
     replies.connection_lost(None)
     with pytest.raises(ConnectionError):
         await replies.read(2, timeout=5)
+
+
+def test_stuffed_content_is_exactly_what_aiosmtplib_would_send() -> None:
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    rng = random.Random(7)
+    samples = [b"", b".", b"\r", b"\n", b"a\r\n", b".x\r\n.y", b"a\r\r\n", b"a\n\r.b", b"\r\n.\r\n"]
+    samples += [bytes(rng.choice(b"a.\r\n") for _ in range(rng.randrange(12))) for _ in range(3000)]
+    for raw in samples:
+        assert stuffed(raw) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n", raw
