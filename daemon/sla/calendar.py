@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -110,15 +110,20 @@ def day_spans(cal: Calendar, day: date) -> list[Span]:
         return []
     raw = sorted((_instant(day, start, cal.timezone), _instant(day, end, cal.timezone, end=True))
                  for start, end in cal.hours.get(day.weekday(), ()))
-    spans: list[Span] = []
-    for start, end in raw:
-        if start >= end:  # wholly inside a skipped hour
+    return merged_spans(raw)  # a span wholly inside a skipped hour is empty and dropped
+
+
+def merged_spans(spans: Iterable[Span]) -> list[Span]:
+    """Sorted spans with the empty ones dropped and the overlapping ones joined."""
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if start >= end:
             continue
-        if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
-            spans.append((start, end))
-    return spans
+            merged.append((start, end))
+    return merged
 
 
 def _spans_after(cal: Calendar, t: datetime, until: datetime | None = None) -> Iterator[Span]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from daemon.sla.calendar import Calendar, add_business, business_between
+from daemon.sla.calendar import Calendar, add_business, business_between, merged_spans
 from daemon.sla.policy import Policy, Target, budget
 
 WARN_FRACTION = 0.75  # warned once this share of the budget is used
@@ -96,17 +96,8 @@ def _moment(cal: Calendar, start: datetime, amount: timedelta, pauses: list[tupl
 
 def _pauses(pending: Sequence[Pause], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """Pending intervals clipped to [start, end), sorted and merged, so no time is subtracted twice."""
-    clipped = sorted((max(a.astimezone(UTC), start), min(b.astimezone(UTC) if b is not None else end, end))
-                     for a, b in pending)
-    merged: list[tuple[datetime, datetime]] = []
-    for a, b in clipped:
-        if a >= b:
-            continue
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
+    return merged_spans((max(a.astimezone(UTC), start), min(b.astimezone(UTC) if b is not None else end, end))
+                        for a, b in pending)
 
 
 def _pending_at(pending: Sequence[Pause], now: datetime) -> bool:
