@@ -79,7 +79,12 @@ async def _one(processor: Processor, step_id: int) -> int:
 
 
 async def _run(commit: Commit, kind: str, ticket: TicketRow) -> None:
-    if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
+    if kind.startswith("sla_"):  # written only with [sla]: the module is imported only then
+        from daemon.sla.fire import fire
+
+        if not await fire(commit, kind, ticket):
+            return
+    elif kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
         from daemon.notices import reminder_draft
 
         thread = await thread_of(ticket.id)
