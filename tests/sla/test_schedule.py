@@ -10,9 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tortoise.transactions import in_transaction
+
+from daemon.commit import Commit
 from daemon.sla.clock import load_clock
+from daemon.sla.fire import fire
 from storage.db import database
 from storage.models import DueStep, Event, OutboundMessage, Ticket
+from storage.writes import load_tickets
 from tests.support.desk import ALICE, START, Desk, config
 
 MIN = timedelta(minutes=1)
@@ -77,6 +82,24 @@ async def test_a_reply_before_the_warning_cancels_the_first_response_steps(tmp_p
         assert await desk.sent("sla_warning") == 0 and await events("sla_breach") == []
         assert await desk.later(10 * MIN) == 1  # T+80: the missed next update warns the assignee
         assert [e["target"] for e in await events("sla_warning")] == ["next_update"]
+        desk.clock.now += 5 * MIN
+        await desk.agent(1, "Found it, a full disk.")  # T+85, still open: the next update restarts
+        assert (await undone())["sla_breach:next_update"] == START + 145 * MIN
+
+
+async def test_each_warning_is_given_once_even_when_its_step_runs_again(tmp_path: Path) -> None:
+    async with database((cfg := config(tmp_path, SLA)).database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")
+        assert await desk.later(50 * MIN) == 1 and await desk.sent("sla_warning") == 1
+        # A step written by a second daemon (or an older version) that no reschedule cancelled:
+        # the event, not the row, decides whether the warning was given.
+        async with in_transaction():
+            commit = Commit(desk.processor, "")
+            [ticket] = await load_tickets(set(), {1})
+            assert not await fire(commit, "sla_warn:first_response", ticket)
+            await commit.writes.flush()
+        assert await desk.sent("sla_warning") == 1 and len(await events("sla_warning")) == 1
 
 
 async def test_pending_pauses_resolution_and_moves_its_due_later(tmp_path: Path) -> None:
@@ -100,8 +123,8 @@ async def test_solving_stops_every_clock(tmp_path: Path) -> None:
     async with database((cfg := config(tmp_path, SLA)).database_url):
         desk = Desk(cfg)
         await desk.customer("The site is down.")
-        await desk.agent(1, "#status solved\nRestarted it.")
-        assert await undone() == {}
+        await desk.agent(1, "#status solved")  # nothing relayed: the status change alone stops them
+        assert (await desk.ticket(1))["status"] == "solved" and await undone() == {}
         assert await desk.later(timedelta(hours=5)) == 0 and await events("sla_breach") == []
 
 
