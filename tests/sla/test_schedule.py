@@ -140,3 +140,26 @@ async def test_without_sla_no_sla_step_is_ever_written(tmp_path: Path) -> None:
         await desk.later(timedelta(hours=5))
         assert await DueStep.filter(kind__startswith="sla_").count() == 0
         assert await Event.filter(what__startswith="sla_").count() == 0
+
+
+async def test_a_priority_change_moves_the_steps_to_the_new_policy(tmp_path: Path) -> None:
+    async with database((cfg := config(tmp_path, SLA)).database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")  # Tuesday 09:00 UTC, P1
+        await desk.agent(1, "#priority P2\n#note\nNot that urgent.")  # a note: nothing relayed
+        steps = await undone()
+        # P2 on the office calendar (09:00-18:00): first response 4 h, warned at 3 h.
+        assert steps["sla_warn:first_response"] == START + timedelta(hours=3)
+        assert steps["sla_warn:resolution"] == START + timedelta(days=1, hours=9)  # 18 of 24 h: Wednesday 18:00
+
+
+async def test_an_escalation_after_the_breach_is_its_own_step(tmp_path: Path) -> None:
+    async with database((cfg := config(tmp_path, SLA.replace('after = "0m"', 'after = "30m"'))).database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")
+        assert await desk.later(50 * MIN) == 1 and await desk.later(11 * MIN) == 1  # warned, breached
+        assert await events("escalated") == []
+        assert (await undone())["sla_escalate:first_response"] == START + 90 * MIN
+        assert await desk.later(28 * MIN) == 0  # T+89
+        assert await desk.later(MIN) == 1 and [e["tier"] for e in await events("escalated")] == ["Tier 2"]
+        assert await desk.later(timedelta(hours=1)) == 0 and len(await events("escalated")) == 1
