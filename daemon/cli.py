@@ -282,6 +282,8 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
 
     async with database(config.database_url):
         ticket = await queries.ticket_detail(args.number)
+        if ticket is not None:  # without [sla], None and nothing of daemon.sla imported
+            ticket["sla"] = await _sla_shown(config, args.number) if config.sla is not None else None
     if ticket is None:
         print(f"ticketd: no ticket #{args.number}", file=sys.stderr)
         return 1
@@ -290,6 +292,12 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
         return 0
     print(render.ticket_detail(ticket))
     return 0
+
+
+async def _sla_shown(config: Config, number: int) -> Any:
+    from daemon.sla.clock import shown
+
+    return await shown(config.sla, number)
 
 
 async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:

@@ -9,12 +9,13 @@ warnings, breaches and escalations have already happened (each is recorded once,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from daemon import lifecycle
 from daemon.sla.config import SlaConfig
-from daemon.sla.due import Pause, SlaStatus, sla_status
-from daemon.sla.policy import Policy
+from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
+from daemon.sla.policy import TARGETS, Policy
 from storage.models import Event, Ticket
 
 STOPPED = (lifecycle.SOLVED, lifecycle.CLOSED)  # no clock runs; a reopen resumes them
@@ -96,3 +97,26 @@ def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None
             clock.tier = detail.get("tier") or clock.tier
     if paused_since is not None:
         clock.pending.append((paused_since, None))
+
+
+async def summary(sla: SlaConfig, ticket_id: int, now: datetime) -> dict[str, Any] | None:
+    """The ``sla`` of `tickets show --json`: the policy and each target's due, state and business time left."""
+    clock = await load_clock(ticket_id)
+    if clock is None:
+        return None
+    status = clock.status_at(sla, now)
+    targets = {}
+    for name in TARGETS:
+        target: TargetStatus | None = getattr(status, name)
+        if target is not None:
+            targets[name] = {"due": target.due.isoformat(), "state": target.state,
+                             "business_left_seconds": int(target.left.total_seconds())}
+    return {"policy": clock.priority, "tier": clock.tier, "stopped": clock.stopped, "targets": targets}
+
+
+async def shown(sla: SlaConfig, number: int, now: datetime | None = None) -> dict[str, Any] | None:
+    """``summary`` of ticket ``number`` at ``now`` (the wall clock by default)."""
+    ticket_id = await Ticket.filter(number=number).first().values_list("id", flat=True)
+    if ticket_id is None:
+        return None
+    return await summary(sla, int(ticket_id), now or datetime.now(UTC))  # type: ignore[call-overload]
