@@ -210,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(handler=_quarantine_action)
     _inbound_parser(sub)
+    from daemon.sla.cli import add_commands  # `sla run`, `sla status`
+
+    add_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")
