@@ -300,7 +300,7 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
 async def _sla_shown(config: Config, number: int) -> Any:
     from daemon.sla.clock import shown
 
-    return await shown(config.sla, number)
+    return await shown(config.sla, number, rules=config.rules)
 
 
 async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:

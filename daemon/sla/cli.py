@@ -84,7 +84,7 @@ async def at_risk(config: Config, now: datetime) -> list[dict[str, Any]]:
     rows = []
     for ticket in await Ticket.filter(status__in=(lifecycle.NEW, lifecycle.OPEN, lifecycle.PENDING)) \
             .order_by("id").values("id", "number", "subject", "status", "priority", "queue", "assignee"):
-        sla = await summary(config.sla, ticket["id"], now)
+        sla = await summary(config.sla, ticket["id"], now, config.rules)
         risky = {name: t for name, t in (sla or {}).get("targets", {}).items() if t["state"] in AT_RISK}
         if not risky:
             continue

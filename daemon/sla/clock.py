@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import lifecycle
 from daemon.sla.config import SlaConfig
 from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
 from daemon.sla.policy import TARGETS, Policy
 from storage.models import Event, Ticket
+
+if TYPE_CHECKING:
+    from daemon.rules import RuleSet
 
 STOPPED = (lifecycle.SOLVED, lifecycle.CLOSED)  # no clock runs; a reopen resumes them
 PAUSED = (lifecycle.PENDING, *STOPPED)
@@ -41,7 +44,8 @@ class Clock:
     pending: list[Pause] = field(default_factory=list)
     last_customer_at: datetime | None = None
     last_agent_at: datetime | None = None
-    tier: str | None = None  # of the latest escalation
+    tier: str | None = None  # the requester's customer tier ([rules.tiers]): [sla.tiers.NAME] overrides
+    escalated_to: str | None = None  # the support tier of the latest escalation
     fired: set[tuple[str, str]] = field(default_factory=set)  # (WARNING | BREACH | ESCALATED, target)
 
     @property
@@ -49,7 +53,9 @@ class Clock:
         return self.status in STOPPED
 
     def policy(self, sla: SlaConfig) -> Policy:
-        return sla.policy(self.priority, self.queue or None, self.tier)
+        # Rules give tiers in lower case ("Tier names are case-insensitive"); [sla.tiers] keeps the admin's.
+        tier = next((name for name in sla.tier_policies if self.tier and name.lower() == self.tier.lower()), None)
+        return sla.policy(self.priority, self.queue or None, tier)
 
     def status_at(self, sla: SlaConfig, now: datetime) -> SlaStatus:
         policy = self.policy(sla)
@@ -58,17 +64,22 @@ class Clock:
                           last_customer_at=self.last_customer_at, last_agent_at=self.last_agent_at)
 
 
-async def load_clock(ticket_id: int) -> Clock | None:
-    """The clock of ticket ``ticket_id`` (None if there is none), from what is written: flush first."""
+async def load_clock(ticket_id: int, rules: RuleSet | None = None) -> Clock | None:
+    """The clock of ticket ``ticket_id`` (None if there is none), from what is written: flush first.
+
+    ``rules`` gives the requester's tier, whose [sla.tiers] policy then applies.
+    """
     row = await Ticket.filter(id=ticket_id).first().values(
         "number", "priority", "queue", "status", "assignee", "created_at", "first_response_at", "solved_at",
-        "closed_at")
+        "closed_at", "requester")
     if row is None:
         return None
     status = row["status"]
     stopped_at = (row["solved_at"] or row["closed_at"]) if status in STOPPED else None
     clock = Clock(ticket_id, row["number"], row["priority"], row["queue"], status, row["assignee"],
                   row["created_at"], row["first_response_at"], stopped_at)
+    if rules is not None and row["requester"]:
+        clock.tier = rules.tier_of(row["requester"]) or None
     events = await Event.filter(ticket_id=ticket_id, what__in=_EVENTS).order_by("at", "id") \
         .values_list("what", "at", "detail")
     _read_events(clock, events)
@@ -94,14 +105,15 @@ def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None
             clock.fired.add((what, str(detail.get("target", ""))))
         elif what == ESCALATED:
             clock.fired.add((what, str(detail.get("target", ""))))
-            clock.tier = detail.get("tier") or clock.tier
+            clock.escalated_to = detail.get("tier") or clock.escalated_to
     if paused_since is not None:
         clock.pending.append((paused_since, None))
 
 
-async def summary(sla: SlaConfig, ticket_id: int, now: datetime) -> dict[str, Any] | None:
+async def summary(sla: SlaConfig, ticket_id: int, now: datetime,
+                  rules: RuleSet | None = None) -> dict[str, Any] | None:
     """The ``sla`` of `tickets show --json`: the policy and each target's due, state and business time left."""
-    clock = await load_clock(ticket_id)
+    clock = await load_clock(ticket_id, rules)
     if clock is None:
         return None
     status = clock.status_at(sla, now)
@@ -111,12 +123,14 @@ async def summary(sla: SlaConfig, ticket_id: int, now: datetime) -> dict[str, An
         if target is not None:
             targets[name] = {"due": target.due.isoformat(), "state": target.state,
                              "business_left_seconds": int(target.left.total_seconds())}
-    return {"policy": clock.priority, "tier": clock.tier, "stopped": clock.stopped, "targets": targets}
+    return {"policy": clock.priority, "tier": clock.tier, "escalated_to": clock.escalated_to,
+            "stopped": clock.stopped, "targets": targets}
 
 
-async def shown(sla: SlaConfig, number: int, now: datetime | None = None) -> dict[str, Any] | None:
+async def shown(sla: SlaConfig, number: int, now: datetime | None = None,
+                rules: RuleSet | None = None) -> dict[str, Any] | None:
     """``summary`` of ticket ``number`` at ``now`` (the wall clock by default)."""
     ticket_id = await Ticket.filter(number=number).first().values_list("id", flat=True)
     if ticket_id is None:
         return None
-    return await summary(sla, int(ticket_id), now or datetime.now(UTC))  # type: ignore[call-overload]
+    return await summary(sla, int(ticket_id), now or datetime.now(UTC), rules)  # type: ignore[call-overload]

@@ -37,7 +37,7 @@ async def fire(commit: Commit, kind: str, ticket: TicketRow) -> bool:
     level, _, target = kind.partition(":")
     if sla is None or target not in TARGETS:
         return False  # [sla] removed since the step was written, or a kind we do not know
-    clock = await load_clock(ticket.id)
+    clock = await load_clock(ticket.id, commit.config.rules)
     if clock is None:
         return False
     state = None if clock.stopped else getattr(clock.status_at(sla, commit.now), target)

@@ -37,7 +37,7 @@ async def reschedule_sla(commit: Commit, ticket_id: int) -> None:
         return
     await commit.writes.flush()  # the clock reads this group's events (a status change, a reply)
     await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__startswith=PREFIX).update(done_at=commit.now)
-    clock = await load_clock(ticket_id)
+    clock = await load_clock(ticket_id, commit.config.rules)
     if clock is None:
         return
     for kind, due_at in next_steps(sla, clock, commit.now):

@@ -163,3 +163,12 @@ async def test_an_escalation_after_the_breach_is_its_own_step(tmp_path: Path) ->
         assert await desk.later(28 * MIN) == 0  # T+89
         assert await desk.later(MIN) == 1 and [e["tier"] for e in await events("escalated")] == ["Tier 2"]
         assert await desk.later(timedelta(hours=1)) == 0 and len(await events("escalated")) == 1
+
+
+async def test_the_requesters_tier_picks_its_policy(tmp_path: Path) -> None:
+    gold = SLA.replace("[sla]\n", '[rules.tiers]\ngold = ["example.org"]\n\n[sla]\n\n[sla.tiers.Gold.P1]\n'
+                                  'first_response = "20m"\n')
+    async with database((cfg := config(tmp_path, gold)).database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")  # from ann@example.org: tier gold
+        assert (await undone())["sla_warn:first_response"] == START + 15 * MIN
