@@ -8,7 +8,7 @@ from pathlib import Path
 from daemon.sla.clock import shown
 from storage.db import database
 from tests.sla.test_schedule import MIN, SLA
-from tests.support.daemon import cli_json
+from tests.support.daemon import cli, cli_json
 from tests.support.desk import START, Desk, config
 
 
@@ -36,9 +36,11 @@ async def test_tickets_show_json_has_sla_only_with_the_section(tmp_path: Path) -
             desk = Desk(cfg)
             await desk.customer("The site is down.")
         sla = cli_json(cfg.path, "tickets", "show", "1", "--json")["sla"]
+        human = cli(cfg.path, "tickets", "show", "1").stdout.decode()
         if name == "without":
-            assert sla is None
+            assert sla is None and "SLA" not in human
         else:  # created at START, days before the wall clock of the command: all breached
             assert sla["policy"] == "P1" and set(sla["targets"]) == {"first_response", "resolution"}
             assert sla["targets"]["first_response"] == {"due": (START + timedelta(hours=1)).isoformat(),
                                                         "state": "breached", "business_left_seconds": 0}
+            assert "  SLA first response: breached, due 2026-12-01 10:00\n" in human
