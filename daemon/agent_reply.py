@@ -120,6 +120,10 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
     commit.writes.event(ticket.id, "note" if parsed.note else "agent_reply",
                         {"article": article, "inbound": row.id, "relayed": bool(relayed),
                          "commands": [c.line for c in parsed.commands]}, who=agent.address)
+    if commit.config.sla is not None and (relayed or plan.priority or plan.queue):
+        from daemon.sla.schedule import reschedule_sla
+
+        await reschedule_sla(commit, ticket.id)  # first response met, next update restarts, new policy
     log.info("%s agent %s %s ticket #%d", msg.message_id or "(no Message-ID)", agent.address,
              "noted on" if parsed.note else "answered", ticket.number)
     return Outcome(row.id, row.status, ticket.number, False, relayed)

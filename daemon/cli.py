@@ -210,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(handler=_quarantine_action)
     _inbound_parser(sub)
+    from daemon.sla.cli import add_commands  # `sla run`, `sla status`
+
+    add_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")
@@ -282,6 +285,8 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
 
     async with database(config.database_url):
         ticket = await queries.ticket_detail(args.number)
+        if ticket is not None:  # without [sla], None and nothing of daemon.sla imported
+            ticket["sla"] = await _sla_shown(config, args.number) if config.sla is not None else None
     if ticket is None:
         print(f"ticketd: no ticket #{args.number}", file=sys.stderr)
         return 1
@@ -290,6 +295,12 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
         return 0
     print(render.ticket_detail(ticket))
     return 0
+
+
+async def _sla_shown(config: Config, number: int) -> Any:
+    from daemon.sla.clock import shown
+
+    return await shown(config.sla, number, rules=config.rules)
 
 
 async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:

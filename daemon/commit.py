@@ -204,6 +204,10 @@ class Commit:
             await customer_reply.apply(self, ticket, reply, _who(msg))
         if match is None and respond:
             await self._assign(ticket, msg)
+        if self.config.sla is not None:  # a new ticket's clocks start; a customer's message restarts next update
+            from daemon.sla.schedule import reschedule_sla
+
+            await reschedule_sla(self, ticket.id)
         drafts = self._respond(ticket, msg, match is None, decision, rules) if respond else []
         for draft in drafts:
             self._outbound_row(ticket, draft)

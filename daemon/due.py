@@ -32,13 +32,18 @@ INTERVAL = 60.0  # seconds between looks for due steps
 BATCH = 100
 
 
-async def run_due(processor: Processor) -> int:
-    """Run every step due now; the number run. A condition of the system raises TemporaryFailure."""
+async def run_due(processor: Processor, kind_prefix: str = "") -> int:
+    """Run every step due now (of kinds starting with ``kind_prefix``); the number run.
+
+    A condition of the system raises TemporaryFailure.
+    """
     done = 0
     while True:
         now = processor.clock()
-        steps = await DueStep.filter(done_at=None, due_at__lte=now).order_by("due_at", "id").limit(BATCH) \
-            .values_list("id", flat=True)
+        query = DueStep.filter(done_at=None, due_at__lte=now)
+        if kind_prefix:  # `ticketd sla run`: SLA steps only
+            query = query.filter(kind__startswith=kind_prefix)
+        steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", flat=True)
         for step_id in steps:
             try:
                 done += await _one(processor, int(step_id))
@@ -79,7 +84,12 @@ async def _one(processor: Processor, step_id: int) -> int:
 
 
 async def _run(commit: Commit, kind: str, ticket: TicketRow) -> None:
-    if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
+    if kind.startswith("sla_"):  # written only with [sla]: the module is imported only then
+        from daemon.sla.fire import fire
+
+        if not await fire(commit, kind, ticket):
+            return
+    elif kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
         from daemon.notices import reminder_draft
 
         thread = await thread_of(ticket.id)

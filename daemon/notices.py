@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Config, ConfigError
-from daemon.config_lifecycle import NOTIFICATION_TEMPLATES
+from daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
 from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
 from daemon.responders import Draft, TicketView
 from daemon.templating import Template, load_template
@@ -23,6 +23,7 @@ from daemon.templating import Template, load_template
 # The commands an agent may write at the top of a reply (daemon.commands), as the mails show them.
 COMMAND_HELP = ("#status open|pending|solved|closed", "#priority P1-P4", "#assign ADDRESS", "#queue NAME",
                 "#note (stays internal: the customer sees nothing)", "#cc add|remove ADDRESS")
+SLA_TEMPLATES = ("warning", "breach", "escalation")  # templates/sla_NAME.txt.j2, with [sla] only
 # path -> ((mtime_ns, size), compiled): compiled at start-up and on reload, read by every draft.
 _CACHE: dict[Path, tuple[tuple[int, int] | None, Template]] = {}
 
@@ -31,6 +32,8 @@ def template_paths(config: Config) -> dict[str, Path]:
     """Config key -> template path of every mail here (and the new-ticket notification)."""
     paths = {f"notifications.{key}": getattr(config.notifications, key) for key in NOTIFICATION_TEMPLATES}
     paths["survey.template"] = config.survey.template
+    if config.sla is not None:  # packaged, and compiled at load like the others: only with [sla]
+        paths.update({f"sla.{name}": TEMPLATES / f"sla_{name}.txt.j2" for name in SLA_TEMPLATES})
     return paths
 
 
@@ -98,6 +101,14 @@ def assigned_draft(config: Config, agent_address: str, ticket: TicketView, reply
         agent=agent, ticket=ticket, commands=COMMAND_HELP)
     subject = f"[#{ticket.number}] Assigned to you: {ticket.subject}"
     return _draft(config, "assigned", ticket.number, (agent["address"],), subject, body, reply_to=reply_address)
+
+
+def sla_draft(config: Config, agent_address: str, name: str, ticket: TicketView, subject: str,
+              **values: Any) -> Draft:
+    """An SLA warning, breach or escalation (``name`` of SLA_TEMPLATES) to an agent."""
+    agent = _agent(config, agent_address)
+    body = template(config, f"sla.{name}").render(agent=agent, ticket=ticket, **values)
+    return _draft(config, f"sla_{name}", ticket.number, (agent["address"],), subject, body)
 
 
 def duration(span: timedelta) -> str:

@@ -76,6 +76,10 @@ def _header(ticket: dict[str, Any]) -> list[str]:
     for key in ("first_response_at", "solved_at", "closed_at"):
         if ticket[key]:
             out.append(f"  {key.removesuffix('_at').replace('_', ' ')}: {line(ticket[key])}")
+    sla = ticket.get("sla")  # only with [sla]
+    if sla:
+        out.extend(f"  SLA {name.replace('_', ' ')}: {line(t['state'])}, due {line(t['due'][:16].replace('T', ' '))}"
+                   for name, t in sla["targets"].items())
     out.append(f"  tags: {line(', '.join(ticket['tags'])) or '-'}")
     out.append(f"  rules fired: {line(', '.join(ticket['fired_rules'])) or '(none)'}")
     return out

@@ -44,6 +44,10 @@ async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, r
     await _reschedule(commit, ticket.id, old, new)
     commit.writes.event(ticket.id, "status_changed", {"from": old, "to": new, **({"reopened": True} if reopened
                                                                                  else {})}, who=who)
+    if commit.config.sla is not None:  # pending pauses, solved and closed stop, a reopen resumes
+        from daemon.sla.schedule import reschedule_sla
+
+        await reschedule_sla(commit, ticket.id)
     if new == lifecycle.SOLVED and commit.config.survey.enabled and ticket.requester:
         await _survey(commit, ticket)
 

@@ -1,0 +1,136 @@
+"""A ticket's SLA clock read from the database: its inputs in two indexed queries, its status at a time.
+
+The ticket row gives the priority, queue, status and the first reply; the ticket's events give
+the rest: when it waited (pending, solved or closed before a reopen: none of that counts toward
+resolution or the next update), when the customer wrote and an agent answered, and which
+warnings, breaches and escalations have already happened (each is recorded once, by an event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from daemon import lifecycle
+from daemon.sla.config import SlaConfig
+from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
+from daemon.sla.policy import TARGETS, Policy
+from storage.models import Event, Ticket
+
+if TYPE_CHECKING:
+    from daemon.rules import RuleSet
+
+STOPPED = (lifecycle.SOLVED, lifecycle.CLOSED)  # no clock runs; a reopen resumes them
+PAUSED = (lifecycle.PENDING, *STOPPED)
+WARNING, BREACH, ESCALATED = "sla_warning", "sla_breach", "escalated"
+# Only the events the clock reads: served by the event(ticket) index, a handful per ticket.
+_EVENTS = ("created", "article", "agent_reply", "status_changed", WARNING, BREACH, ESCALATED)
+
+
+@dataclass
+class Clock:
+    """What the SLA of one ticket depends on, as stored."""
+
+    ticket_id: int
+    number: int
+    priority: str
+    queue: str
+    status: str
+    assignee: str | None
+    created_at: datetime
+    first_reply_at: datetime | None
+    stopped_at: datetime | None  # solved (or closed) while it still is
+    pending: list[Pause] = field(default_factory=list)
+    last_customer_at: datetime | None = None
+    last_agent_at: datetime | None = None
+    tier: str | None = None  # the requester's customer tier ([rules.tiers]): [sla.tiers.NAME] overrides
+    escalated_to: str | None = None  # the support tier of the latest escalation
+    fired: set[tuple[str, str]] = field(default_factory=set)  # (WARNING | BREACH | ESCALATED, target)
+
+    @property
+    def stopped(self) -> bool:
+        return self.status in STOPPED
+
+    def policy(self, sla: SlaConfig) -> Policy:
+        # Rules give tiers in lower case ("Tier names are case-insensitive"); [sla.tiers] keeps the admin's.
+        tier = next((name for name in sla.tier_policies if self.tier and name.lower() == self.tier.lower()), None)
+        return sla.policy(self.priority, self.queue or None, tier)
+
+    def status_at(self, sla: SlaConfig, now: datetime) -> SlaStatus:
+        policy = self.policy(sla)
+        return sla_status(policy, sla.calendar(policy), created_at=self.created_at, now=now, pending=self.pending,
+                          first_reply_at=self.first_reply_at, solved_at=self.stopped_at,
+                          last_customer_at=self.last_customer_at, last_agent_at=self.last_agent_at)
+
+
+async def load_clock(ticket_id: int, rules: RuleSet | None = None) -> Clock | None:
+    """The clock of ticket ``ticket_id`` (None if there is none), from what is written: flush first.
+
+    ``rules`` gives the requester's tier, whose [sla.tiers] policy then applies.
+    """
+    row = await Ticket.filter(id=ticket_id).first().values(
+        "number", "priority", "queue", "status", "assignee", "created_at", "first_response_at", "solved_at",
+        "closed_at", "requester")
+    if row is None:
+        return None
+    status = row["status"]
+    stopped_at = (row["solved_at"] or row["closed_at"]) if status in STOPPED else None
+    clock = Clock(ticket_id, row["number"], row["priority"], row["queue"], status, row["assignee"],
+                  row["created_at"], row["first_response_at"], stopped_at)
+    if rules is not None and row["requester"]:
+        clock.tier = rules.tier_of(row["requester"]) or None
+    events = await Event.filter(ticket_id=ticket_id, what__in=_EVENTS).order_by("at", "id") \
+        .values_list("what", "at", "detail")
+    _read_events(clock, events)
+    return clock
+
+
+def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None:  # type: ignore[type-arg]
+    paused_since: datetime | None = None
+    for what, at, detail in events:
+        detail = detail or {}
+        if what == "status_changed":
+            waiting = detail.get("to") in PAUSED
+            if waiting and paused_since is None:
+                paused_since = at
+            elif not waiting and paused_since is not None:
+                clock.pending.append((paused_since, at))
+                paused_since = None
+        elif what in ("created", "article"):
+            clock.last_customer_at = at
+        elif what == "agent_reply" and detail.get("relayed"):
+            clock.last_agent_at = at
+        elif what in (WARNING, BREACH):
+            clock.fired.add((what, str(detail.get("target", ""))))
+        elif what == ESCALATED:
+            clock.fired.add((what, str(detail.get("target", ""))))
+            clock.escalated_to = detail.get("tier") or clock.escalated_to
+    if paused_since is not None:
+        clock.pending.append((paused_since, None))
+
+
+async def summary(sla: SlaConfig, ticket_id: int, now: datetime,
+                  rules: RuleSet | None = None) -> dict[str, Any] | None:
+    """The ``sla`` of `tickets show --json`: the policy and each target's due, state and business time left."""
+    clock = await load_clock(ticket_id, rules)
+    if clock is None:
+        return None
+    status = clock.status_at(sla, now)
+    targets = {}
+    for name in TARGETS:
+        target: TargetStatus | None = getattr(status, name)
+        if target is not None:
+            targets[name] = {"due": target.due.isoformat(), "state": target.state,
+                             "business_left_seconds": int(target.left.total_seconds())}
+    return {"policy": clock.priority, "tier": clock.tier, "escalated_to": clock.escalated_to,
+            "stopped": clock.stopped, "targets": targets}
+
+
+async def shown(sla: SlaConfig, number: int, now: datetime | None = None,
+                rules: RuleSet | None = None) -> dict[str, Any] | None:
+    """``summary`` of ticket ``number`` at ``now`` (the wall clock by default)."""
+    ticket_id = await Ticket.filter(number=number).first().values_list("id", flat=True)
+    if ticket_id is None:
+        return None
+    return await summary(sla, int(ticket_id), now or datetime.now(UTC), rules)  # type: ignore[call-overload]

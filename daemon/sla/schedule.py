@@ -1,0 +1,64 @@
+"""A ticket's SLA steps: one due row per target for its next firing, rebuilt whenever its clock changes.
+
+Called, only with ``[sla]`` configured, wherever a ticket's SLA inputs change: a new ticket, a
+status change (pending pauses, solved and closed stop, a reopen resumes), an agent's reply (the
+first response is met, the next update restarts), a customer's message and a priority change.
+Each call cancels the ticket's undone ``sla_`` steps and writes the next ones, so a step never
+outlives the state it was computed from; firing (daemon.sla.fire) checks again anyway.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from daemon.sla.clock import BREACH, ESCALATED, WARNING, Clock, load_clock
+from daemon.sla.config import SlaConfig
+from daemon.sla.policy import TARGETS
+from storage.models import DueStep
+
+if TYPE_CHECKING:
+    from daemon.commit import Commit
+
+PREFIX = "sla_"
+WARN, FIRE_BREACH, ESCALATE = "sla_warn", "sla_breach", "sla_escalate"  # kinds are "<level>:<target>"
+
+
+def step_kind(level: str, target: str) -> str:
+    kind = f"{level}:{target}"
+    assert len(kind) <= 30, kind  # DueStep.kind is 30 characters
+    return kind
+
+
+async def reschedule_sla(commit: Commit, ticket_id: int) -> None:
+    """Replace the ticket's undone SLA steps by those its clock at ``commit.now`` asks for."""
+    sla: SlaConfig | None = commit.config.sla
+    if sla is None:
+        return
+    await commit.writes.flush()  # the clock reads this group's events (a status change, a reply)
+    await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__startswith=PREFIX).update(done_at=commit.now)
+    clock = await load_clock(ticket_id, commit.config.rules)
+    if clock is None:
+        return
+    for kind, due_at in next_steps(sla, clock, commit.now):
+        await DueStep.create(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
+
+
+def next_steps(sla: SlaConfig, clock: Clock, now: datetime) -> list[tuple[str, datetime]]:
+    """Per target at most one step: its warning if not given, else its breach, else its escalation."""
+    if clock.stopped:
+        return []
+    status = clock.status_at(sla, now)
+    steps = []
+    for target in TARGETS:
+        state = getattr(status, target)
+        # Met: nothing more to fire. Paused: its due moves while it waits; leaving pending reschedules.
+        if state is None or state.state in ("met", "paused"):
+            continue
+        if (WARNING, target) not in clock.fired and (BREACH, target) not in clock.fired and state.state != "breached":
+            steps.append((step_kind(WARN, target), state.warn_at))
+        elif (BREACH, target) not in clock.fired:
+            steps.append((step_kind(FIRE_BREACH, target), state.due))
+        elif sla.escalation and (ESCALATED, target) not in clock.fired:
+            steps.append((step_kind(ESCALATE, target), state.due + sla.escalation[0].after))
+    return steps
