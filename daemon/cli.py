@@ -11,10 +11,10 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Coroutine, Iterator, NoReturn, Sequence
 
 from daemon.logformat import Formatter
-from daemon.terminal import redact_url, safe_line
+from daemon.terminal import emit, print_json, redact_url, safe_line
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -275,7 +275,7 @@ async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
 
     async with database(config.database_url):
         tickets = await queries.ticket_list(args.limit or None, args.status, args.queue, args.assignee)
-    return _emit(tickets, args.json, render.ticket_list)
+    return emit(tickets, args.json, render.ticket_list)
 
 
 async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
@@ -291,7 +291,7 @@ async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
         print(f"ticketd: no ticket #{args.number}", file=sys.stderr)
         return 1
     if args.json:
-        _print_json(ticket)
+        print_json(ticket)
         return 0
     print(render.ticket_detail(ticket))
     return 0
@@ -310,7 +310,7 @@ async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
     async with database(config.database_url):
         held = await queries.quarantine_list()
-    return _emit(held, args.json, render.quarantine_list)
+    return emit(held, args.json, render.quarantine_list)
 
 
 async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
@@ -328,7 +328,7 @@ async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
         print(f"ticketd: {exc}", file=sys.stderr)
         return 1
     if args.json or args.action != "show":
-        _print_json(result)
+        print_json(result)
         return 0
     print(render.held_message(result))
     return 0
@@ -354,7 +354,7 @@ async def _inbound_list(config: Config, args: argparse.Namespace) -> int:
     from daemon import inbound
 
     rows = await inbound.listing(config, args.status, args.limit or None)
-    return _emit(rows, args.json, inbound.render_list)
+    return emit(rows, args.json, inbound.render_list)
 
 
 async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
@@ -365,7 +365,7 @@ async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
     except quarantine.QuarantineError as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return 1
-    return _emit(row, args.json, inbound.render_detail)
+    return emit(row, args.json, inbound.render_detail)
 
 
 async def _rules_test(config: Config, args: argparse.Namespace) -> int:
@@ -387,22 +387,8 @@ async def _rules_test(config: Config, args: argparse.Namespace) -> int:
         if not args.json:
             print(render_text(result, name) + "\n")
     if args.json:
-        _print_json(results)
+        print_json(results)
     return 0
-
-
-def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> int:
-    """``--json``: the data exactly; otherwise the rendering for a person (escaped)."""
-    if as_json:
-        _print_json(data)
-    else:
-        print(human(data))
-    return 0
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
-    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
+from typing import Any, Callable
 
 # Code points shown as escapes wherever we print; each range is here for the reason beside it.
 HIDDEN = (
@@ -54,3 +57,17 @@ def redact_url(url: str) -> str:
     if not (sep and at and colon) or any(c in user for c in "/?#"):
         return url
     return f"{scheme}://{user}:***@{host}"
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> int:
+    """``--json``: the data exactly; otherwise the rendering for a person (escaped)."""
+    if as_json:
+        print_json(data)
+    else:
+        print(human(data))
+    return 0
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write("\n")

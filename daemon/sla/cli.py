@@ -67,12 +67,12 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 async def _status(config: Config, args: argparse.Namespace) -> int:
     if _no_sla(config):
         return 1
-    from daemon.cli import _emit
+    from daemon.terminal import emit
     from storage.db import database
 
     async with database(config.database_url):
         rows = await at_risk(config, args.now or datetime.now(UTC))
-    return _emit(rows, args.json, _human)
+    return emit(rows, args.json, _human)
 
 
 async def at_risk(config: Config, now: datetime) -> list[dict[str, Any]]:
