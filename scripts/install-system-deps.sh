@@ -4,8 +4,8 @@
 set -euo pipefail
 
 # spamd is its own package since bookworm; python3-venv lets scripts/test create .venv (and
-# devtools/postfix.py the pipe user's venv).
-PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv)
+# devtools/postfix.py the pipe user's venv); chromium renders the HTML report in a test.
+PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv chromium)
 # System services those packages ship; we stop/disable them only if we installed them now.
 declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd [postfix]=postfix)
 
