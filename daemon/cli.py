@@ -11,10 +11,12 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Coroutine, Iterator, NoReturn, Sequence
 
+from daemon import cli_views
 from daemon.logformat import Formatter
-from daemon.terminal import emit, print_json, redact_url, safe_line
+from daemon.terminal import redact_url, safe_line
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -50,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         _parser().print_help()
         return 2
+    if getattr(args, "now", None) is not None:
+        if args.command == "run" and not args.once:
+            print("ticketd: --now goes with run --once (the daemon keeps the real time)", file=sys.stderr)
+            return 2
+        from storage import clock
+
+        clock.start_at(args.now)  # before the parse workers fork: they inherit it
     if args.command == "ingest":
         return _ingest_main(args)
     if args.command == "keygen":  # needs no configuration: it makes a key the configuration names
@@ -177,11 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = sub.add_parser("run", help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--once", action="store_true", help="process what is waiting, deliver the outbox, exit")
+    _now_option(run)
     run.set_defaults(handler=_run)
     sub.add_parser("check-config", help="validate the configuration and exit").set_defaults(handler=_check)
     ingest_cmd = sub.add_parser("ingest", help="read one message on standard input (MTA pipe)")
     ingest_cmd.add_argument("--mailbox", help="the [[addresses]] or [[mailboxes]] name it arrived for "
                             "(default: the first [[addresses]], then the first mailbox)")
+    _now_option(ingest_cmd)
     keygen = sub.add_parser("keygen", help="write a new signing key for reply addresses to FILE (mode 0600)")
     keygen.add_argument("file", metavar="FILE")
     keygen.add_argument("--force", action="store_true", help="replace FILE if it exists")
@@ -192,24 +203,25 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", help="only tickets in this status (new, open, pending, solved, closed)")
     listing.add_argument("--queue", help="only tickets of this queue")
     listing.add_argument("--assignee", help="only tickets assigned to this address (any case)")
-    listing.set_defaults(handler=_tickets_list)
+    listing.set_defaults(handler=cli_views.tickets_list)
     show = tickets.add_parser("show", help="one ticket with its articles")
     show.add_argument("number", type=int)
     show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=_tickets_show)
+    _now_option(show)
+    show.set_defaults(handler=cli_views.tickets_show)
     quarantine = sub.add_parser("quarantine", help="messages held back with a reason") \
         .add_subparsers(dest="action", required=True)
     qlist = quarantine.add_parser("list", help="quarantined messages with their reasons")
     qlist.add_argument("--json", action="store_true")
-    qlist.set_defaults(handler=_quarantine_list)
+    qlist.set_defaults(handler=cli_views.quarantine_list)
     for action, helptext in (("show", "one held message: headers, verdicts, reason"),
                              ("release", "run it through the rest of the pipeline as if accepted"),
                              ("delete", "remove it from the database for good")):
         cmd = quarantine.add_parser(action, help=helptext)
         cmd.add_argument("id", type=int)
         cmd.add_argument("--json", action="store_true")
-        cmd.set_defaults(handler=_quarantine_action)
-    _inbound_parser(sub)
+        cmd.set_defaults(handler=cli_views.quarantine_action)
+    cli_views.inbound_parser(sub)
     from daemon.sla.cli import add_commands  # `sla run`, `sla status`
 
     add_commands(sub)
@@ -219,8 +231,23 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("files", nargs="+")
     test.add_argument("--mailbox", help="the mailbox the mail arrives in (default: the first configured)")
     test.add_argument("--json", action="store_true")
-    test.set_defaults(handler=_rules_test)
+    test.set_defaults(handler=cli_views.rules_test)
     return parser
+
+
+def _now_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--now", type=instant, metavar="TIMESTAMP",
+                         help="as if it were this time: ISO 8601 with an offset, like 2026-12-04T17:30:00+01:00")
+
+
+def instant(text: str) -> datetime:
+    """An argparse type: ``--now`` and the like (storage.clock.parse_instant), or a usage error."""
+    from storage.clock import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> None:
@@ -265,129 +292,6 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
     if config.addresses:
         print(f"  addresses (ingest --mailbox): "
               f"{safe_line(', '.join(f'{a.name} ({a.address})' for a in config.addresses))}")
-    return 0
-
-
-async def _tickets_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
-
-    async with database(config.database_url):
-        tickets = await queries.ticket_list(args.limit or None, args.status, args.queue, args.assignee)
-    return emit(tickets, args.json, render.ticket_list)
-
-
-async def _tickets_show(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
-
-    async with database(config.database_url):
-        ticket = await queries.ticket_detail(args.number)
-        if ticket is not None:  # without [sla], None and nothing of daemon.sla imported
-            ticket["sla"] = await _sla_shown(config, args.number) if config.sla is not None else None
-    if ticket is None:
-        print(f"ticketd: no ticket #{args.number}", file=sys.stderr)
-        return 1
-    if args.json:
-        print_json(ticket)
-        return 0
-    print(render.ticket_detail(ticket))
-    return 0
-
-
-async def _sla_shown(config: Config, number: int) -> Any:
-    from daemon.sla.clock import shown
-
-    return await shown(config.sla, number, rules=config.rules)
-
-
-async def _quarantine_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
-
-    async with database(config.database_url):
-        held = await queries.quarantine_list()
-    return emit(held, args.json, render.quarantine_list)
-
-
-async def _quarantine_action(config: Config, args: argparse.Namespace) -> int:
-    from daemon import quarantine, render
-
-    try:
-        if args.action == "show":
-            result: Any = await quarantine.show(config, args.id)
-        elif args.action == "release":
-            result = await quarantine.release(config, args.id)
-        else:
-            await quarantine.delete(config, args.id)
-            result = {"id": args.id, "deleted": True}
-    except quarantine.QuarantineError as exc:
-        print(f"ticketd: {exc}", file=sys.stderr)
-        return 1
-    if args.json or args.action != "show":
-        print_json(result)
-        return 0
-    print(render.held_message(result))
-    return 0
-
-
-def _inbound_parser(sub: Any) -> None:
-    from daemon.inbound import STATUSES
-
-    inbound = sub.add_parser("inbound", help="every inbound message and what became of it") \
-        .add_subparsers(dest="action", required=True)
-    listing = inbound.add_parser("list", help="inbound messages, newest first: ticket, duplicate, or why held")
-    listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--limit", type=int, default=0, help="at most this many (default: all)")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_inbound_list)
-    show = inbound.add_parser("show", help="one inbound message: where it came from, headers, verdicts, fate")
-    show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=_inbound_show)
-
-
-async def _inbound_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import inbound
-
-    rows = await inbound.listing(config, args.status, args.limit or None)
-    return emit(rows, args.json, inbound.render_list)
-
-
-async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
-    from daemon import inbound, quarantine
-
-    try:
-        row = await inbound.detail(config, args.id)
-    except quarantine.QuarantineError as exc:
-        print(f"ticketd: {exc}", file=sys.stderr)
-        return 1
-    return emit(row, args.json, inbound.render_detail)
-
-
-async def _rules_test(config: Config, args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from daemon.dryrun import explain, render_text
-
-    first = next(iter((*config.mailboxes, *config.addresses)), None)  # a pipe-only site has no mailbox
-    mailbox = args.mailbox if args.mailbox is not None else first.name if first else ""
-    results = []
-    for name in args.files:
-        try:
-            raw = Path(name).read_bytes()
-        except OSError as exc:
-            print(f"ticketd: {name}: {exc.strerror}", file=sys.stderr)
-            return 1
-        result = await explain(config, raw, mailbox)
-        results.append({"file": name, **result})
-        if not args.json:
-            print(render_text(result, name) + "\n")
-    if args.json:
-        print_json(results)
     return 0
 
 

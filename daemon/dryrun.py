@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from daemon.config import Config
@@ -12,6 +11,7 @@ from daemon.filters import FilterContext
 from daemon.responders.acknowledgement import Acknowledgement, reply_address
 from daemon.responders import TicketView
 from daemon.rules import classify, match_articles
+from storage import clock
 
 
 async def explain(config: Config, raw: bytes, mailbox: str) -> dict[str, Any]:
@@ -19,7 +19,7 @@ async def explain(config: Config, raw: bytes, mailbox: str) -> dict[str, Any]:
     parsed = parse_or_reason(raw)
     if isinstance(parsed, str):
         return {"readable": False, "reason": parsed, "outcome": "quarantine"}
-    ctx = FilterContext(parsed, raw, mailbox, config.own_addresses, datetime.now(timezone.utc))
+    ctx = FilterContext(parsed, raw, mailbox, config.own_addresses, clock.now())
     decision = await run_filters(build_filters(config.filters), ctx)
     rules = classify(parsed, mailbox, config.rules)
     outcome = {"reject": "rejected (kept, no ticket)", "quarantine": "quarantined (no ticket)",

@@ -9,7 +9,7 @@ see one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
 from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
 from daemon.responders import Draft, TicketView
 from daemon.templating import Template, load_template
+from storage import clock
 
 # The commands an agent may write at the top of a reply (daemon.commands), as the mails show them.
 COMMAND_HELP = ("#status open|pending|solved|closed", "#priority P1-P4", "#assign ADDRESS", "#queue NAME",
@@ -138,7 +139,7 @@ def message_headers(config: Config, recipients: Sequence[str], subject: str, mes
         address_header("From", smtp.from_name if from_name is None else from_name, smtp.from_address),
         header_line("To", ", ".join(one_line(address) for address in recipients)),
         header_line("Subject", subject),
-        header_line("Date", format_datetime(datetime.now(timezone.utc))),
+        header_line("Date", format_datetime(clock.now())),
         header_line("Message-ID", message_id),
     ]
     if reply_to:

@@ -8,7 +8,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 import aiosmtplib
@@ -23,6 +23,7 @@ from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
 from daemon.outgoing import one_line
 from daemon.sent import Accepted, SentLedger
 from daemon.turn import WriteTurn
+from storage import clock
 from storage.models import OutboundMessage, OutboundStatus
 
 __all__ = ["DeliveryReport", "Envelope", "EnvelopeError", "OutboxSender", "Unreachable", "plan_envelope"]
@@ -33,7 +34,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 @dataclass

@@ -7,12 +7,13 @@ import logging
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from daemon.filters import ACCEPT, REJECT, Decision, Filter, FilterContext, Verdict, combine
 from daemon.parsers import parse_message
 from daemon.parsers.model import ParsedMessage, UnreadableMessage
+from storage import clock
 
 log = logging.getLogger("ticketd.filters")
 
@@ -20,7 +21,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 @dataclass(frozen=True)

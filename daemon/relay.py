@@ -9,7 +9,6 @@ replies to it thread by the [#N] tag and References.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
@@ -19,7 +18,7 @@ from daemon.config_agents import AgentConfig
 from daemon.outgoing import new_message_id, one_line, reply_subject
 from daemon.parsers.model import Attachment
 from daemon.responders import Draft
-from storage import bulk
+from storage import bulk, clock
 
 MAX_REFERENCES = 10  # the first message and the nearest ones are what clients thread by
 
@@ -60,7 +59,7 @@ def relay_draft(config: Config, agent: AgentConfig, number: int, subject: str, r
     if cc:
         message["Cc"] = ", ".join(one_line(r) for r in cc)
     message["Subject"] = reply_subject(subject, number)
-    message["Date"] = format_datetime(datetime.now(timezone.utc))
+    message["Date"] = format_datetime(clock.now())
     message["Message-ID"] = message_id
     if thread.in_reply_to:
         message["In-Reply-To"] = one_line(thread.in_reply_to)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from itertools import groupby
 
 from daemon.config import Config
 from daemon.pipeline import Processor
+from storage import clock
 from storage.errors import TemporaryFailure
 from storage.models import InboundMessage, InboundStatus
 
@@ -30,7 +31,7 @@ async def sweep(processor: Processor, min_age: timedelta = MIN_AGE) -> int:
     that stays "received" (deferred by a filter) is not read again until the next sweep.
     """
     config: Config = processor.config
-    cutoff = datetime.now(timezone.utc) - min_age
+    cutoff = clock.now() - min_age
     done, last = 0, 0
     while True:
         rows = await (InboundMessage.filter(status=InboundStatus.RECEIVED, uid=None, received_at__lt=cutoff,

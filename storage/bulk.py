@@ -10,12 +10,14 @@ placeholders and numbered for PostgreSQL (``$1``).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
+
+from storage import clock
 
 
 def client() -> BaseDBAsyncClient:
@@ -60,7 +62,7 @@ async def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return clock.now()
 
 
 class Table:

@@ -7,13 +7,12 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.transactions import in_transaction
 
-from storage import bulk
+from storage import bulk, clock
 from storage.models import InboundMessage, InboundSource, InboundStatus, Mailbox
 from storage.sqlite_backend import ImmediateSqliteClient
 
@@ -66,12 +65,12 @@ def new_row(item: Incoming, mailbox: Mailbox | None, uidvalidity: int | None, ma
         mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, size=item.size,
         sha256=hashlib.sha256(item.raw).hexdigest(), message_id=header_message_id(item.raw),
         status=InboundStatus.RECEIVED, reason="", attempts=0, verdicts=[], server_done=False,
-        truncated=False, received_at=datetime.now(timezone.utc),
+        truncated=False, received_at=clock.now(),
     )
     if item.too_large or item.size > max_bytes:
         row.status, row.truncated = InboundStatus.QUARANTINED, item.too_large
         row.reason = f"too large: {item.size} bytes, the limit is {max_bytes} (limits.max_message_bytes)"
-        row.processed_at = datetime.now(timezone.utc)
+        row.processed_at = clock.now()
         where = f"mailbox {mailbox.name} UID {item.uid}" if mailbox and item.uid is not None else "piped message"
         log.warning("%s %s quarantined: %s; only its header is kept", where, row.message_id or "(no Message-ID)",
                     row.reason)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from daemon.parsers.model import ParsedMessage
 from daemon.filters.autoreply import automatic_reason
 from daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from daemon.templating import Template, load_template
+from storage import clock
 
 log = logging.getLogger("ticketd.responders")
 
@@ -75,7 +75,7 @@ class Acknowledgement:
             address_header("From", smtp.from_name, smtp.from_address),
             header_line("To", recipient),
             header_line("Subject", reply_subject(ctx.message.subject, ctx.ticket.number)),
-            header_line("Date", format_datetime(datetime.now(timezone.utc))),
+            header_line("Date", format_datetime(clock.now())),
             header_line("Message-ID", message_id),
         ]
         if ctx.message.message_id:
