@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from daemon import customer_reply, lifecycle, verp
 from daemon.addresses import is_own, is_valid
@@ -204,11 +204,14 @@ class Commit:
             await customer_reply.apply(self, ticket, reply, _who(msg))
         if match is None and respond:
             await self._assign(ticket, msg)
+        after_hours: dict[str, Any] = {}
         if self.config.sla is not None:  # a new ticket's clocks start; a customer's message restarts next update
+            from daemon.sla.oncall import after_hours as paged
             from daemon.sla.schedule import reschedule_sla
 
             await reschedule_sla(self, ticket.id)
-        drafts = self._respond(ticket, msg, match is None, decision, rules) if respond else []
+            after_hours = paged(self, ticket) if match is None else {}
+        drafts = self._respond(ticket, msg, match is None, decision, rules, after_hours) if respond else []
         for draft in drafts:
             self._outbound_row(ticket, draft)
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
@@ -277,7 +280,7 @@ class Commit:
             self.threads.add_participants(ticket.id, people)
 
     def _respond(self, ticket: TicketRow, msg: ParsedMessage, is_new: bool, decision: Decision | None,
-                 rules: Classification | None) -> list[Draft]:
+                 rules: Classification | None, after_hours: dict[str, Any] | None = None) -> list[Draft]:
         view = ticket_view(ticket, tuple(rules.fired) if rules else ())
         recipient = reply_address(msg).lower()
         ctx = ResponseContext(
@@ -285,6 +288,7 @@ class Commit:
             recent_automatic=self.recent.get(recipient, 0), suppressed=recipient in self.suppressed,
             first_response=rules.first_response if rules else "",
             articles=match_articles(msg, self.config.rules) if is_new and rules else (),
+            **(after_hours or {}),
         )
         drafts: list[Draft] = []
         for result in (r for responder in self.p.responders for r in responder.run(ctx)):

@@ -200,20 +200,24 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     from daemon.config_lifecycle import load_lifecycle
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
-    sla = _sla(top)
+    sla = _sla(top, team)
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla)
 
 
-def _sla(top: Section) -> Any:
+def _sla(top: Section, team: Any) -> Any:
     """``[sla]`` when the file has one (an empty table means the defaults); imported only then."""
     if "sla" not in top.data:
         top.seen.add("sla")
         return None
     from daemon.sla.config import sla_config
 
-    return sla_config(top.sub("sla"))
+    sla = sla_config(top.sub("sla"))
+    for address in sla.oncall.rotation if sla.oncall is not None else ():
+        if team is None or team.agent_by_address(address) is None:  # pages go to agents, as notices do
+            Section(top.file, "sla.oncall", {}).fail("rotation", "agent addresses of [[agents]]", address)
+    return sla
 
 
 def _database_url(section: Section) -> str:

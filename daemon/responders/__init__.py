@@ -40,6 +40,9 @@ class ResponseContext:
     suppressed: bool = False  # the sender's address bounced permanently not long ago
     first_response: str = ""  # expected first-response time for the ticket's priority
     articles: tuple[HelpArticle, ...] = ()  # help-centre articles matching the mail
+    # After hours ([sla] only): the on-call agent was paged, or when the office opens again.
+    on_call: bool = False
+    answer_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class Acknowledgement:
                     header_line("Precedence", "auto_reply")]
         body = self.template_for(ctx.ticket).render(
             ticket=ctx.ticket, message=_template_message(ctx.message), mailbox=ctx.mailbox,
-            first_response=ctx.first_response,
+            first_response=ctx.first_response, on_call=ctx.on_call, answer_from=ctx.answer_from,
             articles=[{"title": a.title, "url": a.url} for a in ctx.articles])
         return Draft(self.name, smtp.envelope_from, (recipient,), message_id, text_message(headers, body))
 

@@ -35,6 +35,7 @@ class SlaConfig:
     queue_policies: dict[str, dict[str, Policy]]  # queue -> the priorities it overrides, merged
     tier_policies: dict[str, dict[str, Policy]]  # tier -> the priorities it overrides, merged
     escalation: tuple[EscalationStep, ...] = ()  # in order, each `after` at least the one before
+    oncall: Any = None  # daemon.sla.oncall.OnCall ([sla.oncall]), None: nobody is paged after hours
 
     def policy(self, priority: str, queue: str | None = None, tier: str | None = None) -> Policy:
         """The most specific policy: the tier's, else the queue's, else the global one."""
@@ -58,8 +59,13 @@ def sla_config(section: Section) -> SlaConfig:
     queues = _overrides(section.sub("queues", {}), policies, calendars)
     tiers = _overrides(section.sub("tiers", {}), policies, calendars)
     escalation = _escalation(section)
+    oncall = None
+    if "oncall" in section.data:
+        from daemon.sla.oncall import oncall_config
+
+        oncall = oncall_config(section.sub("oncall"), calendars, PRIORITIES)
     section.done()
-    return SlaConfig(calendars, policies, queues, tiers, escalation)
+    return SlaConfig(calendars, policies, queues, tiers, escalation, oncall)
 
 
 def _calendars(section: Section) -> dict[str, Calendar]:
