@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.sla.config import DEFAULT
-from daemon.sla.report import build, nearest_rank
+from daemon.sla.report import HEALTH, build, nearest_rank
 from daemon.sla.report_cli import human
 from daemon.sla.report_html import render
 from storage.db import database
@@ -49,7 +49,8 @@ async def fixture() -> None:
         breach("first_response", at(2, 11)), ("escalated", {"tier": "Tier 2", "target": "first_response"}, at(2, 11)),
         breach("resolution", at(2, 14))))
     await _ticket(3, at(3, 8), "P2", "solved", H, solved=at(3, 13), reopens=1, csat=4, replies=1, events=(
-        change("open", "solved", at(3, 11)), change("solved", "open", at(3, 12), True), change("open", "solved", at(3, 13))))
+        change("open", "solved", at(3, 11)), change("solved", "open", at(3, 12), True),
+        change("open", "solved", at(3, 13))))
     await _ticket(4, at(3, 9), "P2", "open", 6 * H, replies=1, events=(
         ("sla_warning", {"target": "first_response"}, at(3, 12)), breach("first_response", at(3, 13)),
         ("escalated", {"tier": "Tier 2", "target": "first_response"}, at(3, 13))))
@@ -146,6 +147,17 @@ async def test_without_sla_events_or_section_compliance_is_null_and_an_empty_per
     assert empty["volume"]["new"] == 0 and empty["volume"]["backlog"] == 1  # #1 is still open
     assert empty["volume"]["backlog_ratio"] is None and empty["health"]["backlog"] == "critical"
     assert empty["first_response"]["mean"] is None and empty["csat"]["rate"] is None
+
+
+def test_the_health_bands_put_each_boundary_in_the_warning() -> None:
+    judged = {name: [band.judge(v) for v in values] for name, band, values in (
+        ("first_response", HEALTH["first_response"], (14399, 14400, 86400, 86401)),
+        ("resolution", HEALTH["resolution"], (86399, 86400, 259200, 259201)),
+        ("csat", HEALTH["csat"], (0.8501, 0.85, 0.70, 0.6999)), ("fcr", HEALTH["fcr"], (0.7001, 0.70, 0.50, 0.4999)),
+        ("backlog", HEALTH["backlog"], (0.99, 1, 3, 3.01)),
+        ("escalation", HEALTH["escalation"], (0.1499, 0.15, 0.30, 0.3001)))}
+    assert judged == {name: ["healthy", "warning", "warning", "critical"] for name in judged}
+    assert HEALTH["csat"].judge(None) is None
 
 
 def test_nearest_rank_percentiles() -> None:
