@@ -26,6 +26,7 @@ def add_commands(sub: Any) -> None:
     status.add_argument("--now", type=_instant, help="as if it were this ISO 8601 time (default: now)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
+    from daemon.sla.report_cli import add_report_command; add_report_command(sub)  # noqa: E702 `report`
 
 
 def _instant(text: str) -> datetime:
