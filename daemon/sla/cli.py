@@ -7,8 +7,11 @@ a handler runs.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from daemon.cli import instant
+from storage import clock
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -20,21 +23,15 @@ def add_commands(sub: Any) -> None:
     sla = sub.add_parser("sla", help="service level targets").add_subparsers(dest="action", required=True)
     run = sla.add_parser("run", help="fire the SLA warnings, breaches and escalations that are due, then exit "
                                      "(their mail waits in the outbox for the daemon's sender)")
-    run.add_argument("--now", type=_instant, help="as if it were this ISO 8601 time (default: now)")
+    run.add_argument("--now", type=instant, help="as if it were this ISO 8601 time (default: now)")
     run.set_defaults(handler=_run)
     status = sla.add_parser("status", help="open tickets at risk (warned or breached), soonest due first")
-    status.add_argument("--now", type=_instant, help="as if it were this ISO 8601 time (default: now)")
+    status.add_argument("--now", type=instant, help="as if it were this ISO 8601 time (default: now)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
-    from daemon.sla.report_cli import add_report_command; add_report_command(sub)  # noqa: E702 `report`
+    from daemon.sla.report_cli import add_report_command  # here: report_cli imports this module
 
-
-def _instant(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)  # naive: read as UTC
+    add_report_command(sub)  # `report`
 
 
 def _no_sla(config: Config) -> bool:
@@ -54,7 +51,7 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     from storage.db import database
     from storage.errors import TemporaryFailure
 
-    now = args.now or datetime.now(UTC)
+    now = clock.now()
     async with database(config.database_url):
         try:
             fired = await due.run_due(Processor(config, clock=lambda: now), kind_prefix="sla_")
@@ -72,7 +69,7 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
     from storage.db import database
 
     async with database(config.database_url):
-        rows = await at_risk(config, args.now or datetime.now(UTC))
+        rows = await at_risk(config, clock.now())
     return emit(rows, args.json, _human)
 
 

@@ -9,7 +9,8 @@ import argparse
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.sla.cli import _instant
+from daemon.cli import instant
+from storage import clock
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -27,7 +28,7 @@ def add_report_command(sub: Any) -> None:
     shown = report.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="the figures under stable keys")
     shown.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with charts to FILE")
-    report.add_argument("--now", type=_instant, help="as if it were this ISO 8601 time (default: now)")
+    report.add_argument("--now", type=instant, help="as if it were this ISO 8601 time (default: now)")
     report.set_defaults(handler=run_report)
 
 
@@ -51,7 +52,7 @@ async def run_report(config: Config, args: argparse.Namespace) -> int:
     from daemon.terminal import emit
     from storage.db import database
 
-    now = args.now or datetime.now(UTC)
+    now = clock.now()
     until = args.until or now
     if until <= args.since:
         print(f"ticketd: --until ({until.isoformat()}) must be after --since ({args.since.isoformat()}) "

@@ -58,7 +58,6 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 async def test_the_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     cfg = config(tmp_path, SLA)
     async with database(cfg.database_url):
