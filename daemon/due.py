@@ -43,10 +43,11 @@ async def run_due(processor: Processor, kind_prefix: str = "") -> int:
         query = DueStep.filter(done_at=None, due_at__lte=now)
         if kind_prefix:  # `ticketd sla run`: SLA steps only
             query = query.filter(kind__startswith=kind_prefix)
-        steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", flat=True)
-        for step_id in steps:
+        # A step's ticket and kind never change: read with the list, only the claim is per step.
+        steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", "ticket_id", "kind")
+        for step_id, ticket_id, kind in steps:
             try:
-                done += await _one(processor, int(step_id))
+                done += await _one(processor, int(step_id), int(ticket_id), kind)
             except Exception as exc:
                 if is_temporary(exc):
                     raise TemporaryFailure(describe(exc)) from exc
@@ -68,15 +69,14 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
             pass
 
 
-async def _one(processor: Processor, step_id: int) -> int:
+async def _one(processor: Processor, step_id: int, ticket_id: int, kind: str) -> int:
     async with processor.write_turn.exclusive(), in_transaction():
         commit = Commit(processor, "")
         if not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
             return 0  # run or cancelled meanwhile: the UPDATE is the claim
-        step = await DueStep.get(id=step_id)
-        found = await load_tickets({step.ticket_id}, set())
+        found = await load_tickets({ticket_id}, set())
         if found:
-            await _run(commit, step.kind, found[0])
+            await _run(commit, kind, found[0])
         await commit.writes.flush()
     if commit.drafts:
         processor.on_outbox()

@@ -196,7 +196,9 @@ def add_business_days(cal: Calendar, start: datetime, days: int) -> datetime:
 
     Monday 10:00 (opening 09:00) + 5 is the fifth open day after at one business hour past its
     opening; a start in closed time counts from the next opening; a shorter target day (Saturday)
-    ends at its closing. On 24x7 a business day is 24 hours.
+    ends at its closing. The result is open like the start (after a lunch break, not at its
+    beginning: both are the same offset), so 0 days is the start's next opening. On 24x7 a
+    business day is 24 hours.
     """
     if days < 0:
         raise ValueError(f"a negative number of business days: {days}")
@@ -209,7 +211,10 @@ def add_business_days(cal: Calendar, start: datetime, days: int) -> datetime:
         day = _next_open_day(cal, day)
     spans = day_spans(cal, day)
     capacity = sum((end - begin for begin, end in spans), ZERO)
-    return add_business(cal, spans[0][0], min(offset, capacity))
+    if offset >= capacity:
+        return spans[-1][1]
+    # add_business ends a sum at a closing time; with time left that day, the next opening is meant.
+    return next_open(cal, add_business(cal, spans[0][0], offset))
 
 
 def _first_opening(cal: Calendar, day: date, at: datetime) -> datetime:

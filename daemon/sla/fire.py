@@ -53,7 +53,8 @@ async def fire(commit: Commit, kind: str, ticket: TicketRow) -> bool:
             and (ESCALATED, target) not in clock.fired and sla.escalation:
         _escalate(commit, clock, ticket, target, state)
         done = True
-    await reschedule_sla(commit, ticket.id)
+    # The clock read above, with what was just fired added: the same as reading it again.
+    await reschedule_sla(commit, ticket.id, clock)
     return done
 
 
@@ -64,6 +65,7 @@ def _warn(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, targe
     _mail(commit, _owners(commit.config.team, clock), "warning", ticket,
           f"[#{ticket.number}] SLA warning ({_words(target)}): {ticket.subject}",
           target=_words(target), due=_when(state.due), left=_duration(state.left))
+    clock.fired.add((WARNING, target))
     log.info("ticket #%d: SLA warning, %s due %s", ticket.number, target, state.due.isoformat())
 
 
@@ -89,6 +91,8 @@ def _escalate(commit: Commit, clock: Clock, ticket: TicketRow, target: str, stat
                                                "to": list(people)}, who="system")
     _mail(commit, people, "escalation", ticket, f"[#{ticket.number}] Escalated to {step.tier}: {ticket.subject}",
           tier=step.tier, reason=reason, assignee=clock.assignee or "", due=_when(state.due))
+    clock.fired.add((ESCALATED, target))
+    clock.escalated_to = step.tier
     log.warning("ticket #%d: escalated to %s (%s)", ticket.number, step.tier, reason)
 
 

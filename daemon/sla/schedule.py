@@ -30,18 +30,25 @@ def step_kind(level: str, target: str) -> str:
     return kind
 
 
-async def reschedule_sla(commit: Commit, ticket_id: int) -> None:
-    """Replace the ticket's undone SLA steps by those its clock at ``commit.now`` asks for."""
+async def reschedule_sla(commit: Commit, ticket_id: int, clock: Clock | None = None) -> None:
+    """Replace the ticket's undone SLA steps by those its clock at ``commit.now`` asks for.
+
+    ``clock``: one already read in this transaction and kept up to date by the caller (firing
+    adds what it fired), which saves a flush and reading it again; by default it is read.
+    """
     sla: SlaConfig | None = commit.config.sla
     if sla is None:
         return
-    await commit.writes.flush()  # the clock reads this group's events (a status change, a reply)
+    if clock is None:
+        await commit.writes.flush()  # the clock reads this group's events (a status change, a reply)
     await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__startswith=PREFIX).update(done_at=commit.now)
-    clock = await load_clock(ticket_id, commit.config.rules)
+    clock = clock or await load_clock(ticket_id, commit.config.rules)
     if clock is None:
         return
-    for kind, due_at in next_steps(sla, clock, commit.now):
-        await DueStep.create(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
+    steps = [DueStep(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
+             for kind, due_at in next_steps(sla, clock, commit.now)]
+    if steps:
+        await DueStep.bulk_create(steps)  # one INSERT for the ticket's (at most three) steps
 
 
 def next_steps(sla: SlaConfig, clock: Clock, now: datetime) -> list[tuple[str, datetime]]:

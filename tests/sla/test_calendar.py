@@ -195,3 +195,12 @@ def test_hours_parsed() -> None:
     assert [(f"{a:%H:%M}", f"{b:%H:%M}") for a, b in parse_hours("09:00-12:00,13:00-24:00")] == [
         ("09:00", "12:00"), ("13:00", "00:00")]
     assert parse_hours("closed") == ()
+
+
+def test_business_days_from_after_a_lunch_break_keep_the_afternoon() -> None:
+    # Found by a property test: 13:00 is as far into the day as 12:00, and was answered with it,
+    # so 0 days from 13:00 came out an hour before the start.
+    cal = office(hours=weekly_hours({day: "09:00-12:00,13:00-18:00" for day in WEEKDAYS[:5]}))
+    assert add_business_days(cal, berlin(2026, 12, 24, 13), 0) == berlin(2026, 12, 24, 13)
+    assert add_business_days(cal, berlin(2026, 12, 24, 13), 1) == berlin(2026, 12, 25, 13)
+    assert add_business_days(cal, berlin(2026, 12, 24, 12, 30), 1) == berlin(2026, 12, 25, 13)
