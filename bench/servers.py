@@ -89,10 +89,16 @@ folder = "INBOX"
 AGENT = "agent@example.test"  # notified of every new ticket with --notify
 
 
-def _team(directory: Path) -> str:
+def signing_key(directory: Path) -> Path:
+    """A fixed signing key (0600) for the benchmark's agents: nothing here is secret."""
     key = directory / "signing.key"
     key.write_text("0123456789abcdef" * 4 + "\n")
     key.chmod(0o600)
+    return key
+
+
+def _team(directory: Path) -> str:
+    key = signing_key(directory)
     return f"""
 [signing]
 secret_file = "{key}"

@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.servers import signing_key
+
 PROJECT = Path(__file__).resolve().parents[1]
 SUPPORT, AGENT, CUSTOMER = "support@example.test", "alice@example.test", "ann@example.org"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # the templates' clock
@@ -46,9 +48,7 @@ FIRES = {"sla_warn": "sla_warning", "sla_breach": "sla_breach"}  # a step's leve
 
 
 def config_text(directory: Path) -> str:
-    key = directory / "signing.key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    key.chmod(0o600)
+    key = signing_key(directory)
     return f"""
 [database]
 url = "sqlite://{directory}/ticketd.db"
