@@ -38,11 +38,14 @@ async def run_due(processor: Processor, kind_prefix: str = "") -> int:
     A condition of the system raises TemporaryFailure.
     """
     done = 0
+    failed: set[int] = set()  # this pass: a broken step must not hold back the ones due after it
     while True:
         now = processor.clock()
         query = DueStep.filter(done_at=None, due_at__lte=now)
         if kind_prefix:  # `ticketd sla run`: SLA steps only
             query = query.filter(kind__startswith=kind_prefix)
+        if failed:
+            query = query.exclude(id__in=sorted(failed))
         # A step's ticket and kind never change: read with the list, only the claim is per step.
         steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", "ticket_id", "kind")
         for step_id, ticket_id, kind in steps:
@@ -51,8 +54,8 @@ async def run_due(processor: Processor, kind_prefix: str = "") -> int:
             except Exception as exc:
                 if is_temporary(exc):
                     raise TemporaryFailure(describe(exc)) from exc
-                log.exception("due step %d failed; it stays due and is tried again later", step_id)
-                return done
+                log.exception("due step %d failed; it stays due and is tried again next pass", step_id)
+                failed.add(int(step_id))
         if len(steps) < BATCH:
             return done
 
