@@ -48,14 +48,7 @@ async def run_due(processor: Processor, kind_prefix: str = "") -> int:
             query = query.exclude(id__in=sorted(failed))
         # A step's ticket and kind never change: read with the list, only the claim is per step.
         steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", "ticket_id", "kind")
-        for step_id, ticket_id, kind in steps:
-            try:
-                done += await _one(processor, int(step_id), int(ticket_id), kind)
-            except Exception as exc:
-                if is_temporary(exc):
-                    raise TemporaryFailure(describe(exc)) from exc
-                log.exception("due step %d failed; it stays due and is tried again next pass", step_id)
-                failed.add(int(step_id))
+        done += await _batch(processor, steps, failed)
         if len(steps) < BATCH:
             return done
 
@@ -72,18 +65,43 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
             pass
 
 
-async def _one(processor: Processor, step_id: int, ticket_id: int, kind: str) -> int:
+async def _batch(processor: Processor, steps: list[tuple[int, int, str]], failed: set[int]) -> int:
+    """The steps in one transaction (one fsync, not one a step), each in a savepoint of its own.
+
+    A step's claim and its effects still commit together or not at all; a step that fails rolls
+    back alone and stays due (``failed`` keeps it out of this pass); a condition of the system
+    rolls back the batch, to be run again later.
+    """
+    done, drafted = 0, False
+    if not steps:
+        return 0
     async with processor.write_turn.exclusive(), in_transaction():
-        commit = Commit(processor, "")
-        if not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
-            return 0  # run or cancelled meanwhile: the UPDATE is the claim
-        found = await load_tickets({ticket_id}, set())
-        if found:
-            await _run(commit, kind, found[0])
-        await commit.writes.flush()
-    if commit.drafts:
+        for step_id, ticket_id, kind in steps:
+            try:
+                async with in_transaction():  # a savepoint
+                    ran, drafts = await _one(processor, int(step_id), int(ticket_id), kind)
+            except Exception as exc:
+                if is_temporary(exc):
+                    raise TemporaryFailure(describe(exc)) from exc
+                log.exception("due step %d failed; it stays due and is tried again next pass", step_id)
+                failed.add(int(step_id))
+                continue
+            done, drafted = done + ran, drafted or drafts
+    if drafted:
         processor.on_outbox()
-    return 1
+    return done
+
+
+async def _one(processor: Processor, step_id: int, ticket_id: int, kind: str) -> tuple[int, bool]:
+    """Claim and run one step: (1 if it ran, whether it drafted mail)."""
+    commit = Commit(processor, "")
+    if not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
+        return 0, False  # run or cancelled meanwhile: the UPDATE is the claim
+    found = await load_tickets({ticket_id}, set())
+    if found:
+        await _run(commit, kind, found[0])
+    await commit.writes.flush()
+    return 1, bool(commit.drafts)
 
 
 async def _run(commit: Commit, kind: str, ticket: TicketRow) -> None:
