@@ -167,17 +167,7 @@ def _agent(section: Section, own: frozenset[str]) -> AgentConfig:
 
 def _queue(section: Section, name: str, agents: tuple[AgentConfig, ...]) -> QueueConfig:
     by_address = {agent.address: agent for agent in agents}
-    groups = {group for agent in agents for group in agent.groups}
-    notify, recipients = [], []
-    for i, entry in enumerate(_names(section, "notify", at_sign=True)):
-        if "@" in entry and normalize(entry) in by_address:
-            notify.append(normalize(entry))
-            recipients.append(normalize(entry))
-        elif entry in groups:
-            notify.append(entry)
-            recipients += [agent.address for agent in agents if entry in agent.groups]
-        else:
-            section.fail(f"notify[{i}]", f"a group of [[agents]] ({_listing(groups)}) or an agent's address", entry)
+    notify, recipients = expand_notify(section, "notify", _names(section, "notify", at_sign=True), agents)
     lead = _agent_address(section, "lead", by_address)
     assign = section.get("assign", str, "none", expected=_ASSIGN_EXPECTED)
     assignee = None
@@ -233,6 +223,26 @@ def _skills(section: Section, agents: tuple[AgentConfig, ...]) -> tuple[SkillGro
         groups.append(group)
     section.done()
     return tuple(groups)
+
+
+def expand_notify(section: Section, key: str, entries: tuple[str, ...],
+                  agents: tuple[AgentConfig, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A notify list (group names, agent addresses) checked and expanded: (as written, canonical;
+    the agents' addresses, in order, no repeats). Queues and the SLA's escalation steps read it so."""
+    by_address = {agent.address for agent in agents}
+    groups = {group for agent in agents for group in agent.groups}
+    notify: list[str] = []
+    recipients: list[str] = []
+    for i, entry in enumerate(entries):
+        if "@" in entry and normalize(entry) in by_address:
+            notify.append(normalize(entry))
+            recipients.append(normalize(entry))
+        elif entry in groups:
+            notify.append(entry)
+            recipients += [agent.address for agent in agents if entry in agent.groups]
+        else:
+            section.fail(f"{key}[{i}]", f"a group of [[agents]] ({_listing(groups)}) or an agent's address", entry)
+    return tuple(notify), tuple(dict.fromkeys(recipients))
 
 
 def _names(section: Section, key: str, at_sign: bool = False) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ class EscalationStep:
     tier: str  # who takes the ticket over, e.g. "Tier 2"
     after: timedelta  # after the breach
     notify: tuple[str, ...]  # group names or addresses
+    recipients: tuple[str, ...] = ()  # notify expanded to agents' addresses (daemon.config, with the team)
 
 
 @dataclass(frozen=True)

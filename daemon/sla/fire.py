@@ -86,7 +86,7 @@ def _breach(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, tar
 def _escalate(commit: Commit, clock: Clock, ticket: TicketRow, target: str, state: TargetStatus) -> None:
     step = commit.config.sla.escalation[0]  # later steps: not yet (each would be its own timed step)
     reason = f"breach of {target}"
-    people = recipients(commit.config.team, step.notify)
+    people = step.recipients
     commit.writes.event(ticket.id, ESCALATED, {"tier": step.tier, "reason": reason, "target": target,
                                                "to": list(people)}, who="system")
     _mail(commit, people, "escalation", ticket, f"[#{ticket.number}] Escalated to {step.tier}: {ticket.subject}",
@@ -112,27 +112,6 @@ def _owners(team: Team | None, clock: Clock) -> tuple[str, ...]:
     if clock.assignee and team.agent_by_address(clock.assignee) is not None:
         return (team.agent_by_address(clock.assignee).address,)  # type: ignore[union-attr]
     return team.recipients(clock.queue)
-
-
-def recipients(team: Team | None, notify: tuple[str, ...]) -> tuple[str, ...]:
-    """An escalation's ``notify``: group names expanded to their agents, agent addresses as they are.
-
-    As a queue's notify list is read (daemon.config_agents); an entry that names neither is
-    skipped with a warning rather than failing the step every minute.
-    """
-    if team is None:
-        return ()
-    found: list[str] = []
-    for entry in notify:
-        agent = team.agent_by_address(entry) if "@" in entry else None
-        members = [a.address for a in team.agents if entry in a.groups]
-        if agent is not None:
-            found.append(agent.address)
-        elif members:
-            found += members
-        else:
-            log.warning("escalation notify %r is neither an agent's address nor a group of [[agents]]", entry)
-    return tuple(dict.fromkeys(found))
 
 
 def _over(sla: SlaConfig, clock: Clock, state: TargetStatus, now: datetime) -> timedelta:

@@ -198,3 +198,12 @@ def test_the_daemon_config_reads_sla_only_when_the_file_has_it(tmp_path: Path) -
     assert loaded.sla.policy("P2").first_response == timedelta(hours=2)
     with pytest.raises(ConfigError, match=r"sla\.policies\.P2\.first_respons: unknown key"):
         load_config(write(tmp_path, MINIMUM + '\n[sla.policies.P2]\nfirst_respons = "2h"\n'), environ={})
+
+
+def test_an_escalation_names_agents_or_groups_and_is_expanded_at_load(tmp_path: Path) -> None:
+    from tests.support.desk import ALICE, config
+
+    step = '\n[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = [{}]\n'
+    assert config(tmp_path, step.format(f'"{ALICE.upper()}"')).sla.escalation[0].recipients == (ALICE,)
+    with pytest.raises(ConfigError, match=r"sla\.escalation\[0\]\.notify\[0\]: expected a group of \[\[agents\]\]"):
+        config(tmp_path, step.format('"tier9"'))
