@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
@@ -19,6 +19,7 @@ from daemon import lifecycle
 from daemon.commit import Commit
 from daemon.relay import thread_of
 from daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
+from storage import bulk
 from storage.errors import TemporaryFailure, describe, is_temporary
 from storage.models import DueStep, Ticket
 from storage.writes import TicketRow, load_tickets
@@ -66,49 +67,96 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
 
 
 async def _batch(processor: Processor, steps: list[tuple[int, int, str]], failed: set[int]) -> int:
-    """The steps in one transaction (one fsync, not one a step), each in a savepoint of its own.
+    """Run ``steps`` in one transaction: one fsync, and their reads and writes a few statements each.
 
-    A step's claim and its effects still commit together or not at all; a step that fails rolls
-    back alone and stays due (``failed`` keeps it out of this pass); a condition of the system
-    rolls back the batch, to be run again later.
+    A step's claim and its effects still commit together or not at all. A step that fails is a
+    bug or a row no code expects, not a condition of the system: the batch rolls back and runs
+    again without it, and it stays due (``failed`` keeps it out of this pass). A write that fails
+    at the end, where no step can be named, has the steps run one by one to find it. A condition
+    of the system rolls the batch back, to be run again later.
     """
-    done, drafted = 0, False
-    if not steps:
-        return 0
+    todo = [s for s in steps if int(s[0]) not in failed]
+    while todo:
+        try:
+            return await _together(processor, todo)
+        except _StepFailed as exc:
+            failed.add(exc.step_id)
+            todo = [s for s in todo if int(s[0]) != exc.step_id]
+        except _Unnamed:
+            return sum([await _batch(processor, [step], failed) for step in todo])
+    return 0
+
+
+class _StepFailed(Exception):
+    def __init__(self, step_id: int) -> None:
+        self.step_id = step_id
+
+
+class _Unnamed(Exception):
+    """The batch's writes failed, and no one step can be blamed."""
+
+
+async def _together(processor: Processor, steps: list[tuple[int, int, str]]) -> int:
     async with processor.write_turn.exclusive(), in_transaction():
+        commit = Commit(processor, "")
+        claimed = await _claim(commit, [int(s[0]) for s in steps])  # run or cancelled meanwhile: not claimed
+        tickets = {t.id: t for t in await load_tickets({int(s[1]) for s in steps}, set())}
+        clocks = await _clocks(commit, steps)
         for step_id, ticket_id, kind in steps:
-            try:
-                async with in_transaction():  # a savepoint
-                    ran, drafts = await _one(processor, int(step_id), int(ticket_id), kind)
-            except Exception as exc:
-                if is_temporary(exc):
-                    raise TemporaryFailure(describe(exc)) from exc
-                log.exception("due step %d failed; it stays due and is tried again next pass", step_id)
-                failed.add(int(step_id))
+            ticket = tickets.get(int(ticket_id))
+            if int(step_id) not in claimed or ticket is None:
                 continue
-            done, drafted = done + ran, drafted or drafts
-    if drafted:
+            try:
+                await _run(commit, kind, ticket, clocks.get(ticket.id))
+            except Exception as exc:
+                _blame(exc, f"due step {step_id} failed; it stays due and is tried again next pass")
+                raise _StepFailed(int(step_id)) from exc
+            if not kind.startswith("sla_"):
+                clocks.pop(ticket.id, None)  # its status may have changed: read again after a flush
+        try:
+            await commit.writes.flush()
+        except Exception as exc:
+            _blame(exc, "due steps: writing their effects failed", quiet=len(steps) > 1)
+            if len(steps) == 1:
+                raise _StepFailed(int(steps[0][0])) from exc
+            raise _Unnamed from exc
+    if commit.drafts:
         processor.on_outbox()
-    return done
+    return len(claimed)
 
 
-async def _one(processor: Processor, step_id: int, ticket_id: int, kind: str) -> tuple[int, bool]:
-    """Claim and run one step: (1 if it ran, whether it drafted mail)."""
-    commit = Commit(processor, "")
-    if not await DueStep.filter(id=step_id, done_at=None).update(done_at=commit.now):
-        return 0, False  # run or cancelled meanwhile: the UPDATE is the claim
-    found = await load_tickets({ticket_id}, set())
-    if found:
-        await _run(commit, kind, found[0])
-    await commit.writes.flush()
-    return 1, bool(commit.drafts)
+async def _claim(commit: Commit, step_ids: list[int]) -> set[int]:
+    """Mark the steps done; those that were undone are this batch's (the UPDATE is the claim)."""
+    done_at = DueStep._meta.fields_map["done_at"].to_db_value(commit.now, None)
+    rows = await bulk.fetch(f"UPDATE due_step SET done_at = ? WHERE done_at IS NULL AND id IN "
+                            f"({bulk.marks(len(step_ids))}) RETURNING id", [done_at, *step_ids])
+    return {int(r[0]) for r in rows}
 
 
-async def _run(commit: Commit, kind: str, ticket: TicketRow) -> None:
+async def _clocks(commit: Commit, steps: list[tuple[int, int, str]]) -> dict[int, Any]:
+    """The SLA clocks of the tickets with SLA steps in the batch, read in two queries."""
+    ids = {int(t) for _, t, kind in steps if kind.startswith("sla_")}
+    if not ids or commit.config.sla is None:
+        return {}
+    from daemon.sla.clock import load_clocks
+
+    return await load_clocks(ids, commit.config.rules)
+
+
+def _blame(exc: Exception, message: str, quiet: bool = False) -> None:
+    """A condition of the system becomes TemporaryFailure; anything else is logged (unless ``quiet``)."""
+    if is_temporary(exc):
+        raise TemporaryFailure(describe(exc)) from exc
+    if not quiet:
+        log.error(message, exc_info=exc)
+
+
+async def _run(commit: Commit, kind: str, ticket: TicketRow, clock: Any = None) -> None:
+    """One step; ``clock``: the ticket's SLA clock when read with the batch."""
     if kind.startswith("sla_"):  # written only with [sla]: the module is imported only then
         from daemon.sla.fire import fire
 
-        if not await fire(commit, kind, ticket):
+        if not await fire(commit, kind, ticket, clock):
             return
     elif kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
         from daemon.notices import reminder_draft

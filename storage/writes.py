@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from storage import bulk
-from storage.models import (Article, Attachment, AttachmentContent, Event, OutboundMessage, OutboundStatus,
-                            Participant, Ticket)
+from storage.models import (Article, Attachment, AttachmentContent, DueStep, Event, OutboundMessage,
+                            OutboundStatus, Participant, Ticket)
 
 TICKET_COLUMNS = ("id", "number", "subject", "status", "priority", "category", "queue", "requester",
                   "requester_name", "tags")
@@ -67,6 +67,7 @@ _ATTACHMENTS = bulk.Table(Attachment, ["id", "article_id", "filename", "content_
 _CONTENTS = bulk.Table(AttachmentContent, ["attachment_id", "content"])
 _PARTICIPANTS = bulk.Table(Participant, ["ticket_id", "email", "following"], conflict='"ticket_id", "email"')
 _EVENTS = bulk.Table(Event, ["ticket_id", "what", "detail", "at", "who"])
+_STEPS = bulk.Table(DueStep, ["ticket_id", "kind", "due_at", "created_at"])
 _OUTBOUND = bulk.Table(OutboundMessage, ["ticket_id", "kind", "message_id", "mail_from", "recipients", "recipient",
                                          "automatic", "status", "attempts", "next_try_at", "last_error",
                                          "created_at", "sent_at", "raw_bytes"])
@@ -80,6 +81,8 @@ class GroupWrites:
         self.ids = bulk.Ids()
         self._rows: dict[bulk.Table, list[dict[str, Any]]] = {}
         self._tags: dict[int, list[str]] = {}  # ticket id -> new tags of an existing ticket
+        # (ticket id, kind prefix) -> the (kind, due_at) steps that replace its undone ones of those kinds
+        self._steps: dict[tuple[int, str], list[tuple[str, datetime]]] = {}
 
     def _add(self, table: bulk.Table, row: dict[str, Any]) -> None:
         self._rows.setdefault(table, []).append(row)
@@ -125,6 +128,13 @@ class GroupWrites:
     def tags(self, ticket: TicketRow) -> None:
         self._tags[ticket.id] = list(ticket.tags)
 
+    def due_steps(self, ticket_id: int, prefix: str, steps: list[tuple[str, datetime]]) -> None:
+        """Replace the ticket's undone due steps of kinds starting with ``prefix`` by ``steps``.
+
+        The latest call for a ticket wins: it was computed from everything before it.
+        """
+        self._steps[(ticket_id, prefix)] = steps
+
     async def flush(self) -> None:
         """Write everything collected so far, parents before children."""
         for table in (_TICKETS, _ARTICLES, _ATTACHMENTS, _CONTENTS, _PARTICIPANTS, _EVENTS, _OUTBOUND):
@@ -136,3 +146,18 @@ class GroupWrites:
             await bulk.execute_many("UPDATE ticket SET tags = ?, updated_at = ? WHERE id = ?",
                                     [[tags.to_db_value(t, None), self.now, i] for i, t in self._tags.items()])
             self._tags = {}
+        if self._steps:
+            await self._replace_steps()
+
+    async def _replace_steps(self) -> None:
+        """One UPDATE per kind prefix cancels the undone steps, one INSERT writes the new ones."""
+        steps, self._steps = self._steps, {}
+        done_at = DueStep._meta.fields_map["done_at"].to_db_value(self.now, None)
+        for prefix in sorted({p for _, p in steps}):
+            ids = sorted(t for t, p in steps if p == prefix)
+            await bulk.execute(f"UPDATE due_step SET done_at = ? WHERE done_at IS NULL AND substr(kind, 1, ?) = ? "
+                               f"AND ticket_id IN ({bulk.marks(len(ids))})", [done_at, len(prefix), prefix, *ids])
+        rows = [{"ticket_id": t, "kind": kind, "due_at": due_at, "created_at": self.now}
+                for (t, _), new in steps.items() for kind, due_at in new]
+        if rows:
+            await _STEPS.insert(rows)

@@ -118,10 +118,10 @@ async def test_a_step_that_fails_stays_due_and_holds_back_none_due_after_it(
             await desk.agent(number, "#status pending\nWhich order number?")
         real = due._run
 
-        async def broken_for_the_first(commit, kind, ticket):  # type: ignore[no-untyped-def]
+        async def broken_for_the_first(commit, kind, ticket, *rest):  # type: ignore[no-untyped-def]
             if ticket.number == 1:  # a bug, or a row no code expects: not a condition of the system
                 raise RuntimeError("unexpected row")
-            await real(commit, kind, ticket)
+            await real(commit, kind, ticket, *rest)
 
         monkeypatch.setattr(due, "_run", broken_for_the_first)
         assert await desk.later(timedelta(hours=73)) == 1  # #2's reminder, due after #1's

@@ -8,6 +8,7 @@ warnings, breaches and escalations have already happened (each is recorded once,
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from daemon import lifecycle
 from daemon.sla.config import SlaConfig
 from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
 from daemon.sla.policy import TARGETS, Policy
+from storage import bulk
 from storage.models import Event, Ticket
 
 if TYPE_CHECKING:
@@ -69,21 +71,56 @@ async def load_clock(ticket_id: int, rules: RuleSet | None = None) -> Clock | No
 
     ``rules`` gives the requester's tier, whose [sla.tiers] policy then applies.
     """
-    row = await Ticket.filter(id=ticket_id).first().values(
-        "number", "priority", "queue", "status", "assignee", "created_at", "first_response_at", "solved_at",
-        "closed_at", "requester")
-    if row is None:
-        return None
+    return (await load_clocks([ticket_id], rules)).get(ticket_id)
+
+
+async def load_clocks(ticket_ids: Collection[int], rules: RuleSet | None = None) -> dict[int, Clock]:
+    """The clocks of several tickets (those that exist) in two queries, for a batch of due steps.
+
+    Plain SQL: building the ORM queries cost more than running them (a tenth of `sla run`).
+    """
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        return {}
+    rows = await bulk.fetch(f"SELECT {', '.join(_TICKET)} FROM ticket WHERE id IN ({bulk.marks(len(ids))})", ids)
+    clocks = {}
+    for row in rows:
+        values = dict(zip(_TICKET, row, strict=True))
+        for name in _TIMES:
+            values[name] = _time(values[name])
+        clock = _clock(values)
+        if rules is not None and values["requester"]:
+            clock.tier = rules.tier_of(values["requester"]) or None
+        clocks[clock.ticket_id] = clock
+    events: dict[int, list[tuple[str, datetime, dict]]] = {i: [] for i in clocks}  # type: ignore[type-arg]
+    found = await bulk.fetch(
+        f"SELECT ticket_id, what, at, detail FROM event WHERE ticket_id IN ({bulk.marks(len(ids))}) "
+        f"AND what IN ({bulk.marks(len(_EVENTS))}) ORDER BY ticket_id, at, id", [*ids, *_EVENTS])
+    for ticket_id, what, at, detail in found:
+        events[int(ticket_id)].append((what, _time(at), _detail(detail)))
+    for ticket_id, clock in clocks.items():
+        _read_events(clock, events[ticket_id])
+    return clocks
+
+
+_TICKET = ("id", "number", "priority", "queue", "status", "assignee", "created_at", "first_response_at", "solved_at",
+           "closed_at", "requester")
+_TIMES = ("created_at", "first_response_at", "solved_at", "closed_at")
+
+
+def _clock(row: dict[str, Any]) -> Clock:
     status = row["status"]
     stopped_at = (row["solved_at"] or row["closed_at"]) if status in STOPPED else None
-    clock = Clock(ticket_id, row["number"], row["priority"], row["queue"], status, row["assignee"],
-                  row["created_at"], row["first_response_at"], stopped_at)
-    if rules is not None and row["requester"]:
-        clock.tier = rules.tier_of(row["requester"]) or None
-    events = await Event.filter(ticket_id=ticket_id, what__in=_EVENTS).order_by("at", "id") \
-        .values_list("what", "at", "detail")
-    _read_events(clock, events)
-    return clock
+    return Clock(int(row["id"]), int(row["number"]), row["priority"], row["queue"], status, row["assignee"],
+                 row["created_at"], row["first_response_at"], stopped_at)
+
+
+def _time(value: Any) -> datetime | None:
+    return Ticket._meta.fields_map["created_at"].to_python_value(value)
+
+
+def _detail(value: Any) -> dict:  # type: ignore[type-arg]
+    return Event._meta.fields_map["detail"].to_python_value(value) or {}
 
 
 def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None:  # type: ignore[type-arg]

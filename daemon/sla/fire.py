@@ -31,13 +31,17 @@ def is_sla(kind: str) -> bool:
     return kind.startswith(PREFIX)
 
 
-async def fire(commit: Commit, kind: str, ticket: TicketRow) -> bool:
-    """Run SLA step ``kind`` ("sla_warn:first_response", ...); False if nothing was due any more."""
+async def fire(commit: Commit, kind: str, ticket: TicketRow, clock: Clock | None = None) -> bool:
+    """Run SLA step ``kind`` ("sla_warn:first_response", ...); False if nothing was due any more.
+
+    ``clock``: the ticket's, read in this transaction with the other steps of a batch (by
+    default it is read here); it is kept up to date with what fires.
+    """
     sla: SlaConfig | None = commit.config.sla
     level, _, target = kind.partition(":")
     if sla is None or target not in TARGETS:
         return False  # [sla] removed since the step was written, or a kind we do not know
-    clock = await load_clock(ticket.id, commit.config.rules)
+    clock = clock or await load_clock(ticket.id, commit.config.rules)
     if clock is None:
         return False
     state = None if clock.stopped else getattr(clock.status_at(sla, commit.now), target)

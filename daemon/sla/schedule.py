@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from daemon.sla.clock import BREACH, ESCALATED, WARNING, Clock, load_clock
 from daemon.sla.config import SlaConfig
 from daemon.sla.policy import TARGETS
-from storage.models import DueStep
 
 if TYPE_CHECKING:
     from daemon.commit import Commit
@@ -34,21 +33,16 @@ async def reschedule_sla(commit: Commit, ticket_id: int, clock: Clock | None = N
     """Replace the ticket's undone SLA steps by those its clock at ``commit.now`` asks for.
 
     ``clock``: one already read in this transaction and kept up to date by the caller (firing
-    adds what it fired), which saves a flush and reading it again; by default it is read.
+    adds what it fired), which saves a flush and reading it again; by default it is read. The
+    replacement is written with the commit's other rows (one UPDATE and one INSERT for a batch).
     """
     sla: SlaConfig | None = commit.config.sla
     if sla is None:
         return
     if clock is None:
         await commit.writes.flush()  # the clock reads this group's events (a status change, a reply)
-    await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__startswith=PREFIX).update(done_at=commit.now)
-    clock = clock or await load_clock(ticket_id, commit.config.rules)
-    if clock is None:
-        return
-    steps = [DueStep(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
-             for kind, due_at in next_steps(sla, clock, commit.now)]
-    if steps:
-        await DueStep.bulk_create(steps)  # one INSERT for the ticket's (at most three) steps
+        clock = await load_clock(ticket_id, commit.config.rules)
+    commit.writes.due_steps(ticket_id, PREFIX, next_steps(sla, clock, commit.now) if clock is not None else [])
 
 
 def next_steps(sla: SlaConfig, clock: Clock, now: datetime) -> list[tuple[str, datetime]]:
