@@ -156,9 +156,9 @@ async def _run(commit: Commit, kind: str, ticket: TicketRow, clock: Any = None) 
     if kind.startswith("sla_"):  # written only with [sla]: the module is imported only then
         from daemon.sla.fire import fire
 
-        if not await fire(commit, kind, ticket, clock):
-            return
-    elif kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
+        await fire(commit, kind, ticket, clock)  # which logs what it fired
+        return
+    if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
         from daemon.notices import reminder_draft
 
         thread = await thread_of(ticket.id)
