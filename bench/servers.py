@@ -62,6 +62,7 @@ host = "127.0.0.1"
 port = {sink.port}
 security = "none"
 from = "Example Support <{USER}>"
+connections = {os.environ.get("BENCH_LANES", "4")}
 """
 
 

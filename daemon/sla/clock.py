@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from daemon import lifecycle
@@ -18,6 +18,7 @@ from daemon.sla.config import SlaConfig
 from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
 from daemon.sla.policy import TARGETS, Policy
 from storage import bulk
+from storage.clock import now as clock_now
 from storage.models import Event, Ticket
 
 if TYPE_CHECKING:
@@ -166,8 +167,8 @@ async def summary(sla: SlaConfig, ticket_id: int, now: datetime,
 
 async def shown(sla: SlaConfig, number: int, now: datetime | None = None,
                 rules: RuleSet | None = None) -> dict[str, Any] | None:
-    """``summary`` of ticket ``number`` at ``now`` (the wall clock by default)."""
+    """``summary`` of ticket ``number`` at ``now`` (by default the one clock's: storage.clock)."""
     ticket_id = await Ticket.filter(number=number).first().values_list("id", flat=True)
     if ticket_id is None:
         return None
-    return await summary(sla, int(ticket_id), now or datetime.now(UTC), rules)  # type: ignore[call-overload]
+    return await summary(sla, int(ticket_id), now or clock_now(), rules)  # type: ignore[call-overload]
