@@ -17,7 +17,7 @@ from daemon.commit import Commit
 from daemon.sla.clock import shown
 from daemon.sla.fire import fire
 from storage.db import database
-from storage.models import OutboundMessage
+from storage.models import Event, OutboundMessage
 from storage.writes import load_tickets
 from tests.sla.test_schedule import MIN, events, undone
 from tests.support.desk import ALICE, START, Desk, config
@@ -130,3 +130,18 @@ async def test_a_scheduler_stopped_past_both_steps_climbs_both_at_once(tmp_path:
         assert await mail_to("sla_escalation") == [[BOB], [CAROL]]
         assert await mail_to("sla_breach") == [[ALICE]]
 
+
+async def test_an_escalated_tickets_breach_raises_it_to_the_next_tier(tmp_path: Path) -> None:
+    async with database((cfg := config(tmp_path, MATRIX)).database_url):
+        desk = Desk(cfg)
+        await desk.customer("I want to speak to a manager.")  # T0: the trigger takes it to Tier 2
+        assert [(e["tier"], e["trigger"]) for e in await events("escalated")] == [("Tier 2", "manager")]
+        await desk.later(45 * MIN)
+        assert await desk.later(15 * MIN) == 1  # T+60: breached, and on to Engineering at once
+        assert [(e["tier"], e.get("step")) for e in await events("escalated")] == [("Tier 2", None),
+                                                                                 ("Engineering", 0)]
+        # Engineering's own step has nothing left to do: the ticket is there.
+        assert "sla_escalate:first_response" not in await undone()
+        assert await desk.later(timedelta(hours=3)) == 1  # T+240: the resolution's breach; at the top
+        assert len(await events("escalated")) == 2
+        assert await Event.filter(what="queue_changed").count() == 1
