@@ -209,7 +209,7 @@ class Commit:
             from daemon.sla.hooks import customer_mail
             from daemon.sla.oncall import after_hours as paged
 
-            await customer_mail(self, ticket, msg, new=match is None)
+            await customer_mail(self, ticket, msg, new=match is None, triggers=respond)  # not an agent's refused mail
             after_hours = paged(self, ticket) if match is None else {}
         drafts = self._respond(ticket, msg, match is None, decision, rules, after_hours) if respond else []
         for draft in drafts:

@@ -30,14 +30,17 @@ if TYPE_CHECKING:
 REPEAT_LOOKBACK = 200  # the requester's latest tickets read: a robot's thousands stay unread
 
 
-async def customer_mail(commit: Commit, ticket: TicketRow, msg: ParsedMessage, new: bool) -> None:
+async def customer_mail(commit: Commit, ticket: TicketRow, msg: ParsedMessage, new: bool,
+                        triggers: bool = True) -> None:
     """A new ticket or a customer's message on one: its triggers, then the ticket's SLA steps rebuilt.
 
-    Takes the place of ``reschedule_sla`` there: the clock read once serves both.
+    Takes the place of ``reschedule_sla`` there: the clock read once serves both. ``triggers``
+    False: an agent's mail stored as a customer's (it proved nothing), which asks for nobody.
     """
     await commit.writes.flush()  # the clock reads this group's events (an escalation of an earlier message)
     clock = await load_clock(ticket.id, commit.config.rules)
-    if clock is not None and commit.config.sla.escalation and not automatic_reason(msg, commit.config.own_addresses):
+    if clock is not None and triggers and commit.config.sla.escalation \
+            and not automatic_reason(msg, commit.config.own_addresses):
         for trigger, reason in await _mail_triggers(commit, commit.config.sla.triggers, clock, ticket, msg, new):
             if trigger not in clock.triggered:
                 await escalate(commit, ticket, clock, reason, trigger=trigger)

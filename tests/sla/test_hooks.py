@@ -72,7 +72,7 @@ async def test_asking_for_a_manager_escalates_once_and_security_words_once_more(
         assert [e["who"] for e in shown if e["what"] == "escalated"] == ["system", "system"]
 
 
-async def test_a_new_tickets_subject_counts_but_quotes_and_robots_do_not(tmp_path: Path) -> None:
+async def test_a_new_tickets_subject_counts_but_quotes_robots_and_agents_do_not(tmp_path: Path) -> None:
     async with database((cfg := setup(tmp_path)).database_url):
         desk = Desk(cfg)
         await desk.mail(simple(ANN, "Security incident on our account", "<s1@example.org>", body="See below."))
@@ -82,6 +82,8 @@ async def test_a_new_tickets_subject_counts_but_quotes_and_robots_do_not(tmp_pat
         await desk.customer(quoted, 2)
         await desk.customer("Out of office. For urgent matters contact my supervisor.", 2,
                             extra="Auto-Submitted: auto-replied")
+        await desk.agent(None, "I will escalate this to my supervisor.")  # an agent's, stored as a stranger's
+        assert (await desk.ticket(3))["requester"] == ALICE
         assert [t for _, _, t, _ in await escalations()] == ["security"]
 
 
