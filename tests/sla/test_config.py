@@ -264,3 +264,11 @@ def test_an_escalations_queue_is_one_of_queues_checked_at_load(tmp_path: Path) -
         config(tmp_path, step.format("tier2"))
     assert str(caught.value) == (f"{tmp_path / 'ticketd.toml'}: sla.escalation[0].queue: expected a queue of [queues] "
                                  "(support), got 'tier2'")
+
+
+def test_the_shipped_examples_sla_section_loads_once_uncommented() -> None:
+    example = (Path(__file__).resolve().parents[2] / "examples" / "ticketd.toml").read_text()
+    block = example[example.index("# [sla.calendars.office]"):]
+    config = loaded("\n".join(line.removeprefix("#").removeprefix(" ") for line in block.splitlines()))
+    assert [(s.tier, s.queue) for s in config.escalation] == [("Tier 2", None), ("Engineering", "engineering")]
+    assert config.triggers == Triggers()  # the example shows the defaults as they are
