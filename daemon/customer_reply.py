@@ -61,13 +61,13 @@ async def apply(commit: Commit, ticket: TicketRow, reply: Reply, who: str) -> No
 async def _rated(commit: Commit, ticket: TicketRow, rating: int, comment: str, who: str) -> None:
     await Ticket.filter(id=ticket.id).update(csat=rating, updated_at=commit.now)
     commit.writes.event(ticket.id, "csat", {"rating": rating, "comment": comment}, who=who)
-    if commit.config.sla is not None:  # a low rating may escalate
-        from daemon.sla.hooks import rated
-
-        await rated(commit, ticket, rating)
     team = commit.config.team
     queue = team.queue(ticket.queue) if team is not None else None
     if rating <= satisfaction.LOW and queue is not None and queue.lead:
         from daemon.notices import low_csat_draft
 
         commit._outbound_row(ticket, low_csat_draft(commit.config, queue.lead, ticket_view(ticket), rating, comment))
+    if commit.config.sla is not None:  # after: the lead told is the queue's that served it, not a tier's
+        from daemon.sla.hooks import rated
+
+        await rated(commit, ticket, rating)
