@@ -75,7 +75,7 @@ async def unassigned(commit: Commit, ticket: TicketRow, waited: timedelta) -> No
 async def _mail_triggers(commit: Commit, triggers: Triggers, clock: Clock, ticket: TicketRow, msg: ParsedMessage,
                          new: bool) -> list[tuple[str, str]]:
     """(trigger, reason) of each trigger the mail fires, in a fixed order."""
-    found = []
+    found: list[tuple[str, str]] = []
     if new and vip_tier(triggers, clock.tier):
         found.append((VIP, f"a VIP customer (tier {clock.tier})"))
     # The new text only (no quotes: what we wrote ourselves); a new ticket's subject says as much.
