@@ -20,7 +20,7 @@ from daemon.filters import Decision
 from daemon.parsers.model import ParsedMessage
 from daemon.relay import relay_draft, thread_of
 from daemon.threader import subject_tags
-from daemon.ticket_steps import change_status, notify_assignee, restart_steps
+from daemon.ticket_steps import change_queue, change_status, notify_assignee, restart_steps
 from tortoise.expressions import F
 
 from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
@@ -253,9 +253,8 @@ async def _apply(commit: Commit, ticket: TicketRow, plan: Plan, agent: AgentConf
     if plan.priority and plan.priority != ticket.priority:
         commit.writes.event(ticket.id, "priority_changed", {"from": ticket.priority, "to": plan.priority}, who=who)
         updates["priority"] = ticket.priority = plan.priority
-    if plan.queue and plan.queue != ticket.queue:
-        commit.writes.event(ticket.id, "queue_changed", {"from": ticket.queue, "to": plan.queue}, who=who)
-        updates["queue"] = ticket.queue = plan.queue
+    if plan.queue:
+        await change_queue(commit, ticket, plan.queue, who)
     if plan.assignee is not None:
         updates["assignee"] = plan.assignee.address
         commit.writes.event(ticket.id, "assigned", {"to": plan.assignee.address}, who=who)

@@ -205,11 +205,11 @@ class Commit:
         if match is None and respond:
             await self._assign(ticket, msg)
         after_hours: dict[str, Any] = {}
-        if self.config.sla is not None:  # a new ticket's clocks start; a customer's message restarts next update
+        if self.config.sla is not None:  # clocks start or next update restarts; triggers may escalate
+            from daemon.sla.hooks import customer_mail
             from daemon.sla.oncall import after_hours as paged
-            from daemon.sla.schedule import reschedule_sla
 
-            await reschedule_sla(self, ticket.id)
+            await customer_mail(self, ticket, msg, new=match is None, triggers=respond)  # not an agent's refused mail
             after_hours = paged(self, ticket) if match is None else {}
         drafts = self._respond(ticket, msg, match is None, decision, rules, after_hours) if respond else []
         for draft in drafts:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import tomllib
@@ -212,19 +211,9 @@ def _sla(top: Section, team: Any) -> Any:
     if "sla" not in top.data:
         top.seen.add("sla")
         return None
-    from daemon.sla.config import sla_config
+    from daemon.sla.config import sla_config, with_team
 
-    from daemon.config_agents import expand_notify
-
-    sla = sla_config(top.sub("sla"))
-    for address in sla.oncall.rotation if sla.oncall is not None else ():
-        if team is None or team.agent_by_address(address) is None:  # pages go to agents, as notices do
-            Section(top.file, "sla.oncall", {}).fail("rotation", "agent addresses of [[agents]]", address)
-    agents = team.agents if team is not None else ()
-    steps = [dataclasses.replace(step, recipients=expand_notify(
-        Section(top.file, f"sla.escalation[{i}]", {}), "notify", step.notify, agents)[1])
-        for i, step in enumerate(sla.escalation)]  # a name that is no agent or group fails here, not at breach
-    return dataclasses.replace(sla, escalation=tuple(steps))
+    return with_team(sla_config(top.sub("sla")), top.file, team)
 
 
 def _database_url(section: Section) -> str:

@@ -67,3 +67,7 @@ async def _rated(commit: Commit, ticket: TicketRow, rating: int, comment: str, w
         from daemon.notices import low_csat_draft
 
         commit._outbound_row(ticket, low_csat_draft(commit.config, queue.lead, ticket_view(ticket), rating, comment))
+    if commit.config.sla is not None:  # after: the lead told is the queue's that served it, not a tier's
+        from daemon.sla.hooks import rated
+
+        await rated(commit, ticket, rating)

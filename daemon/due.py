@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
@@ -195,4 +196,8 @@ async def _report_unassigned(commit: Commit, ticket: TicketRow) -> bool:
             [f"Ticket #{ticket.number} in queue {ticket.queue} has had no assignee for {waited // 60} minutes.",
              "Answer its notification with #assign ADDRESS to give it to someone."], kind="unassigned_report"))
     commit.writes.event(ticket.id, "unassigned_reported", {"to": list(targets)}, who="system")
+    if commit.config.sla is not None:  # nobody's for so long: a trigger of escalation
+        from daemon.sla.hooks import unassigned
+
+        await unassigned(commit, ticket, timedelta(seconds=waited))
     return True

@@ -80,6 +80,8 @@ def _header(ticket: dict[str, Any]) -> list[str]:
     if sla:
         out.extend(f"  SLA {name.replace('_', ' ')}: {line(t['state'])}, due {line(t['due'][:16].replace('T', ' '))}"
                    for name, t in sla["targets"].items())
+        if sla.get("level"):
+            out.append(f"  SLA escalated to: {line(sla['escalated_to'] or '-')} (level {line(sla['level'])})")
     out.append(f"  tags: {line(', '.join(ticket['tags'])) or '-'}")
     out.append(f"  rules fired: {line(', '.join(ticket['fired_rules'])) or '(none)'}")
     return out

@@ -52,6 +52,16 @@ async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, r
         await _survey(commit, ticket)
 
 
+async def change_queue(commit: Commit, ticket: TicketRow, queue: str, who: str) -> bool:
+    """Move ``ticket`` to ``queue`` (an agent's #queue, an escalation's tier); False if it is there already."""
+    if queue == ticket.queue:
+        return False
+    commit.writes.event(ticket.id, "queue_changed", {"from": ticket.queue, "to": queue}, who=who)
+    await Ticket.filter(id=ticket.id).update(queue=queue, updated_at=commit.now)
+    ticket.queue = queue  # later messages of this group see it (daemon.threader keeps this object)
+    return True
+
+
 async def restart_steps(commit: Commit, ticket: TicketRow) -> None:
     """The timed steps of the ticket's state, counted again from now (an agent asked once more)."""
     await _reschedule(commit, ticket.id, ticket.status, ticket.status)

@@ -52,6 +52,18 @@ async def test_a_note_is_stored_never_sent_and_commands_beside_it_run(tmp_path: 
         assert assigned.recipients == [BOB]
 
 
+async def test_queue_moves_the_ticket_and_records_where_from(tmp_path: Path) -> None:
+    cfg = config(tmp_path, "[queues.billing]\n")
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Invoice is wrong.")
+        await desk.agent(1, "#queue billing\n#note\nFor billing.")
+        await desk.agent(1, "#queue billing\n#note\nStill billing.")  # already there: nothing more recorded
+        detail = await desk.ticket(1)
+        moves = [(e["detail"], e["who"]) for e in detail["events"] if e["what"] == "queue_changed"]
+        assert detail["queue"] == "billing" and moves == [({"from": "support", "to": "billing"}, ALICE)]
+
+
 async def test_cc_followers_get_the_relayed_reply_and_can_be_removed(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     async with database(cfg.database_url):

@@ -107,3 +107,15 @@ def test_the_list_shows_who_a_ticket_is_assigned_to() -> None:
              "article_count": 1, "requester": "a@x", "subject": "s"}]
     first, second, total = render.ticket_list(rows).splitlines()
     assert first.split()[4] == "bob\\x1b@x" and second.split()[4] == "-" and total == "2 ticket(s)"
+
+
+def test_an_escalated_tickets_tier_and_level_and_the_reason_of_each_climb() -> None:
+    sla = {"policy": "P2", "tier": None, "escalated_to": "Engineering", "level": 2, "stopped": False,
+           "targets": {"first_response": {"due": TEN, "state": "breached", "business_left_seconds": 0}}}
+    events = [_event("escalated", ELEVEN, {"tier": "Engineering", "level": 2, "reason": "breach of first_response",
+                                           "target": "first_response", "step": 1, "to": []}, "system")]
+    text = render.ticket_detail(_ticket([_article(1, "customer", "a@x", NINE, "hi")], events, sla=sla))
+    assert "  SLA escalated to: Engineering (level 2)" in text.splitlines()
+    assert f"  * escalated: breach of first_response by system, {ELEVEN}" in text
+    calm = render.ticket_detail(_ticket([], [], sla={**sla, "escalated_to": None, "level": 0}))
+    assert "escalated" not in calm

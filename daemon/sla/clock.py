@@ -2,8 +2,9 @@
 
 The ticket row gives the priority, queue, status and the first reply; the ticket's events give
 the rest: when it waited (pending, solved or closed before a reopen: none of that counts toward
-resolution or the next update), when the customer wrote and an agent answered, and which
-warnings, breaches and escalations have already happened (each is recorded once, by an event).
+resolution or the next update), when the customer wrote and an agent answered, which warnings
+and breaches have already happened (each is recorded once, by an event), and its escalations:
+the level (one per ``escalated`` event), the breach steps run and the triggers that fired.
 """
 
 from __future__ import annotations
@@ -49,11 +50,18 @@ class Clock:
     last_agent_at: datetime | None = None
     tier: str | None = None  # the requester's customer tier ([rules.tiers]): [sla.tiers.NAME] overrides
     escalated_to: str | None = None  # the support tier of the latest escalation
-    fired: set[tuple[str, str]] = field(default_factory=set)  # (WARNING | BREACH | ESCALATED, target)
+    fired: set[tuple[str, str]] = field(default_factory=set)  # (WARNING | BREACH, target)
+    level: int = 0  # tiers climbed: one per ``escalated`` event (daemon.sla.levels)
+    climbed: set[tuple[str, int]] = field(default_factory=set)  # (target, step) of the breach steps run
+    triggered: set[str] = field(default_factory=set)  # the triggers that raised it (daemon.sla.triggers)
 
     @property
     def stopped(self) -> bool:
         return self.status in STOPPED
+
+    def breach_steps(self, target: str) -> set[int]:
+        """The steps of ``[[sla.escalation]]`` that ``target``'s breach has run (by index)."""
+        return {step for name, step in self.climbed if name == target}
 
     def policy(self, sla: SlaConfig) -> Policy:
         # Rules give tiers in lower case ("Tier names are case-insensitive"); [sla.tiers] keeps the admin's.
@@ -142,10 +150,18 @@ def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None
         elif what in (WARNING, BREACH):
             clock.fired.add((what, str(detail.get("target", ""))))
         elif what == ESCALATED:
-            clock.fired.add((what, str(detail.get("target", ""))))
-            clock.escalated_to = detail.get("tier") or clock.escalated_to
+            _escalated(clock, detail)
     if paused_since is not None:
         clock.pending.append((paused_since, None))
+
+
+def _escalated(clock: Clock, detail: dict) -> None:  # type: ignore[type-arg]
+    clock.level += 1
+    clock.escalated_to = detail.get("tier") or clock.escalated_to
+    if detail.get("trigger"):
+        clock.triggered.add(str(detail["trigger"]))
+    elif detail.get("target"):  # written before steps were numbered: the breach's first
+        clock.climbed.add((str(detail["target"]), int(detail.get("step", 0))))
 
 
 async def summary(sla: SlaConfig, ticket_id: int, now: datetime,
@@ -162,7 +178,7 @@ async def summary(sla: SlaConfig, ticket_id: int, now: datetime,
             targets[name] = {"due": target.due.isoformat(), "state": target.state,
                              "business_left_seconds": int(target.left.total_seconds())}
     return {"policy": clock.priority, "tier": clock.tier, "escalated_to": clock.escalated_to,
-            "stopped": clock.stopped, "targets": targets}
+            "level": clock.level, "stopped": clock.stopped, "targets": targets}
 
 
 async def shown(sla: SlaConfig, number: int, now: datetime | None = None,

@@ -1,10 +1,23 @@
-"""The ``[sla]`` section: business calendars, targets per priority, queue and tier overrides, escalation."""
+"""The ``[sla]`` section: business calendars, targets per priority, queue and tier overrides, escalation.
+
+``[[sla.escalation]]`` is the escalation matrix, in order (Tier 1 -> Tier 2 -> Engineering ->
+Management); a ticket's level is the number of its steps it has climbed (daemon.sla.escalate)::
+
+    [[sla.escalation]]
+    tier = "Tier 2"          # the name mail and `tickets show` give the tier
+    after = "0m"             # after a target's breach (wall-clock time): when this step fires
+    notify = ["tier2"]       # groups of [[agents]] or agents' addresses: the tier's people
+    queue = "tier2"          # optional: a queue of [queues] the ticket moves to on reaching the tier
+
+``[sla.triggers]`` (daemon.sla.triggers) names what else escalates a ticket one tier.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +25,7 @@ from daemon.config_section import Section
 from daemon.sla.calendar import ALWAYS_OPEN, HOURS_EXPECTED, OFFICE, OFFICE_HOURS, WEEKDAYS, Calendar, parse_hours
 from daemon.sla.policy import (DEFAULT_POLICIES, DURATION_EXPECTED, MAX_BUSINESS_DAYS, MAX_TARGET, PRIORITIES,
                                TARGETS, BusinessDays, Policy, Target, format_duration, parse_duration)
+from daemon.sla.triggers import Triggers, triggers_config
 
 BUILT_IN = "24x7"  # always open; cannot be redefined
 DATE_EXPECTED = 'a date like "2026-12-24" or a range like "2026-12-25..2026-12-26"'
@@ -26,7 +40,8 @@ class EscalationStep:
     tier: str  # who takes the ticket over, e.g. "Tier 2"
     after: timedelta  # after the breach
     notify: tuple[str, ...]  # group names or addresses
-    recipients: tuple[str, ...] = ()  # notify expanded to agents' addresses (daemon.config, with the team)
+    recipients: tuple[str, ...] = ()  # notify expanded to agents' addresses (``with_team``)
+    queue: str | None = None  # the queue of [queues] the ticket moves to on reaching this tier
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,7 @@ class SlaConfig:
     tier_policies: dict[str, dict[str, Policy]]  # tier -> the priorities it overrides, merged
     escalation: tuple[EscalationStep, ...] = ()  # in order, each `after` at least the one before
     oncall: Any = None  # daemon.sla.oncall.OnCall ([sla.oncall]), None: nobody is paged after hours
+    triggers: Triggers = field(default_factory=Triggers)  # [sla.triggers]: what else escalates a ticket
 
     def policy(self, priority: str, queue: str | None = None, tier: str | None = None) -> Policy:
         """The most specific policy: the tier's, else the queue's, else the global one."""
@@ -60,13 +76,37 @@ def sla_config(section: Section) -> SlaConfig:
     queues = _overrides(section.sub("queues", {}), policies, calendars)
     tiers = _overrides(section.sub("tiers", {}), policies, calendars)
     escalation = _escalation(section)
+    if "triggers" in section.data and not escalation:
+        section.fail("triggers", "[[sla.escalation]] steps beside it (a trigger raises a ticket along them)")
+    triggers = triggers_config(section.sub("triggers", {}))
     oncall = None
     if "oncall" in section.data:
         from daemon.sla.oncall import oncall_config
 
         oncall = oncall_config(section.sub("oncall"), calendars, PRIORITIES)
     section.done()
-    return SlaConfig(calendars, policies, queues, tiers, escalation, oncall)
+    return SlaConfig(calendars, policies, queues, tiers, escalation, oncall, triggers)
+
+
+def with_team(sla: SlaConfig, file: Path, team: Any) -> SlaConfig:
+    """``sla`` checked against the agents and queues (daemon.config_agents.Team, None without any).
+
+    Names that are no agent, group or queue stop start-up here, not at a breach.
+    """
+    from daemon.config_agents import expand_notify
+
+    for address in sla.oncall.rotation if sla.oncall is not None else ():
+        if team is None or team.agent_by_address(address) is None:  # pages go to agents, as notices do
+            Section(file, "sla.oncall", {}).fail("rotation", "agent addresses of [[agents]]", address)
+    agents = team.agents if team is not None else ()
+    queues = sorted(q.name for q in team.queues) if team is not None else []
+    steps = []
+    for i, step in enumerate(sla.escalation):
+        where = Section(file, f"sla.escalation[{i}]", {})
+        if step.queue is not None and step.queue not in queues:
+            where.fail("queue", f"a queue of [queues] ({', '.join(queues) or 'none is configured'})", step.queue)
+        steps.append(replace(step, recipients=expand_notify(where, "notify", step.notify, agents)[1]))
+    return replace(sla, escalation=tuple(steps))
 
 
 def _calendars(section: Section) -> dict[str, Calendar]:
@@ -246,5 +286,9 @@ def _step(section: Section) -> EscalationStep:
     notify: list[Any] = section.get("notify", list, expected="an array of group names or addresses")
     if not notify or not all(isinstance(n, str) and n.strip() for n in notify):
         section.fail("notify", "a non-empty array of group names or addresses", notify)
+    queue = section.get("queue", str, None, expected="the name of a queue of [queues]")
+    if queue is not None and not queue.strip():
+        section.fail("queue", "the name of a queue of [queues]", queue)
     section.done()
-    return EscalationStep(tier, after, tuple(n.strip() for n in notify))  # type: ignore[arg-type]
+    return EscalationStep(tier, after, tuple(n.strip() for n in notify),  # type: ignore[arg-type]
+                          queue=queue.strip() if queue is not None else None)

@@ -1,4 +1,4 @@
-"""Firing an SLA step: a warning, a breach or an escalation, each at most once per ticket and target.
+"""Firing an SLA step: a warning, a breach or the escalation steps after it, each at most once per ticket and target.
 
 daemon.due claims the step and calls ``fire`` in the transaction of its effects. The clock is
 read again at the step's run time: a target met or no longer at the step's level meanwhile
@@ -12,17 +12,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from daemon.sla.calendar import business_between
-from daemon.sla.clock import BREACH, ESCALATED, WARNING, Clock, load_clock
+from daemon.sla.clock import BREACH, WARNING, Clock, load_clock
 from daemon.sla.config import SlaConfig
 from daemon.sla.due import TargetStatus
+from daemon.sla.escalate import climb
+from daemon.sla.mail import duration, owners, send, when, words
 from daemon.sla.policy import TARGETS
 from daemon.sla.schedule import ESCALATE, FIRE_BREACH, PREFIX, WARN, reschedule_sla
-from daemon.ticket_steps import ticket_view
 from storage.writes import TicketRow
 
 if TYPE_CHECKING:
     from daemon.commit import Commit
-    from daemon.config_agents import Team
 
 log = logging.getLogger("ticketd.sla")
 
@@ -47,28 +47,27 @@ async def fire(commit: Commit, kind: str, ticket: TicketRow, clock: Clock | None
     state = None if clock.stopped else getattr(clock.status_at(sla, commit.now), target)
     done = False
     if state is not None and level == WARN and state.state == "warned" and (WARNING, target) not in clock.fired:
-        _warn(commit, sla, clock, ticket, target, state)
+        _warn(commit, clock, ticket, target, state)
         done = True
     elif state is not None and level == FIRE_BREACH and state.state == "breached" \
             and (BREACH, target) not in clock.fired:
         _breach(commit, sla, clock, ticket, target, state)
+        await climb(commit, ticket, clock, target, state)  # the steps due at once ("0m")
         done = True
-    elif state is not None and level == ESCALATE and (BREACH, target) in clock.fired \
-            and (ESCALATED, target) not in clock.fired and sla.escalation:
-        _escalate(commit, clock, ticket, target, state)
-        done = True
+    elif state is not None and level == ESCALATE and (BREACH, target) in clock.fired:
+        done = await climb(commit, ticket, clock, target, state)
     # The clock read above, with what was just fired added: the same as reading it again.
     await reschedule_sla(commit, ticket.id, clock)
     return done
 
 
-def _warn(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, target: str, state: TargetStatus) -> None:
+def _warn(commit: Commit, clock: Clock, ticket: TicketRow, target: str, state: TargetStatus) -> None:
     left = int(state.left.total_seconds())
     commit.writes.event(ticket.id, WARNING, {"target": target, "due": state.due.isoformat(),
                                              "business_left_seconds": left}, who="system")
-    _mail(commit, _owners(commit.config.team, clock), "warning", ticket,
-          f"[#{ticket.number}] SLA warning ({_words(target)}): {ticket.subject}",
-          target=_words(target), due=_when(state.due), left=_duration(state.left))
+    send(commit, owners(commit.config, clock), "warning", ticket,
+         f"[#{ticket.number}] SLA warning ({words(target)}): {ticket.subject}",
+         target=words(target), due=when(state.due), left=duration(state.left))
     clock.fired.add((WARNING, target))
     log.info("ticket #%d: SLA warning, %s due %s", ticket.number, target, state.due.isoformat())
 
@@ -78,59 +77,12 @@ def _breach(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, tar
     over = _over(sla, clock, state, commit.now)
     commit.writes.event(ticket.id, BREACH, {"target": target, "due": state.due.isoformat(),
                                             "business_over_seconds": int(over.total_seconds())}, who="system")
-    _mail(commit, _owners(commit.config.team, clock), "breach", ticket,
-          f"[#{ticket.number}] SLA breached ({_words(target)}): {ticket.subject}",
-          target=_words(target), due=_when(state.due), over=_duration(over))
+    send(commit, owners(commit.config, clock), "breach", ticket,
+         f"[#{ticket.number}] SLA breached ({words(target)}): {ticket.subject}",
+         target=words(target), due=when(state.due), over=duration(over))
     log.warning("ticket #%d: SLA breach, %s was due %s", ticket.number, target, state.due.isoformat())
     clock.fired.add((BREACH, target))
-    if sla.escalation and commit.now >= state.due + sla.escalation[0].after:
-        _escalate(commit, clock, ticket, target, state)
-
-
-def _escalate(commit: Commit, clock: Clock, ticket: TicketRow, target: str, state: TargetStatus) -> None:
-    step = commit.config.sla.escalation[0]  # later steps: not yet (each would be its own timed step)
-    reason = f"breach of {target}"
-    people = step.recipients
-    commit.writes.event(ticket.id, ESCALATED, {"tier": step.tier, "reason": reason, "target": target,
-                                               "to": list(people)}, who="system")
-    _mail(commit, people, "escalation", ticket, f"[#{ticket.number}] Escalated to {step.tier}: {ticket.subject}",
-          tier=step.tier, reason=reason, assignee=clock.assignee or "", due=_when(state.due))
-    clock.fired.add((ESCALATED, target))
-    clock.escalated_to = step.tier
-    log.warning("ticket #%d: escalated to %s (%s)", ticket.number, step.tier, reason)
-
-
-def _mail(commit: Commit, people: tuple[str, ...], name: str, ticket: TicketRow, subject: str,
-          **values: object) -> None:
-    from daemon.notices import sla_draft
-
-    view = ticket_view(ticket)
-    for address in people:
-        commit._outbound_row(ticket, sla_draft(commit.config, address, name, view, subject, **values))
-
-
-def _owners(team: Team | None, clock: Clock) -> tuple[str, ...]:
-    """The assignee, else the agents the ticket's queue notifies; only agents (their mail may be signed)."""
-    if team is None:
-        return ()
-    if clock.assignee and team.agent_by_address(clock.assignee) is not None:
-        return (team.agent_by_address(clock.assignee).address,)  # type: ignore[union-attr]
-    return team.recipients(clock.queue)
 
 
 def _over(sla: SlaConfig, clock: Clock, state: TargetStatus, now: datetime) -> timedelta:
     return business_between(sla.calendar(clock.policy(sla)), state.due, now)
-
-
-def _duration(span: timedelta) -> str:
-    from daemon.notices import duration
-
-    return duration(span)
-
-
-def _when(at: datetime) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC"
-
-
-def _words(target: str) -> str:
-    return target.replace("_", " ")

@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from daemon.sla.clock import BREACH, ESCALATED, WARNING, Clock, load_clock
+from daemon.sla.clock import BREACH, WARNING, Clock, load_clock
 from daemon.sla.config import SlaConfig
+from daemon.sla.levels import next_breach_step, still_breached
 from daemon.sla.policy import TARGETS
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def reschedule_sla(commit: Commit, ticket_id: int, clock: Clock | None = N
 
 
 def next_steps(sla: SlaConfig, clock: Clock, now: datetime) -> list[tuple[str, datetime]]:
-    """Per target at most one step: its warning if not given, else its breach, else its escalation."""
+    """Per target at most one step: its warning if not given, else its breach, else its next escalation step."""
     if clock.stopped:
         return []
     status = clock.status_at(sla, now)
@@ -60,6 +61,8 @@ def next_steps(sla: SlaConfig, clock: Clock, now: datetime) -> list[tuple[str, d
             steps.append((step_kind(WARN, target), state.warn_at))
         elif (BREACH, target) not in clock.fired:
             steps.append((step_kind(FIRE_BREACH, target), state.due))
-        elif sla.escalation and (ESCALATED, target) not in clock.fired:
-            steps.append((step_kind(ESCALATE, target), state.due + sla.escalation[0].after))
+        elif sla.escalation:  # breached: the next step of the escalation matrix, if one is left to run
+            step = next_breach_step(len(sla.escalation), clock.level, clock.breach_steps(target))
+            if step is not None and still_breached(target, state, clock.first_reply_at):
+                steps.append((step_kind(ESCALATE, target), state.due + sla.escalation[step].after))
     return steps

@@ -19,7 +19,7 @@ async def test_the_summary_gives_each_targets_due_state_and_business_time_left(t
         desk.clock.now += 50 * MIN
         await desk.agent(1, "#status pending\nWhich site?")
         summary = await shown(cfg.sla, 1, START + 70 * MIN)
-        assert summary == {"policy": "P1", "tier": None, "escalated_to": None, "stopped": False, "targets": {
+        assert summary == {"policy": "P1", "tier": None, "escalated_to": None, "level": 0, "stopped": False, "targets": {
             "first_response": {"due": (START + 60 * MIN).isoformat(), "state": "met", "business_left_seconds": 600},
             # pending since T+50: paused, each due pushed on by the 20 minutes waited so far
             "next_update": {"due": (START + 130 * MIN).isoformat(), "state": "paused", "business_left_seconds": 3600},

@@ -13,6 +13,7 @@ from daemon.config_section import ConfigError, Section
 from daemon.sla.calendar import ALWAYS_OPEN, OFFICE, add_business, parse_hours
 from daemon.sla.config import DEFAULT, EscalationStep, SlaConfig, sla_config
 from daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy
+from daemon.sla.triggers import Triggers
 
 FILE = Path("/etc/ticketd/ticketd.toml")
 H = timedelta(hours=1)
@@ -129,6 +130,30 @@ notify = ["eng", "oncall@example.com"]
         ("Tier 2", timedelta(0), ("tier2",)), ("Engineering", 2 * H, ("eng", "oncall@example.com"))]
 
 
+STEP = '[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = ["tier2"]\n'
+
+
+def test_triggers_default_on_and_each_can_be_switched_off() -> None:
+    default = loaded(STEP).triggers
+    assert default == Triggers() and "speak to a manager" in default.manager_phrases and "GDPR" in default.security_words
+    assert (default.vip_tiers, default.csat_below, default.unassigned) == (("vip",), 3, True)
+    assert (default.repeat_subject_count, default.repeat_subject_days) == (3, 30)
+    off = loaded(STEP + "[sla.triggers]\nmanager_phrases = []\nsecurity_words = []\nvip_tiers = []\ncsat_below = 0\n"
+                 "unassigned = false\nrepeat_subject_count = 0\n").triggers
+    assert off == Triggers((), (), (), 0, False, 0, 30) and off.manager is None and off.security is None
+    own = loaded(STEP + '[sla.triggers]\nmanager_phrases = ["Chef  sprechen", "chef sprechen"]\nvip_tiers = ["Gold"]\n'
+                 "repeat_subject_days = 7\n").triggers
+    # spaces collapsed, repeats dropped, tiers in lower case as [rules.tiers] gives them
+    assert (own.manager_phrases, own.vip_tiers, own.repeat_subject_days) == (("Chef sprechen", "chef sprechen"),
+                                                                             ("gold",), 7)
+
+
+def test_an_escalation_step_may_move_the_ticket_to_a_queue() -> None:
+    config = loaded(STEP + '[[sla.escalation]]\ntier = "Engineering"\nafter = "2h"\nnotify = ["eng"]\n'
+                    'queue = " engineering "\n')
+    assert [s.queue for s in config.escalation] == [None, "engineering"]
+
+
 def _calendar(extra: str) -> str:
     return "[sla.calendars.office]\n" + extra + "\n"
 
@@ -183,6 +208,27 @@ def _calendar(extra: str) -> str:
      '[[sla.escalation]]\ntier = "Tier 2"\nafter = "1h"\nnotify = ["eng"]\n',
      "sla.escalation[1].tier: expected a tier not named by an earlier step"),
     ('[sla]\nescalation = "tier2"\n', "sla.escalation: expected an array of [[sla.escalation]] tables"),
+    ('[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = ["t2"]\nqueue = " "\n',
+     "sla.escalation[0].queue: expected the name of a queue of [queues], got ' '"),
+    ('[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = ["t2"]\nqueue = 2\n',
+     "sla.escalation[0].queue: expected the name of a queue of [queues], got 2"),
+    ('[sla.triggers]\nvip_tiers = ["vip"]\n',
+     "sla.triggers: expected [[sla.escalation]] steps beside it (a trigger raises a ticket along them)"),
+    (STEP + '[sla.triggers]\nmanager_phrases = "manager"\n',
+     "sla.triggers.manager_phrases: expected an array of phrases (non-empty strings); [] turns it off, got 'manager'"),
+    (STEP + '[sla.triggers]\nsecurity_words = ["GDPR", " "]\n',
+     "sla.triggers.security_words[1]: expected a phrase (a non-empty string of printable characters), got ' '"),
+    (STEP + '[sla.triggers]\nvip_tiers = [1]\n', "sla.triggers.vip_tiers[0]: expected a phrase"),
+    (STEP + '[sla.triggers]\ncsat_below = 1\n',
+     "sla.triggers.csat_below: expected 0 (off) or a rating from 2 to 5 (a rating below it escalates), got 1"),
+    (STEP + '[sla.triggers]\ncsat_below = 6\n', "sla.triggers.csat_below: expected 0 (off) or a rating from 2 to 5"),
+    (STEP + '[sla.triggers]\ncsat_below = "3"\n', "sla.triggers.csat_below: expected 0 (off) or a rating from 2 to 5"),
+    (STEP + '[sla.triggers]\nunassigned = "yes"\n', "sla.triggers.unassigned: expected true or false, got 'yes'"),
+    (STEP + '[sla.triggers]\nrepeat_subject_count = 1\n',
+     "sla.triggers.repeat_subject_count: expected 0 (off) or a count of 2 or more (the new ticket included), got 1"),
+    (STEP + '[sla.triggers]\nrepeat_subject_days = 0\n',
+     "sla.triggers.repeat_subject_days: expected a number of days, 1 to 366, got 0"),
+    (STEP + '[sla.triggers]\nmanager = ["boss"]\n', "sla.triggers.manager: unknown key"),
     ('[sla]\ntargets = 1\n', "sla.targets: unknown key"),
 ])
 def test_errors_name_the_key_and_what_was_expected(text: str, message: str) -> None:
@@ -207,3 +253,22 @@ def test_an_escalation_names_agents_or_groups_and_is_expanded_at_load(tmp_path: 
     assert config(tmp_path, step.format(f'"{ALICE.upper()}"')).sla.escalation[0].recipients == (ALICE,)
     with pytest.raises(ConfigError, match=r"sla\.escalation\[0\]\.notify\[0\]: expected a group of \[\[agents\]\]"):
         config(tmp_path, step.format('"tier9"'))
+
+
+def test_an_escalations_queue_is_one_of_queues_checked_at_load(tmp_path: Path) -> None:
+    from tests.support.desk import ALICE, config
+
+    step = f'\n[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = ["{ALICE}"]\nqueue = "{{}}"\n'
+    assert config(tmp_path, step.format("support")).sla.escalation[0].queue == "support"
+    with pytest.raises(ConfigError) as caught:
+        config(tmp_path, step.format("tier2"))
+    assert str(caught.value) == (f"{tmp_path / 'ticketd.toml'}: sla.escalation[0].queue: expected a queue of [queues] "
+                                 "(support), got 'tier2'")
+
+
+def test_the_shipped_examples_sla_section_loads_once_uncommented() -> None:
+    example = (Path(__file__).resolve().parents[2] / "examples" / "ticketd.toml").read_text()
+    block = example[example.index("# [sla.calendars.office]"):]
+    config = loaded("\n".join(line.removeprefix("#").removeprefix(" ") for line in block.splitlines()))
+    assert [(s.tier, s.queue) for s in config.escalation] == [("Tier 2", None), ("Engineering", "engineering")]
+    assert config.triggers == Triggers()  # the example shows the defaults as they are

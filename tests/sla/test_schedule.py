@@ -60,8 +60,8 @@ async def test_a_new_p1_ticket_warns_at_45_minutes_and_breaches_at_an_hour(tmp_p
         assert await desk.sent("sla_breach") == 1 and await desk.sent("sla_escalation") == 1
         [breach] = await events("sla_breach")
         assert breach["target"] == "first_response" and breach["business_over_seconds"] == 60
-        assert await events("escalated") == [{"tier": "Tier 2", "reason": "breach of first_response",
-                                              "target": "first_response", "to": [ALICE]}]
+        assert await events("escalated") == [{"tier": "Tier 2", "level": 1, "reason": "breach of first_response",
+                                              "target": "first_response", "step": 0, "to": [ALICE]}]
         assert "sla_breach:first_response" not in await undone() and "sla_escalate:first_response" not in await undone()
         assert await desk.later(MIN) == 0 and await desk.sent("sla_breach") == 1
         recipients = await OutboundMessage.filter(kind="sla_breach").values_list("recipients", flat=True)
