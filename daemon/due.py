@@ -129,8 +129,8 @@ async def _together(processor: Processor, steps: list[tuple[int, int, str]]) -> 
 async def _claim(commit: Commit, step_ids: list[int]) -> set[int]:
     """Mark the steps done; those that were undone are this batch's (the UPDATE is the claim)."""
     done_at = DueStep._meta.fields_map["done_at"].to_db_value(commit.now, None)
-    rows = await bulk.fetch(f"UPDATE due_step SET done_at = ? WHERE done_at IS NULL AND id IN "
-                            f"({bulk.marks(len(step_ids))}) RETURNING id", [done_at, *step_ids])
+    rows = await bulk.fetch(f"UPDATE due_step SET done_at = ? WHERE {bulk.unindexed('done_at')} IS NULL "
+                            f"AND id IN ({bulk.marks(len(step_ids))}) RETURNING id", [done_at, *step_ids])
     return {int(r[0]) for r in rows}
 
 

@@ -14,6 +14,7 @@ from daemon.relay import thread_of
 from daemon.responders import TicketView
 from tortoise.expressions import F
 
+from storage import bulk
 from storage.models import DueStep, Ticket
 from storage.writes import TicketRow
 
@@ -71,7 +72,10 @@ async def _reschedule(commit: Commit, ticket_id: int, old: str, new: str) -> Non
     """Cancel what ``old`` scheduled and schedule what ``new`` does (each step a row, run once)."""
     cancelled = lifecycle.STEPS_OF.get(old, ())
     if cancelled:
-        await DueStep.filter(ticket_id=ticket_id, done_at=None, kind__in=list(cancelled)).update(done_at=commit.now)
+        done_at = DueStep._meta.fields_map["done_at"].to_db_value(commit.now, None)
+        await bulk.execute(f"UPDATE due_step SET done_at = ? WHERE ticket_id = ? "
+                           f"AND {bulk.unindexed('done_at')} IS NULL AND kind IN ({bulk.marks(len(cancelled))})",
+                           [done_at, ticket_id, *cancelled])
     for kind, due_at in lifecycle.due_steps(new, commit.now, commit.config.lifecycle):
         await DueStep.create(ticket_id=ticket_id, kind=kind, due_at=due_at, created_at=commit.now)
 

@@ -155,8 +155,9 @@ class GroupWrites:
         done_at = DueStep._meta.fields_map["done_at"].to_db_value(self.now, None)
         for prefix in sorted({p for _, p in steps}):
             ids = sorted(t for t, p in steps if p == prefix)
-            await bulk.execute(f"UPDATE due_step SET done_at = ? WHERE done_at IS NULL AND substr(kind, 1, ?) = ? "
-                               f"AND ticket_id IN ({bulk.marks(len(ids))})", [done_at, len(prefix), prefix, *ids])
+            await bulk.execute(f"UPDATE due_step SET done_at = ? WHERE {bulk.unindexed('done_at')} IS NULL "
+                               f"AND substr(kind, 1, ?) = ? AND ticket_id IN ({bulk.marks(len(ids))})",
+                               [done_at, len(prefix), prefix, *ids])
         rows = [{"ticket_id": t, "kind": kind, "due_at": due_at, "created_at": self.now}
                 for (t, _), new in steps.items() for kind, due_at in new]
         if rows:
