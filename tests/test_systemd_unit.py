@@ -83,3 +83,4 @@ def test_the_unit_timeouts_fit_what_the_daemon_does(tmp_path: Path) -> None:
     assert float(unit_value("TimeoutStopSec")) > 2 * config.stop_grace + config.outbox_drain
     assert unit_value("WatchdogSec").removesuffix("s").isdigit()
     assert unit_value("ExecStart") == f"{INSTALLED} run"
+    assert INSTALLED in (PROJECT / "README.md").read_text()  # the install the README documents
