@@ -60,8 +60,12 @@ class ServiceState:
             reload()
             return
         self.notifier.reloading()
-        self.note = "" if reload() else "reload refused (see the journal), the running configuration stays; "
-        self.notifier.ready(self.status())
+        done = False
+        try:
+            done = reload()
+        finally:  # whatever happened, systemd must not be left waiting in "reloading"
+            self.note = "" if done else "reload refused (see the journal), the running configuration stays; "
+            self.notifier.ready(self.status())
 
     def stopping(self) -> None:
         self.ready, self.stopped = False, True

@@ -53,7 +53,7 @@ stop_and_disable() {
 main() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "install-system-deps: not a Debian system; install Dovecot (imapd), spamd/spamc, Postfix," \
-             "openssl and Python >= 3.11 yourself." >&2
+             "openssl, systemd-analyze and Python >= 3.11 yourself." >&2
         exit 1
     fi
     local missing
