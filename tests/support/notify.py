@@ -37,7 +37,8 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+            pairs = (line.partition("=") for line in data.decode().split("\n"))
+            fields = {key: value for key, equals, value in pairs if equals}
             with self._lock:
                 self.heard.append(Heard(time.monotonic(), fields))
                 self._lock.notify_all()
