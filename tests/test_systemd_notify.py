@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,27 @@ def test_ready_waits_for_each_mailbox_first_try_but_not_for_servers_that_are_dow
     finally:
         stopped(daemon)
         silent.stop()
+
+
+def test_ready_only_once_the_lmtp_listener_takes_connections(
+        tmp_path: Path, fresh_sink: SmtpSink, manager: NotifySocket) -> None:
+    socket_path = Path(manager.address).with_name("lmtp.sock")
+    config = write_config(tmp_path, 10143, fresh_sink.port, [("support", "support@example.test")])
+    text = config.read_text()
+    config.write_text(text[:text.index("[[mailboxes]]")] + '[[addresses]]\nname = "support"\n'
+                      f'address = "support@example.test"\n[lmtp]\nlisten = "{socket_path}"\n')
+    daemon = start(config, manager)
+    try:
+        ready = manager.wait_for("READY", timeout=60)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:  # at once: no retry, no wait
+            client.settimeout(10)
+            client.connect(str(socket_path))
+            assert client.recv(512).startswith(b"220 ")
+        assert manager.messages(ready)[0]["STATUS"] == f"LMTP on {socket_path}; outbox: 0 sent, 0 failed"
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=unit_seconds("TimeoutStopSec")) == 0
+    finally:
+        stopped(daemon)
 
 
 class Journal:
