@@ -17,7 +17,9 @@ from daemon.fetcher import MailboxWorker
 from daemon.imap import ImapSession
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
+from daemon.readiness import ServiceState
 from daemon.responders import build_responders
+from daemon.sdnotify import Notifier
 from daemon.start import parse_pool as parse_pool  # its old home: tests and tools name it here
 from daemon.terminal import safe_line
 from daemon.turn import WriteTurn
@@ -91,20 +93,25 @@ async def _sweep_once(processor: Processor) -> bool:
 
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_workers: int | None = None,
-                      pool: Executor | None = None, sessions: dict[str, ImapSession] | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop``); finish the batch in hand, then drain the outbox."""
+                      pool: Executor | None = None, sessions: dict[str, ImapSession] | None = None,
+                      notifier: Notifier | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); finish the batch in hand, then drain the outbox.
+
+    ``notifier`` tells systemd (Type=notify) when the daemon is ready, reloading or stopping.
+    """
     stop = stop or asyncio.Event()
     try:
-        return await _serve(config, stop, parse_workers, pool, sessions)
+        return await _serve(config, stop, parse_workers, pool, sessions, notifier or Notifier())
     finally:
         _remove_signals()
 
 
 async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None, pool: Executor | None,
-                 sessions: dict[str, ImapSession] | None) -> int:
+                 sessions: dict[str, ImapSession] | None, notifier: Notifier) -> int:
     _install_signals(stop)
     async with running_parts(config, parse_workers, pool, sessions) as (sender, processor, workers):
-        _install_reload(lambda: reload(processor, config.path))
+        state = ServiceState(notifier, workers, sender, safe_line(config.lmtp.listen) if config.lmtp else None)
+        _install_reload(lambda: state.reload(lambda: reload(processor, config.path)))
         stop_sender = asyncio.Event()
         stop_intake = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -124,17 +131,33 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
                  len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")
-        await stop.wait()
-        log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
-        stop_intake.set()
-        for worker in workers:
-            worker.stop.set()
-        await _finish(tasks, config.stop_grace)
-        stop_sender.set()
-        await _finish([sending], config.stop_grace)
-        report = await sender.drain(config.outbox_drain)
+        async with _ready_then_alive(state, stop):
+            await stop.wait()
+            log.info("stopping: finishing the messages in hand (up to %.0f s)", config.stop_grace)
+            state.stopping()
+            stop_intake.set()
+            for worker in workers:
+                worker.stop.set()
+            await _finish(tasks, config.stop_grace)
+            stop_sender.set()
+            await _finish([sending], config.stop_grace)
+            report = await sender.drain(config.outbox_drain)
         log.info("stopped; outbox: %d sent on the way out", report.sent)
     return 0
+
+
+@asynccontextmanager
+async def _ready_then_alive(state: ServiceState, stop: asyncio.Event) -> AsyncIterator[None]:
+    """READY once the parts are up, then WATCHDOG=1 from this loop until the stop is done."""
+    await state.wait_until_up(stop)
+    state.announce_ready()
+    done = asyncio.Event()
+    pinging = asyncio.create_task(state.notifier.keep_alive(state.status, done), name="watchdog")
+    try:
+        yield
+    finally:
+        done.set()
+        await pinging
 
 
 async def _finish(tasks: list[asyncio.Task[None]], grace: float) -> None:

@@ -44,6 +44,10 @@ class MailboxWorker:
         self.session_factory = session_factory or (lambda box: ImapSession(box.imap))
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.stop = asyncio.Event()
+        # Set once the first login succeeded or failed: the daemon reports READY to systemd after
+        # every mailbox's first attempt, so a server that is down delays it by one timeout only.
+        self.tried = asyncio.Event()
+        self.connected = False  # logged in now (for the service status)
         self._first = first_session  # begun at start-up (daemon.start): the first connection is this one
 
     def _session(self) -> ImapSession:
@@ -74,6 +78,8 @@ class MailboxWorker:
             session = self._session()
             try:
                 await session.open()
+                self.connected = True
+                self.tried.set()
                 if failures:
                     log.info("mailbox %s: connected again after %d failed attempts", self.config.name, failures)
                 failures = 0
@@ -81,6 +87,8 @@ class MailboxWorker:
                     await self.sync(session)
                     await self._wait_for_mail(session)
             except Exception as exc:  # a bug in one mailbox must not end it for good, nor touch the others
+                self.connected = False
+                self.tried.set()
                 failures += 1
                 if _passing(exc):  # the server or the database: the messages wait where they are
                     delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 20))

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from daemon.imap import ImapSession
+from daemon.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -93,7 +94,8 @@ async def run(config: Config, once: bool, pool: Executor | None) -> int:
             gc.enable()
     if once:
         return await app.run_once(config, pool=pool, sessions=sessions)
-    return await app.run_forever(config, pool=pool, sessions=sessions)
+    # systemd's socket and watchdog are read here, where the process starts, not in the daemon's parts.
+    return await app.run_forever(config, pool=pool, sessions=sessions, notifier=Notifier.from_environ())
 
 
 def _import_daemon(config: Config) -> tuple[asyncio.Future[ModuleType], threading.Thread]:

@@ -4,8 +4,9 @@
 set -euo pipefail
 
 # spamd is its own package since bookworm; python3-venv lets scripts/test create .venv (and
-# devtools/postfix.py the pipe user's venv); chromium renders the HTML report in a test.
-PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv chromium)
+# devtools/postfix.py the pipe user's venv); chromium renders the HTML report in a test;
+# systemd brings systemd-analyze, which verifies and rates the unit (nothing is started by it).
+PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv chromium systemd)
 # System services those packages ship; we stop/disable them only if we installed them now.
 declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd [postfix]=postfix)
 
@@ -52,7 +53,7 @@ stop_and_disable() {
 main() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "install-system-deps: not a Debian system; install Dovecot (imapd), spamd/spamc, Postfix," \
-             "openssl and Python >= 3.11 yourself." >&2
+             "openssl, systemd-analyze and Python >= 3.11 yourself." >&2
         exit 1
     fi
     local missing
