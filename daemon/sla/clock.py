@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon import lifecycle
 from daemon.sla.config import SlaConfig
-from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status
+from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status, update_start
 from daemon.sla.policy import TARGETS, Policy
 from storage import bulk
 from storage.clock import now as clock_now
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 STOPPED = (lifecycle.SOLVED, lifecycle.CLOSED)  # no clock runs; a reopen resumes them
 PAUSED = (lifecycle.PENDING, *STOPPED)
 WARNING, BREACH, ESCALATED = "sla_warning", "sla_breach", "escalated"
+UPDATE = "next_update"  # the one target owed again and again: once per interval
 # Only the events the clock reads: served by the event(ticket) index, a handful per ticket.
 _EVENTS = ("created", "article", "agent_reply", "status_changed", WARNING, BREACH, ESCALATED)
 
@@ -67,6 +68,11 @@ class Clock:
         # Rules give tiers in lower case ("Tier names are case-insensitive"); [sla.tiers] keeps the admin's.
         tier = next((name for name in sla.tier_policies if self.tier and name.lower() == self.tier.lower()), None)
         return sla.policy(self.priority, self.queue or None, tier)
+
+    @property
+    def update_since(self) -> datetime | None:
+        """The start of the next update's current interval (None before the first reply)."""
+        return update_start(self.first_reply_at, self.last_agent_at, self.last_customer_at)
 
     def status_at(self, sla: SlaConfig, now: datetime) -> SlaStatus:
         policy = self.policy(sla)
@@ -134,6 +140,7 @@ def _detail(value: Any) -> dict:  # type: ignore[type-arg]
 
 def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None:  # type: ignore[type-arg]
     paused_since: datetime | None = None
+    updates: list[tuple[str, str | None]] = []  # next-update warnings and breaches: (what, interval start)
     for what, at, detail in events:
         detail = detail or {}
         if what == "status_changed":
@@ -147,12 +154,20 @@ def _read_events(clock: Clock, events: list[tuple[str, datetime, dict]]) -> None
             clock.last_customer_at = at
         elif what == "agent_reply" and detail.get("relayed"):
             clock.last_agent_at = at
+        elif what in (WARNING, BREACH) and detail.get("target") == UPDATE:
+            updates.append((what, detail.get("since")))
         elif what in (WARNING, BREACH):
             clock.fired.add((what, str(detail.get("target", ""))))
         elif what == ESCALATED:
             _escalated(clock, detail)
     if paused_since is not None:
         clock.pending.append((paused_since, None))
+    # The next update is owed anew after each reply and customer message: only what was fired
+    # for the current interval counts (an event from before intervals were recorded: the current).
+    since = clock.update_since
+    for what, when in updates:
+        if when is None or since is None or datetime.fromisoformat(when) == since:
+            clock.fired.add((what, UPDATE))
 
 
 def _escalated(clock: Clock, detail: dict) -> None:  # type: ignore[type-arg]

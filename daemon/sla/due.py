@@ -50,14 +50,22 @@ def sla_status(policy: Policy, cal: Calendar, *, created_at: datetime, now: date
     if policy.first_response is not None:
         first = target_status(cal, policy.first_response, created_at, first_reply_at, (), now)
     update = None
-    if policy.next_update is not None and first_reply_at is not None:
-        # The clock restarts at each reply and each customer message: an update is owed after the latest.
-        start = max(t for t in (first_reply_at, last_agent_at, last_customer_at) if t is not None)
+    start = update_start(first_reply_at, last_agent_at, last_customer_at)
+    if policy.next_update is not None and start is not None:
         update = target_status(cal, policy.next_update, start, solved_at, pending, now)
     resolution = None
     if policy.resolution is not None:
         resolution = target_status(cal, policy.resolution, created_at, solved_at, pending, now)
     return SlaStatus(first, update, resolution)
+
+
+def update_start(first_reply_at: datetime | None, last_agent_at: datetime | None,
+                 last_customer_at: datetime | None) -> datetime | None:
+    """Where the next update's interval starts: None before the first reply, then the latest reply
+    or customer message (each restarts it: an update is owed after the latest)."""
+    if first_reply_at is None:
+        return None
+    return max(t for t in (first_reply_at, last_agent_at, last_customer_at) if t is not None)
 
 
 def target_status(cal: Calendar, target: Target, start: datetime, stop: datetime | None,

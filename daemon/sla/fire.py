@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from daemon.sla.calendar import business_between
-from daemon.sla.clock import BREACH, WARNING, Clock, load_clock
+from daemon.sla.clock import BREACH, UPDATE, WARNING, Clock, load_clock
 from daemon.sla.config import SlaConfig
 from daemon.sla.due import TargetStatus
 from daemon.sla.escalate import climb
@@ -64,7 +64,8 @@ async def fire(commit: Commit, kind: str, ticket: TicketRow, clock: Clock | None
 def _warn(commit: Commit, clock: Clock, ticket: TicketRow, target: str, state: TargetStatus) -> None:
     left = int(state.left.total_seconds())
     commit.writes.event(ticket.id, WARNING, {"target": target, "due": state.due.isoformat(),
-                                             "business_left_seconds": left}, who="system")
+                                             "business_left_seconds": left, **_interval(clock, target)},
+                        who="system")
     send(commit, owners(commit.config, clock), "warning", ticket,
          f"[#{ticket.number}] SLA warning ({words(target)}): {ticket.subject}",
          target=words(target), due=when(state.due), left=duration(state.left))
@@ -76,12 +77,19 @@ def _breach(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, tar
             state: TargetStatus) -> None:
     over = _over(sla, clock, state, commit.now)
     commit.writes.event(ticket.id, BREACH, {"target": target, "due": state.due.isoformat(),
-                                            "business_over_seconds": int(over.total_seconds())}, who="system")
+                                            "business_over_seconds": int(over.total_seconds()),
+                                            **_interval(clock, target)}, who="system")
     send(commit, owners(commit.config, clock), "breach", ticket,
          f"[#{ticket.number}] SLA breached ({words(target)}): {ticket.subject}",
          target=words(target), due=when(state.due), over=duration(over))
     log.warning("ticket #%d: SLA breach, %s was due %s", ticket.number, target, state.due.isoformat())
     clock.fired.add((BREACH, target))
+
+
+def _interval(clock: Clock, target: str) -> dict[str, str]:
+    """A next update is owed once per interval: its events say which ("since": the interval's start)."""
+    since = clock.update_since if target == UPDATE else None
+    return {"since": since.isoformat()} if since is not None else {}
 
 
 def _over(sla: SlaConfig, clock: Clock, state: TargetStatus, now: datetime) -> timedelta:

@@ -84,7 +84,33 @@ async def test_a_reply_before_the_warning_cancels_the_first_response_steps(tmp_p
         assert [e["target"] for e in await events("sla_warning")] == ["next_update"]
         desk.clock.now += 5 * MIN
         await desk.agent(1, "Found it, a full disk.")  # T+85, still open: the next update restarts
-        assert (await undone())["sla_breach:next_update"] == START + 145 * MIN
+        # A new interval: its own warning at 45 minutes of it, though the last one was warned.
+        assert (await undone())["sla_warn:next_update"] == START + 130 * MIN
+        assert "sla_breach:next_update" not in await undone()
+
+
+async def test_every_missed_next_update_interval_warns_and_breaches_once(tmp_path: Path) -> None:
+    async with database((cfg := config(tmp_path, SLA)).database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")
+        desk.clock.now += 10 * MIN
+        await desk.agent(1, "Looking at it now.")  # T+10: the first interval starts
+        assert await desk.later(46 * MIN) == 1  # T+56: its warning
+        assert await desk.later(15 * MIN) == 1  # T+71: its breach (with the escalation, "0m")
+        desk.clock.now += 9 * MIN
+        await desk.customer("Any news?", number=1)  # T+80: an update is owed anew
+        assert await desk.later(44 * MIN) == 0  # T+124
+        assert await desk.later(2 * MIN) == 1  # T+126: the second interval's warning
+        assert await desk.later(MIN) == 0  # given once
+        assert await desk.later(15 * MIN) == 1  # T+141: the second interval's breach
+        warned = [e for e in await events("sla_warning") if e["target"] == "next_update"]
+        breached = [e for e in await events("sla_breach") if e["target"] == "next_update"]
+        assert [e["since"][:16] for e in warned] == [f"{START + 10 * MIN:%Y-%m-%dT%H:%M}",
+                                                     f"{START + 80 * MIN:%Y-%m-%dT%H:%M}"]
+        assert [e["since"] for e in breached] == [e["since"] for e in warned]
+        assert not any(kind.endswith(":next_update") for kind in await undone())  # until someone writes again
+        await desk.later(60 * MIN)  # T+201: the resolution's warning (at 3 h), no third next update
+        assert len([e for e in await events("sla_warning") if e["target"] == "next_update"]) == 2
 
 
 async def test_each_warning_is_given_once_even_when_its_step_runs_again(tmp_path: Path) -> None:
