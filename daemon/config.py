@@ -201,6 +201,10 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
     sla = _sla(top, team)
+    if sla is not None:
+        from daemon.sla.config import unassigned_default
+
+        team = unassigned_default(team, sla)
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla)

@@ -109,6 +109,19 @@ def with_team(sla: SlaConfig, file: Path, team: Any) -> SlaConfig:
     return replace(sla, escalation=tuple(steps))
 
 
+def unassigned_default(team: Any, sla: SlaConfig | None) -> Any:
+    """The team with ``[sla.triggers] unassigned_after`` as the timeout of the queues that set none.
+
+    A ticket nobody took is an escalation trigger (30 minutes by default), which needs the queue's
+    timed report; a queue's own ``unassigned_timeout`` wins.
+    """
+    if team is None or sla is None or not sla.escalation or not sla.triggers.unassigned:
+        return team
+    seconds = sla.triggers.unassigned_after.total_seconds()
+    queues = tuple(q if q.unassigned_timeout else replace(q, unassigned_timeout=seconds) for q in team.queues)
+    return replace(team, queues=queues)
+
+
 def _calendars(section: Section) -> dict[str, Calendar]:
     calendars = {BUILT_IN: ALWAYS_OPEN, "office": OFFICE}
     for name in section.data:

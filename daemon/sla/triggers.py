@@ -9,6 +9,7 @@ Each trigger raises a ticket one tier of ``[[sla.escalation]]``, at most once pe
     vip_tiers = ["vip"]          # customer tiers of [rules.tiers] whose new tickets escalate; [] off
     csat_below = 3               # a survey rating below it (of 5) escalates; 0 turns it off
     unassigned = true            # a ticket its queue's unassigned_timeout reports escalates too
+    unassigned_after = "30m"     # that timeout for the queues that set none (with unassigned = true)
     repeat_subject_count = 3     # the requester's third ticket on one subject ... (0 turns it off)
     repeat_subject_days = 30     # ... within 30 days, the new one counted
 
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from daemon.config_section import Section
+from daemon.sla.policy import parse_duration
 
 MANAGER_PHRASES = ("speak to a manager", "speak with a manager", "talk to a manager", "speak to your manager",
                    "talk to your manager", "speak to someone in charge", "supervisor", "escalate", "escalation",
@@ -47,6 +50,7 @@ class Triggers:
     unassigned: bool = True
     repeat_subject_count: int = 3  # 0: off
     repeat_subject_days: int = 30
+    unassigned_after: timedelta = timedelta(minutes=30)  # the queues' unassigned_timeout where they set none
     manager: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     security: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -65,6 +69,7 @@ def triggers_config(section: Section) -> Triggers:
     if csat != 0 and not 2 <= csat <= 5:  # 1: nothing is below it
         section.fail("csat_below", "0 (off) or a rating from 2 to 5 (a rating below it escalates)", csat)
     unassigned = section.get("unassigned", bool, base.unassigned)
+    after = _after(section, base.unassigned_after)
     count = section.get("repeat_subject_count", int, base.repeat_subject_count, expected="0 (off) or 2 or more")
     if count != 0 and count < 2:  # 1 would escalate every new ticket
         section.fail("repeat_subject_count", "0 (off) or a count of 2 or more (the new ticket included)", count)
@@ -72,7 +77,21 @@ def triggers_config(section: Section) -> Triggers:
     if not 1 <= days <= 366:
         section.fail("repeat_subject_days", "a number of days, 1 to 366", days)
     section.done()
-    return Triggers(manager, security, vip, csat, unassigned, count, days)
+    return Triggers(manager, security, vip, csat, unassigned, count, days, after)
+
+
+def _after(section: Section, default: timedelta) -> timedelta:
+    expected = 'a duration like "30m" or "2h" (at least a minute)'
+    text = section.get("unassigned_after", str, "", expected=expected)
+    if not text:
+        return default
+    try:
+        after = parse_duration(text)
+    except ValueError:
+        after = None
+    if not isinstance(after, timedelta) or after < timedelta(minutes=1):
+        section.fail("unassigned_after", expected, text)
+    return after  # type: ignore[return-value]
 
 
 def _phrases(section: Section, key: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -272,3 +272,18 @@ def test_the_shipped_examples_sla_section_loads_once_uncommented() -> None:
     config = loaded("\n".join(line.removeprefix("#").removeprefix(" ") for line in block.splitlines()))
     assert [(s.tier, s.queue) for s in config.escalation] == [("Tier 2", None), ("Engineering", "engineering")]
     assert config.triggers == Triggers()  # the example shows the defaults as they are
+
+
+def test_a_queue_without_its_own_unassigned_timeout_takes_the_triggers_30_minutes(tmp_path: Path) -> None:
+    from tests.support.desk import ALICE, config
+
+    step = f'\n[[sla.escalation]]\ntier = "Tier 2"\nafter = "0m"\nnotify = ["{ALICE}"]\n'
+    assert config(tmp_path, step).team.queue("support").unassigned_timeout == 1800
+    assert config(tmp_path, "unassigned_timeout = 600\n" + step).team.queue("support").unassigned_timeout == 600
+    later = step + '[sla.triggers]\nunassigned_after = "2h"\n'
+    assert config(tmp_path, later).team.queue("support").unassigned_timeout == 7200
+    off = step + "[sla.triggers]\nunassigned = false\n"
+    assert config(tmp_path, off).team.queue("support").unassigned_timeout is None
+    assert config(tmp_path, "[sla]\n").team.queue("support").unassigned_timeout is None  # no escalation: no trigger
+    with pytest.raises(ConfigError, match=r'sla\.triggers\.unassigned_after: expected a duration like "30m"'):
+        config(tmp_path, step + '[sla.triggers]\nunassigned_after = "soon"\n')

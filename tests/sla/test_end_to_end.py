@@ -45,6 +45,9 @@ resolution = "24h"
 tier = "Tier 2"
 after = "0m"
 notify = ["tier2"]
+
+[sla.triggers]
+unassigned = false  # nobody takes the ticket all weekend: this test is about the breach's escalation
 """
 
 

@@ -31,6 +31,9 @@ default_priority = "P1"
 tier = "Tier 2"
 after = "0m"
 notify = ["alice@example.test"]
+
+[sla.triggers]
+unassigned = false  # nobody takes these tickets: the targets' steps are under test
 """
 
 
