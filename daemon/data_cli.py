@@ -1,4 +1,4 @@
-"""Data care on the command line: `export`, `import`.
+"""Data care on the command line: `export`, `import`, `db backup`.
 
 Imported to build the parser: the ORM and the storage modules are imported by each handler
 when it runs. Errors are one line on stderr and exit 1, never a traceback.
@@ -25,6 +25,10 @@ def add_commands(sub: Any) -> None:
     load = sub.add_parser("import", help="load an export into an empty database (all of it or nothing)")
     load.add_argument("file", metavar="FILE", help="the export, or - for standard input")
     load.set_defaults(handler=_import)
+    db = sub.add_parser("db", help="database care").add_subparsers(dest="action", required=True)
+    backup = db.add_parser("backup", help="copy the SQLite database to FILE, consistent while the daemon runs")
+    backup.add_argument("file", metavar="FILE")
+    backup.set_defaults(handler=_backup)
 
 
 def _fail(text: str) -> int:
@@ -120,3 +124,23 @@ def _input(name: str) -> Iterator[BinaryIO]:
         return
     with open(name, "rb") as lines:
         yield lines
+
+
+async def _backup(config: Config, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.terminal import redact_url
+    from storage.backup import BackupError, backup, sqlite_path
+
+    source = sqlite_path(config.database_url)
+    if source is None:
+        return _fail(f"db backup copies a SQLite database; {redact_url(config.database_url)} is not one. "
+                     "For PostgreSQL use pg_dump (e.g. pg_dump -Fc -f FILE DBNAME)")
+    try:
+        size = await asyncio.to_thread(backup, source, Path(args.file), config.busy_timeout)
+    except BackupError as exc:
+        return _fail(f"backup not made: {exc}")
+    except OSError as exc:
+        return _fail(f"backup not made: {args.file}: {exc.strerror or exc}")
+    print(f"backup of {source} written to {args.file}: {size} bytes, integrity check ok")
+    return 0
