@@ -115,7 +115,8 @@ async def test_a_new_backup_replaces_the_old_one_and_a_stale_tmp_file(tmp_path: 
     (".", "is a directory"),
     ("missing/copy.db", "cannot create"),
 ])
-async def test_a_backup_that_cannot_be_made_says_why_and_leaves_nothing(tmp_path: Path, name: str, message: str) -> None:
+async def test_a_backup_that_cannot_be_made_says_why_and_leaves_nothing(tmp_path: Path, name: str,
+                                                                        message: str) -> None:
     await desk_database(tmp_path)
     files = sorted(tmp_path.iterdir())
     with pytest.raises(BackupError, match=message):
