@@ -225,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     from daemon.sla.cli import add_commands  # `sla run`, `sla status`
 
     add_commands(sub)
-    from daemon.data_cli import add_commands as add_data_commands  # `export`, `import`
+    from daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
 
     add_data_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)

@@ -1,4 +1,4 @@
-"""Data care on the command line: `export`, `import`, `db backup`.
+"""Data care on the command line: `export`, `import`, `db backup`, `db prune`.
 
 Imported to build the parser: the ORM and the storage modules are imported by each handler
 when it runs. Errors are one line on stderr and exit 1, never a traceback.
@@ -12,6 +12,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+
+from daemon.cli import instant
 
 if TYPE_CHECKING:
     from daemon.config import Config
@@ -29,6 +31,12 @@ def add_commands(sub: Any) -> None:
     backup = db.add_parser("backup", help="copy the SQLite database to FILE, consistent while the daemon runs")
     backup.add_argument("file", metavar="FILE")
     backup.set_defaults(handler=_backup)
+    prune = db.add_parser("prune", help="remove raw mail and attachment contents of tickets closed longer "
+                                        "ago than retention.raw_after_days")
+    prune.add_argument("--now", type=instant, metavar="TIMESTAMP",
+                       help="as if it were this time: ISO 8601 with an offset (default: now)")
+    prune.add_argument("--json", action="store_true")
+    prune.set_defaults(handler=_prune)
 
 
 def _fail(text: str) -> int:
@@ -143,4 +151,26 @@ async def _backup(config: Config, args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"backup not made: {args.file}: {exc.strerror or exc}")
     print(f"backup of {source} written to {args.file}: {size} bytes, integrity check ok")
+    return 0
+
+
+async def _prune(config: Config, args: argparse.Namespace) -> int:
+    if not config.raw_after_days:
+        return _fail(f"{config.path}: retention.raw_after_days is not set (or 0: keep for ever): nothing to prune")
+    from daemon.retention import prune
+    from daemon.terminal import print_json
+    from storage import clock
+    from storage.db import database
+
+    try:
+        async with database(config.database_url, config.busy_timeout):
+            removed = await prune(config.raw_after_days, clock.now())
+    except Exception as exc:
+        return _temporary(exc, "db prune stopped (what it removed before stays removed)")
+    if args.json:
+        print_json(removed.as_dict())
+    else:
+        print(f"{removed.tickets} ticket(s) closed more than {config.raw_after_days} day(s) ago: "
+              f"{removed.raw_messages} raw message(s), {removed.attachments} attachment(s), "
+              f"{removed.outbound} sent message copy(ies) removed")
     return 0
