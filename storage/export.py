@@ -47,6 +47,11 @@ from storage import bulk
 from storage.export_schema import BLOB_PAGE_BYTES, FORMAT, VERSION, Table, encode, schema, tables
 
 PAGE = 1000  # rows per query (and per write) for tables without bytes
+# An article holds a message's text and html, which can run to megabytes: fewer at a time.
+# (Sizing them as the bytes are would read each text twice: SQLite's length() of TEXT counts
+# characters, so it reads the value; of a BLOB it reads only the record header.)
+TEXT_PAGE = 100
+TEXT_TABLES = ("article",)
 
 
 def line(value: Any) -> bytes:
@@ -99,26 +104,27 @@ def _select(table: Table) -> str:
 async def _pages(table: Table) -> AsyncIterator[list[Any]]:
     """The table's rows in key order, a page at a time (keyset paging: each page is an index seek).
 
-    A table with bytes is paged by its keys and their sizes first; length() reads a blob's size
-    from its record header, not its pages (SQLite; PostgreSQL likewise reads the TOAST header),
-    so that costs little, and the rows then come in groups of about BLOB_PAGE_BYTES.
+    A table with bytes is paged by its keys and their sizes first: length() of a blob reads its
+    record header, not its pages (PostgreSQL likewise reads the TOAST header), so that costs
+    little, and the rows then come in groups of about BLOB_PAGE_BYTES.
     """
     key = [c.name for c in table.columns].index(table.key)
+    size = min(PAGE, TEXT_PAGE) if table.name in TEXT_TABLES else PAGE
     after: Any = None
     while True:
         where, values = (f' WHERE "{table.key}" > ?', [after]) if after is not None else ("", [])
         if table.blob is None:
-            page = await bulk.fetch(f'{_select(table)}{where} ORDER BY "{table.key}" LIMIT {PAGE}', values)
+            page = await bulk.fetch(f'{_select(table)}{where} ORDER BY "{table.key}" LIMIT {size}', values)
             if page:
                 yield page
             keys = [r[key] for r in page]
         else:
             sizes = await bulk.fetch(f'SELECT "{table.key}", length("{table.blob}") FROM "{table.name}"{where} '
-                                     f'ORDER BY "{table.key}" LIMIT {PAGE}', values)
+                                     f'ORDER BY "{table.key}" LIMIT {size}', values)
             for group in _groups(sizes):
                 yield await _by_keys(table, group)
             keys = [r[0] for r in sizes]
-        if len(keys) < PAGE:
+        if len(keys) < size:
             return
         after = keys[-1]
 

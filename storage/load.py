@@ -26,7 +26,7 @@ from storage.errors import is_temporary
 from storage.export_schema import FORMAT, VERSION, BadValue, Table, decode, tables
 
 BATCH_ROWS = 500
-BATCH_BYTES = 16 << 20  # of bytes columns, per batch: memory stays flat with large messages
+BATCH_BYTES = 16 << 20  # of bytes and text per batch: memory stays flat with large messages
 
 
 class LoadError(Exception):
@@ -148,7 +148,7 @@ class Loader:
         self._defer_forward(plan.table, row, number)
         self.batch.rows.append(row)
         self.batch.lines.append(number)
-        self.batch.size += sum(len(v) for v in row if isinstance(v, bytes))
+        self.batch.size += sum(len(v) for v in row if isinstance(v, (bytes, str)))
         self.counts[plan.table.name] = self.counts.get(plan.table.name, 0) + 1
 
     def _defer_forward(self, table: Table, row: list[Any], number: int) -> None:
