@@ -69,6 +69,8 @@ async def _export(config: Config, args: argparse.Namespace) -> int:
             raise  # `ticketd export | head`: main() ends quietly
         except OSError as exc:
             return _fail(f"export: {args.output}: {exc.strerror or exc}")
+        except Exception as exc:
+            return _temporary(exc, "export stopped, no file written")
     where = "standard output" if args.output == "-" else args.output
     print(f"ticketd: exported {sum(counts.values())} row(s) of {len(counts)} table(s) to {where}", file=sys.stderr)
     return 0

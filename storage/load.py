@@ -74,7 +74,8 @@ def plans(header: dict[str, Any], where: str) -> dict[str, Plan]:
                         f"got {_shown(header)}")
     version = header.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= VERSION:
-        raise LoadError(f"{where}: expected export format version 1..{VERSION} (this ticketd's), got {version!r}")
+        raise LoadError(f"{where}: expected export format version {VERSION} or older (what this ticketd reads), "
+                        f"got {version!r}")
     given = header.get("tables")
     if not isinstance(given, dict):
         raise LoadError(f'{where}: expected "tables": {{NAME: {{"key": ..., "columns": {{...}}}}}} in the header')
