@@ -1,7 +1,8 @@
 """Data care on the command line: `export`, `import`, `db backup`, `db prune`.
 
 Imported to build the parser: the ORM and the storage modules are imported by each handler
-when it runs. Errors are one line on stderr and exit 1, never a traceback.
+when it runs. An error is one line on stderr and exit 1 (75 when the database is locked or
+unreachable: try again), never a traceback.
 """
 
 from __future__ import annotations
