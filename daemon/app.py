@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from daemon import due, sweeper
+from daemon import due, retention, sweeper
 from daemon.config import Config, ConfigError, load_config
 from daemon.fetcher import MailboxWorker
 from daemon.imap import ImapSession
@@ -128,6 +128,7 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
         tasks += [asyncio.create_task(w.run(), name=f"mailbox:{w.config.name}") for w in workers]
         tasks.append(asyncio.create_task(sweeper.run(processor, stop_intake), name="piped"))
         tasks.append(asyncio.create_task(due.run_forever(processor, stop_intake), name="due"))
+        tasks.append(asyncio.create_task(retention.run_forever(processor, stop_intake), name="retention"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
                  len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")

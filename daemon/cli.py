@@ -225,6 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     from daemon.sla.cli import add_commands  # `sla run`, `sla status`
 
     add_commands(sub)
+    from daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
+
+    add_data_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")

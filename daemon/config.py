@@ -126,6 +126,8 @@ class Config:
     notifications: Any = None  # daemon.config_lifecycle.NotificationsConfig: template paths ([notifications])
     # daemon.sla.config.SlaConfig: business calendars, targets, escalation; None without [sla] (no clocks run)
     sla: Any = None
+    # [retention]: days after its closing that a ticket's raw mail and attachment contents go; 0 keeps them
+    raw_after_days: int = 0
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -201,13 +203,27 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
     sla = _sla(top, team)
+<<<<<<< HEAD
     if sla is not None:
         from daemon.sla.config import unassigned_default
 
         team = unassigned_default(team, sla)
+=======
+    raw_after_days = _retention(top.sub("retention", {}))
+>>>>>>> data
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
+                  raw_after_days=raw_after_days)
+
+
+def _retention(section: Section) -> int:
+    """``raw_after_days``: 0 (the default) keeps every message's bytes for ever."""
+    days = section.get("raw_after_days", int, 0)
+    if days < 0:
+        section.fail("raw_after_days", "a number of days (0 keeps raw mail for ever)", days)
+    section.done()
+    return days
 
 
 def _sla(top: Section, team: Any) -> Any:

@@ -30,7 +30,10 @@ async def detail(config: Config, inbound_id: int) -> dict[str, Any]:
         row = await queries.inbound_row(inbound_id)
         if row is None:
             raise QuarantineError(f"no inbound message {inbound_id}")
-        return await queries.inbound_detail(row, summary_headers((await intake.raw_of([row])).get(row.id, b"")))
+        raw = (await intake.raw_of([row])).get(row.id)
+        result = await queries.inbound_detail(row, summary_headers(raw or b""))
+    result["raw_removed"] = raw is None  # by retention (storage.retention): the row and its fate stay
+    return result
 
 
 def render_list(rows: list[dict[str, Any]]) -> str:
@@ -46,6 +49,8 @@ def render_detail(row: dict[str, Any]) -> str:
     for key in ("mailbox", "uid", "uidvalidity", "message_id", "ticket", "duplicate_of", "reason", "size",
                 "attempts", "truncated", "received_at", "processed_at"):
         lines.append(f"  {key}: {safe_line(row[key] if row[key] is not None else '-')}")
+    if row.get("raw_removed"):
+        lines.append("  raw message: removed by retention (headers no longer known)")
     lines += [f"  {safe_line(name)}: {safe_line(value)}" for name, value in row["headers"].items()]
     for name, action, reason, _ in row["verdicts"]:
         lines.append(f"  filter {safe_line(name)}: {safe_line(action)}{' (' + safe_line(reason) + ')' if reason else ''}")

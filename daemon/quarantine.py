@@ -47,6 +47,9 @@ async def release(config: Config, inbound_id: int) -> dict[str, Any]:
         if row.truncated:
             raise QuarantineError(f"message {inbound_id} is over limits.max_message_bytes and only its header "
                                   "was fetched; raise the limit and let ticketd fetch it again")
+        # Retention never takes a held message's bytes; without them it would only be quarantined again.
+        if not await intake.raw_of([row]):
+            raise QuarantineError(f"message {inbound_id} has no stored raw bytes any more: nothing to release")
         mailbox = config.intake(row.mailbox.name) if row.mailbox else None
         row.status, row.reason = InboundStatus.RECEIVED, f"released from quarantine ({row.reason})"[:2000]
         await row.save(update_fields=["status", "reason"])

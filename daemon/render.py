@@ -93,13 +93,17 @@ def _article(article: dict[str, Any]) -> list[str]:
     out = [f"\n--- {note}{line(article['from'])} ({line(article['author'])}), {line(when)}",
            f"    Message-ID: {line(article['message_id'])}"]
     if article["attachments"]:
-        out.append("    attachments: " + ", ".join(f"{line(a['filename'] or '(unnamed)')} ({a['size']} bytes)"
-                                               for a in article["attachments"]))
+        out.append("    attachments: " + ", ".join(_attachment(a) for a in article["attachments"]))
     new = article["new_text"].rstrip()
     out.append(safe_text(new))
     if new != article["text"].rstrip():
         out.append("    (quoted history and signature not shown: --json has the full text)")
     return out
+
+
+def _attachment(item: dict[str, Any]) -> str:
+    removed = ", content removed" if item.get("content_removed") else ""  # by retention; the description stays
+    return f"{line(item['filename'] or '(unnamed)')} ({item['size']} bytes{removed})"
 
 
 def _event(event: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from tortoise.functions import Count
 
+from storage import bulk
 from storage.models import Article, Event, InboundMessage, InboundStatus, Participant, Ticket
 
 
@@ -50,6 +51,7 @@ async def ticket_detail(number: int) -> dict[str, Any] | None:
         return None
     articles = await Article.filter(ticket=ticket).order_by("id").prefetch_related("attachments")
     result = _ticket_dict(ticket, len(articles))
+    stored = await _stored_attachments(ticket.id) if any(a.attachments for a in articles) else set()
     followers = await Participant.filter(ticket=ticket, following=True).values_list("email", flat=True)
     result.update(
         csat=ticket.csat, first_response_at=_iso(ticket.first_response_at), solved_at=_iso(ticket.solved_at),
@@ -61,13 +63,22 @@ async def ticket_detail(number: int) -> dict[str, Any] | None:
         "message_id": a.message_id, "internal": a.internal,
         # Articles stored before new_text existed have none: all of their text is what they say.
         "new_text": a.new_text or a.text, "text": a.text,
+        # content_removed: retention (storage.retention) took the bytes; the description stays.
         "attachments": [{"filename": x.filename, "content_type": x.content_type, "size": x.size,
-                         "sha256": x.sha256} for x in a.attachments],
+                         "sha256": x.sha256, "content_removed": x.id not in stored} for x in a.attachments],
     } for a in articles]
     # In time order; the id breaks ties (one commit group writes its events at one time).
     result["events"] = [{"what": e.what, "who": e.who, "at": e.at.isoformat(), "detail": e.detail}
                         for e in await Event.filter(ticket=ticket).order_by("at", "id")]
     return result
+
+
+async def _stored_attachments(ticket_id: int) -> set[int]:
+    """Ids of the ticket's attachments whose bytes are still stored (by a join: a ticket may have many)."""
+    rows = await bulk.fetch("SELECT c.attachment_id FROM attachment_content c "
+                            "JOIN attachment x ON x.id = c.attachment_id JOIN article a ON a.id = x.article_id "
+                            "WHERE a.ticket_id = ?", [ticket_id])
+    return {int(r[0]) for r in rows}
 
 
 async def quarantine_list() -> list[dict[str, Any]]:
