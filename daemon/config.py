@@ -203,14 +203,11 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
     sla = _sla(top, team)
-<<<<<<< HEAD
     if sla is not None:
         from daemon.sla.config import unassigned_default
 
         team = unassigned_default(team, sla)
-=======
     raw_after_days = _retention(top.sub("retention", {}))
->>>>>>> data
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
