@@ -1,4 +1,4 @@
-"""Data care on the command line: `export`, `import`, `db backup`, `db prune`.
+"""Data care on the command line: `export`, `import`, `db backup`, `db prune`, `db upgrade`.
 
 Imported to build the parser: the ORM and the storage modules are imported by each handler
 when it runs. An error is one line on stderr and exit 1 (75 when the database is locked or
@@ -38,6 +38,8 @@ def add_commands(sub: Any) -> None:
                        help="as if it were this time: ISO 8601 with an offset (default: now)")
     prune.add_argument("--json", action="store_true")
     prune.set_defaults(handler=_prune)
+    db.add_parser("upgrade", help="bring an older database's schema to this ticketd's (back it up first)") \
+        .set_defaults(handler=_upgrade)
 
 
 def _fail(text: str) -> int:
@@ -176,4 +178,22 @@ async def _prune(config: Config, args: argparse.Namespace) -> int:
         print(f"{removed.tickets} ticket(s) closed more than {config.raw_after_days} day(s) ago: "
               f"{removed.raw_messages} raw message(s), {removed.attachments} attachment(s), "
               f"{removed.outbound} sent message copy(ies) removed")
+    return 0
+
+
+async def _upgrade(config: Config, args: argparse.Namespace) -> int:
+    """The one way an older schema becomes this code's (storage.schema): the daemon refuses it until then."""
+    from storage.db import database
+
+    try:
+        async with database(config.database_url, config.busy_timeout, upgrade=True) as (found, now):
+            pass
+    except Exception as exc:
+        return _temporary(exc, "db upgrade stopped (run it again: each step is safe to repeat)")
+    if found is None:
+        print(f"database schema: a new database, created at version {now}")
+    elif found == now:
+        print(f"database schema: version {now}, up to date")
+    else:
+        print(f"database schema: upgraded from version {found} to {now}")
     return 0

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 from tortoise import Tortoise, connections
 
-from storage import columns, legacy
+from storage import schema
 
 MODELS = ["storage.models"]
 # Bytes of WAL kept after a checkpoint (one checkpoint's worth is ~4 MiB: 1000 pages).
@@ -58,11 +58,17 @@ def _prepare_sqlite_dir(url: str) -> None:
         raise DatabaseError(f"cannot create database directory {parent}: {exc.strerror}") from None
 
 
-async def open_database(url: str, busy_timeout: float = 30.0) -> None:
-    """Connect and create missing tables (safe to repeat)."""
+async def open_database(url: str, busy_timeout: float = 30.0, upgrade: bool = False) -> tuple[int | None, int]:
+    """Connect; a new database gets its tables, an older schema is refused unless ``upgrade``.
+
+    Returns (the schema version found, None for a new database; the version now): storage.schema.
+    """
     _prepare_sqlite_dir(url)
     try:
-        await _connect_and_create_tables(url, busy_timeout)
+        return await _connect_and_create_tables(url, busy_timeout, upgrade)
+    except schema.SchemaError as exc:
+        await connections.close_all()
+        raise DatabaseError(f"{_redacted(url)}: {exc}") from None
     except OSError as exc:
         raise DatabaseError(f"cannot open database {_redacted(url)}: {exc}") from None
     except Exception as exc:  # sqlite3 / asyncpg errors have no common base
@@ -71,8 +77,8 @@ async def open_database(url: str, busy_timeout: float = 30.0) -> None:
         raise
 
 
-async def _connect_and_create_tables(url: str, busy_timeout: float) -> None:
-    """Connect (pragmas first) and create missing tables.
+async def _connect_and_create_tables(url: str, busy_timeout: float, upgrade: bool) -> tuple[int | None, int]:
+    """Connect (pragmas first), then check the schema's version (and create or upgrade it).
 
     Another process mid-write (the daemon, while the CLI opens the database) can make the
     WAL switch or the schema check fail with "database is locked" at once instead of waiting;
@@ -82,11 +88,7 @@ async def _connect_and_create_tables(url: str, busy_timeout: float) -> None:
     while True:
         try:
             await Tortoise.init(config=tortoise_config(url, busy_timeout))
-            await Tortoise.generate_schemas(safe=True)
-            await legacy.move_raw_columns()
-            await legacy.drop_redundant_indexes()
-            await columns.add_missing()
-            return
+            return await schema.prepare(upgrade)
         except Exception as exc:  # sqlite3.OperationalError has no finer type for this
             await connections.close_all()
             if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -99,11 +101,15 @@ async def close_database() -> None:
 
 
 @asynccontextmanager
-async def database(url: str, busy_timeout: float = 30.0) -> AsyncIterator[None]:
-    """Open for the block's duration; a writer waits up to ``busy_timeout`` s for another's lock."""
-    await open_database(url, busy_timeout)
+async def database(url: str, busy_timeout: float = 30.0,
+                   upgrade: bool = False) -> AsyncIterator[tuple[int | None, int]]:
+    """Open for the block's duration; a writer waits up to ``busy_timeout`` s for another's lock.
+
+    The block gets open_database's (version found, version now).
+    """
+    versions = await open_database(url, busy_timeout, upgrade)
     try:
-        yield
+        yield versions
     finally:
         await close_database()
 

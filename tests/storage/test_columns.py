@@ -67,7 +67,7 @@ def _old_database(path: Path) -> None:
 async def test_an_old_database_gets_the_new_columns_with_defaults_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_database(path)
-    async with database(f"sqlite://{path}"):
+    async with database(f"sqlite://{path}", upgrade=True):  # `ticketd db upgrade`
         ticket = await Ticket.get(number=41)
         assert (ticket.subject, ticket.status, ticket.assignee, ticket.tags) == ("Printer", "open",
                                                                                "bob@example.test", ["vip"])
@@ -87,7 +87,7 @@ async def test_an_upgraded_database_has_the_columns_of_a_new_one_and_takes_new_r
     _old_database(old)
     async with database(f"sqlite://{new}"):
         pass
-    async with database(f"sqlite://{old}"):
+    async with database(f"sqlite://{old}", upgrade=True):
         writes = GroupWrites(datetime(2026, 2, 1, tzinfo=timezone.utc))
         row = await writes.ticket(42, subject="Next", priority="P3", category="", queue="it", mailbox="support",
                                   requester="eve@example.org", requester_name="", fired_rules=[], tags=[])
@@ -107,8 +107,8 @@ async def test_an_upgraded_database_has_the_columns_of_a_new_one_and_takes_new_r
 async def test_opening_an_upgraded_database_again_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_database(path)
-    async with database(f"sqlite://{path}"):
-        assert await columns.add_missing() == []  # the open did it all
+    async with database(f"sqlite://{path}", upgrade=True):
+        assert await columns.add_missing() == []  # the upgrade did it all
         await Article.filter(id=11).update(author="agent")  # written since: the backfill must not run again
     async with database(f"sqlite://{path}"):
         assert await columns.add_missing() == []
@@ -122,7 +122,7 @@ async def test_the_first_open_adds_every_listed_column_and_says_so(tmp_path: Pat
     with sqlite3.connect(path) as db:  # the state before the open: none of them there
         for table, column, *_ in columns.ADDED:
             assert column not in {r[1] for r in db.execute(f'PRAGMA table_info("{table}")')}
-    async with database(f"sqlite://{path}"):
+    async with database(f"sqlite://{path}", upgrade=True):
         pass
     for table, column, *_ in columns.ADDED:
         assert column in _definitions(path, table), f"{table}.{column}"

@@ -35,13 +35,13 @@ async def test_an_old_database_keeps_its_raw_bytes_and_takes_new_mail(tmp_path: 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as old:
         old.executescript(OLD_SCHEMA)
-    async with database(f"sqlite://{path}"):
+    async with database(f"sqlite://{path}", upgrade=True):  # `ticketd db upgrade`
         assert (await InboundSource.get(inbound_id=7)).content == b"From: a@example.org\r\n\r\nhi"
         assert (await AttachmentContent.get(attachment_id=3)).content == b"abc"
         assert (await Attachment.get(id=3)).size == 3
         new = await intake.store_one(intake.Incoming(raw=b"Subject: new\r\n\r\nx", size=17), 1000)
         assert new.id == 8 and await InboundMessage.all().count() == 2
-    async with database(f"sqlite://{path}"):  # once: a second open changes nothing
+    async with database(f"sqlite://{path}"):  # once: a second open changes nothing (and is allowed)
         assert await InboundSource.all().count() == 2
     with sqlite3.connect(path) as upgraded:  # and the old tables got the new indexes
         indexed = {tuple(c[2] for c in upgraded.execute(f'PRAGMA index_info("{i[1]}")'))

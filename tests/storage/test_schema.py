@@ -1,0 +1,108 @@
+"""Schema versions: a database made by the previous release is refused until `ticketd db upgrade`, then keeps every row.
+
+The previous release is the tag v0.1.0 on main, checked out of this repository by `git archive`
+and run as it was (its own `daemon` and `storage` packages first on the path): it makes and
+fills the database through its own pipeline, so the test sees that release's real schema.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from devtools.smtpsink import SmtpSink
+from storage import schema
+from storage.db import DatabaseError, database
+from tests.support.daemon import PROJECT, cli, write_config
+from tests.support.mail import simple
+
+RELEASE = "v0.1.0"
+
+
+def release_tree(directory: Path) -> Path:
+    """The previous release's files, as tagged."""
+    archive = subprocess.run(["git", "-C", str(PROJECT), "archive", RELEASE], capture_output=True)
+    assert archive.returncode == 0, (f"the previous release's tag {RELEASE} is not in this checkout "
+                                     f"(clone with tags): {archive.stderr.decode()}")
+    tree = directory / RELEASE
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def old_cli(tree: Path, config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(tree))  # its packages before this checkout's installed ones
+    return subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), *args], input=stdin,
+                          capture_output=True, timeout=120, env=env, cwd=tree)
+
+
+def rows(path: Path) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
+    with sqlite3.connect(path) as db:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                           "AND name NOT LIKE 'sqlite_%' AND name != ?", [schema.TABLE])]
+        return {t: db.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
+
+
+def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_row_kept(
+        tmp_path: Path, fresh_sink: SmtpSink) -> None:
+    tree = release_tree(tmp_path)
+    config = write_config(tmp_path, 10143, fresh_sink.port, [("support", "support@example.test")])
+    mails = [simple("Ann <ann@example.org>", "Printer jams", "<p1@example.org>", body="It jams."),
+             simple("Bob <bob@example.org>", "Invoice", "<i1@example.org>", body="Wrong total."),
+             simple("Ann <ann@example.org>", "Re: Printer jams [#1]", "<p2@example.org>", body="Still jams.",
+                    extra="In-Reply-To: <p1@example.org>")]
+    for raw in mails:
+        done = old_cli(tree, config, "ingest", stdin=raw)
+        assert done.returncode == 0, done.stderr.decode()
+    path = tmp_path / "ticketd.db"
+    before = rows(path)
+    assert schema.TABLE not in sqlite3.connect(path).execute(  # the old code made it: no version recorded
+        "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    assert len(before["ticket"]) == 2 and len(before["article"]) == 3 and len(before["outbound_message"]) == 2
+
+    refused = cli(config, "run", "--once")
+    assert refused.returncode == 75
+    said = refused.stderr.decode()
+    assert "schema is version 1 (ticketd 0.1.0), older than this ticketd's version 2" in said
+    assert "ticketd db backup FILE" in said and "ticketd db upgrade" in said
+    assert rows(path) == before  # refused before anything was written
+
+    upgraded = cli(config, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr.decode()
+    assert upgraded.stdout.decode().strip() == "database schema: upgraded from version 1 to 2"
+    after = rows(path)
+    assert {t: after[t] for t in before} == before  # every ticket, article, outbox row... as it was
+    again = cli(config, "db", "upgrade")
+    assert again.stdout.decode().strip() == "database schema: version 2, up to date"
+
+    done = cli(config, "ingest", stdin=simple("Cy <cy@example.org>", "New one", "<n1@example.org>"))
+    assert done.returncode == 0, done.stderr.decode()
+    numbers = [r[0] for r in sqlite3.connect(path).execute("SELECT number FROM ticket ORDER BY number")]
+    assert numbers == [1, 2, 3]  # the next number after the old ones
+
+
+async def test_a_new_database_is_created_at_the_current_version(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'new.db'}"
+    async with database(url) as versions:
+        assert versions == (None, schema.VERSION)
+        assert await schema.stored_version() == schema.VERSION
+    async with database(url) as versions:
+        assert versions == (schema.VERSION, schema.VERSION)
+
+
+async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    async with database(f"sqlite://{path}"):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute(f"INSERT INTO {schema.TABLE} VALUES (?, '2027-01-01T00:00:00+00:00', '9.9')", [schema.VERSION + 1])
+    with pytest.raises(DatabaseError, match=rf"schema is version {schema.VERSION + 1} .* newer than this ticketd"):
+        async with database(f"sqlite://{path}"):
+            pass
