@@ -62,7 +62,6 @@ host = "127.0.0.1"
 port = {sink.port}
 security = "none"
 from = "Example Support <{USER}>"
-connections = {os.environ.get("BENCH_LANES", "4")}
 """
 
 

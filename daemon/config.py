@@ -78,7 +78,7 @@ class SmtpConfig(Peer):
     retry_base: float = 30.0
     retry_max: float = 3600.0
     give_up_after: float = 5 * 86400.0
-    connections: int = 4
+    connections: int = 8
     # Signs each outbound message's return address (daemon.verp); without it no bounce suppresses.
     bounce_secret: Secret | None = None
 
@@ -280,7 +280,7 @@ def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
         retry_base=section.positive("retry_base", float, 30.0),
         retry_max=section.positive("retry_max", float, 3600.0),
         give_up_after=section.positive("give_up_after", float, 5 * 86400.0),
-        connections=section.positive("connections", int, 4),
+        connections=section.positive("connections", int, 8),
     )
     section.done()
     return config
