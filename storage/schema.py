@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
 
 from tortoise import Tortoise
+from tortoise.transactions import in_transaction
 
 from storage import bulk, columns, legacy
 
@@ -67,8 +68,10 @@ async def prepare(upgrade: bool = False) -> tuple[int | None, int]:
     """
     found = await stored_version()
     if found is None:
-        await _missing_tables()
+        # The version first: a process opening the database meanwhile sees it and no table of
+        # ours without it (which would read as 0.1.0's schema); it creates what is missing too.
         await _stamp(VERSION)
+        await _missing_tables()
         return None, VERSION
     if found > VERSION:
         raise SchemaError(f"the database's schema is version {found} (ticketd {_release(found)} or later), newer than "
@@ -101,11 +104,15 @@ def _ours() -> set[str]:
 
 
 async def _stamp(reached: int) -> None:
-    """Record ``reached``; two processes creating one database at once both get here."""
-    await bulk.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (version INTEGER PRIMARY KEY, applied_at VARCHAR(40) "
-                       "NOT NULL, by_release VARCHAR(40) NOT NULL)")
-    await bulk.execute(f"INSERT INTO {TABLE} (version, applied_at, by_release) VALUES (?, ?, ?) "
-                       "ON CONFLICT (version) DO NOTHING", [reached, bulk.now().isoformat(), _current()])
+    """Record ``reached``; two processes creating one database at once both get here.
+
+    The table and its row in one transaction: nobody sees the table without the version.
+    """
+    async with in_transaction():
+        await bulk.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (version INTEGER PRIMARY KEY, applied_at "
+                           "VARCHAR(40) NOT NULL, by_release VARCHAR(40) NOT NULL)")
+        await bulk.execute(f"INSERT INTO {TABLE} (version, applied_at, by_release) VALUES (?, ?, ?) "
+                           "ON CONFLICT (version) DO NOTHING", [reached, bulk.now().isoformat(), _current()])
 
 
 def _release(schema: int) -> str:
