@@ -14,6 +14,7 @@ from typing import Callable
 import aiosmtplib
 from tortoise.expressions import F
 
+from daemon import logcontext
 from daemon.config import SmtpConfig
 from daemon import outbox_pipeline as pipeline
 from daemon.outbox_due import Due, due_rows, next_due
@@ -120,7 +121,8 @@ class OutboxSender:
             while queue and not trouble and (deadline is None or time.monotonic() < deadline):
                 row = queue.popleft()
                 try:
-                    await self._deliver(lane, row, report, deadline)
+                    with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
+                        await self._deliver(lane, row, report, deadline)
                 except Unreachable as exc:
                     trouble.append(exc)
                     await self._defer(row, str(exc), report, quiet=True)

@@ -62,7 +62,7 @@ def test_the_journal_is_recognised_by_the_device_and_inode_of_the_stream_itself(
         assert not on_journal({"JOURNAL_STREAM": ""}, ours.fileno())
 
 
-def test_on_the_journal_lines_carry_their_priority_and_no_timestamp(
+def test_on_the_journal_lines_carry_their_priority_and_the_mailbox_and_no_timestamp(
         tmp_path: Path, closed_port: int, fresh_sink: SmtpSink) -> None:
     config = write_config(tmp_path, closed_port, fresh_sink.port, [("support", "support@example.test")],
                           extra='\n[daemon]\nlog_format = "keyvalue"\n')
@@ -72,11 +72,11 @@ def test_on_the_journal_lines_carry_their_priority_and_no_timestamp(
     assert ticketd(config, "run", "--once", stderr=plain) == 1
 
     [line] = [x for x in journal.read_text().splitlines() if "ticketd.intake" in x]
-    assert line.startswith('<3>level=error logger=ticketd.intake msg="mailbox support: ')
+    assert line.startswith('<3>level=error logger=ticketd.intake mailbox=support msg="mailbox support: ')
     assert "Connect call failed" in line
     assert all(x.startswith(("<3>", "<4>", "<6>", "<7>")) for x in journal.read_text().splitlines())
     [line] = [x for x in plain.read_text().splitlines() if "ticketd.intake" in x]
-    assert line.startswith("ts=20") and " level=error logger=ticketd.intake " in line
+    assert line.startswith("ts=20") and " level=error logger=ticketd.intake mailbox=support " in line
 
 
 # -- syslog --------------------------------------------------------------------------------------
