@@ -9,7 +9,7 @@ A context variable, not a logging.Filter: the text format never pays for it, and
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import Context, ContextVar, copy_context
 from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
@@ -35,12 +35,12 @@ def scope(**fields: Any) -> Iterator[None]:
         _fields.reset(token)
 
 
-def message(mailbox: str, inbound: int | None, message_id: str | None) -> Any:
+def message(mailbox: str, inbound: int | None, message_id: str | None) -> AbstractContextManager[None]:
     """The scope of one inbound message being processed."""
     return scope(mailbox=mailbox, inbound=inbound, message_id=message_id)
 
 
-def outbound(row: int, message_id: str, ticket: int | None) -> Any:
+def outbound(row: int, message_id: str, ticket: int | None) -> AbstractContextManager[None]:
     """The scope of one outbox row being sent."""
     return scope(outbound=row, message_id=message_id, ticket=ticket)
 
