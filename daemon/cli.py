@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Coroutine, Iterator, NoReturn, Sequence
 
 from daemon import cli_views
-from daemon.logformat import Formatter
 from daemon.terminal import redact_url, safe_line
 
 if TYPE_CHECKING:
@@ -255,25 +254,9 @@ def instant(text: str) -> datetime:
 
 def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> None:
     """Logs go where the config says (``daemon.log_target``); ingest keeps stderr for its one line."""
-    level = logging.DEBUG if verbose else getattr(logging, config.log_level.upper())
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    handler: logging.Handler
-    if config.log_target == "syslog":
-        from logging.handlers import SysLogHandler
+    from daemon.logsetup import configure
 
-        handler = SysLogHandler(address="/dev/log")
-        fmt = "ticketd[%(process)d]: %(levelname)s %(name)s: %(message)s"
-    elif config.log_target != "stderr":
-        handler = logging.FileHandler(config.log_target, encoding="utf-8")
-    elif one_line_stderr:  # ingest under an MTA: its one line per failure is printed by _short_error
-        handler = logging.NullHandler()
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    if handler.formatter is None:
-        handler.setFormatter(Formatter(fmt))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    for noisy in ("aioimaplib", "tortoise", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    configure(config, verbose, one_line_stderr)
 
 
 def _run(config: Config, args: argparse.Namespace) -> Coroutine[Any, Any, int]:

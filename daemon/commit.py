@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon import customer_reply, lifecycle, verp
+from daemon import customer_reply, lifecycle, logcontext, verp
 from daemon.addresses import is_own, is_valid
 from daemon.bounce_commit import record_bounce
 from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
@@ -73,8 +73,10 @@ class Commit:
         readable = [p.parsed for _, p in mine if not isinstance(p.parsed, str)]
         await self._load_limits(readable)
         await self.threads.load(readable)
-        outcomes = [await self._one(row, item, earlier) if row.id in claimed else self._taken(row)
-                    for row, item in zip(rows, prepared)]
+        outcomes: list[Outcome] = []
+        for row, item in zip(rows, prepared):
+            with logcontext.message(self.mailbox, row.id, row.message_id):  # its lines say which message
+                outcomes.append(await self._one(row, item, earlier) if row.id in claimed else self._taken(row))
         await self.numbers.save()
         await self.writes.flush()
         await bulk.update_rows([r for r, o in zip(rows, outcomes) if r.id in claimed and o.status != "deferred"],
@@ -260,6 +262,7 @@ class Commit:
     async def article(self, ticket: TicketRow, row: InboundMessage, msg: ParsedMessage,
                       internal: bool = False, author: str = "customer", new_text: str | None = None) -> int:
         """Queue the article of ``row`` (and its attachments); its id."""
+        logcontext.set_ticket(ticket.number)  # the message's lines from here on name its ticket
         article = await self.writes.article({
             "ticket_id": ticket.id, "inbound_id": row.id, "direction": "in", "sender": str(msg.from_ or ""),
             "to": ", ".join(map(str, msg.to)), "cc": ", ".join(map(str, msg.cc)), "subject": msg.subject,

@@ -128,6 +128,7 @@ class Config:
     sla: Any = None
     # [retention]: days after its closing that a ticket's raw mail and attachment contents go; 0 keeps them
     raw_after_days: int = 0
+    log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -189,6 +190,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     log_target = daemon.get("log_target", str, "stderr", expected='"stderr", "syslog" or an absolute file path')
     if log_target not in ("stderr", "syslog") and not Path(log_target).is_absolute():
         daemon.fail("log_target", '"stderr", "syslog" or an absolute file path', log_target)
+    log_format = daemon.choice("log_format", ("text", "keyvalue", "json"), "text")
     daemon.done()
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
@@ -211,7 +213,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
-                  raw_after_days=raw_after_days)
+                  raw_after_days=raw_after_days, log_format=log_format)
 
 
 def _retention(section: Section) -> int:

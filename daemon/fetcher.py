@@ -10,6 +10,7 @@ from typing import Callable
 
 from aioimaplib import aioimaplib
 
+from daemon import logcontext
 from daemon.config import MailboxConfig
 from daemon.imap import FetchedMessage, ImapError, ImapSession
 from daemon.pipeline import Processor
@@ -54,6 +55,7 @@ class MailboxWorker:
         first, self._first = self._first, None
         return first or self.session_factory(self.config)
 
+    @logcontext.mailbox_task
     async def run_once(self) -> bool:
         """Drain the folder once; False (logged) if the server could not be reached or failed."""
         session = self._session()
@@ -71,6 +73,7 @@ class MailboxWorker:
         finally:
             await session.close()
 
+    @logcontext.mailbox_task
     async def run(self) -> None:
         """Sync, then IDLE (or poll), until ``stop``; reconnect with backoff after any error."""
         failures = 0

@@ -14,12 +14,14 @@ from typing import Callable
 import aiosmtplib
 from tortoise.expressions import F
 
+from daemon import logcontext
 from daemon.config import SmtpConfig
 from daemon import outbox_pipeline as pipeline
 from daemon.outbox_due import Due, due_rows, next_due
 from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from daemon.outbox_pipeline import FirstFlight
 from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
+from daemon.outage import Outage
 from daemon.outgoing import one_line
 from daemon.sent import Accepted, SentLedger
 from daemon.turn import WriteTurn
@@ -77,6 +79,8 @@ class OutboxSender:
         self.ledger = SentLedger()  # "sent" of all lanes, grouped into one commit
         self.wake = asyncio.Event()
         self.totals = DeliveryReport()  # everything since start, for run --once's exit code
+        # Sessions that failed, for the log (one line a step of the rows' own backoff).
+        self.outage = Outage(config.retry_base, config.retry_max, lambda: self.clock().timestamp())
 
     @property
     def connections(self) -> list[aiosmtplib.SMTP | None]:
@@ -101,18 +105,27 @@ class OutboxSender:
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
             for row in queue:
                 await self._defer(row, str(trouble[0]), report, quiet=True)
-            # One line a pass, not one a row: a refused session is one problem, however many rows wait.
-            log.log(logging.ERROR if trouble[0].refused else logging.WARNING,
-                    "SMTP %s:%d cannot take mail: %s; %d message(s) wait for the next try%s",
-                    self.config.host, self.config.port, trouble[0], report.deferred,
-                    " (check the [smtp] settings)" if trouble[0].refused else "")
+            self._down(trouble[0], report.deferred)
         else:
             report.deferred += len(queue)  # not reached before the deadline: still pending, still due
+            if lanes and (tries := self.outage.answered()):
+                log.info("SMTP %s:%d takes mail again after %d failed tries", self.config.host, self.config.port, tries)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
         self.totals.add(report)
         return report
+
+    def _down(self, problem: Unreachable, waiting: int) -> None:
+        """One line a backoff step, not one a pass: rows fall due one by one while the server is down,
+        and a refused session is one problem however many rows wait."""
+        tries = self.outage.failed()
+        if tries:
+            log.log(logging.ERROR if problem.refused else logging.WARNING,
+                    "SMTP %s:%d cannot take mail: %s; %d message(s) wait for the next try%s%s",
+                    self.config.host, self.config.port, problem, waiting,
+                    f" ({tries} tries failed since the last line)" if tries > 1 else "",
+                    " (check the [smtp] settings)" if problem.refused else "")
 
     async def _lane(self, lane: int, queue: deque[Due], trouble: list[Unreachable],
                     report: DeliveryReport, deadline: float | None) -> None:
@@ -120,7 +133,8 @@ class OutboxSender:
             while queue and not trouble and (deadline is None or time.monotonic() < deadline):
                 row = queue.popleft()
                 try:
-                    await self._deliver(lane, row, report, deadline)
+                    with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
+                        await self._deliver(lane, row, report, deadline)
                 except Unreachable as exc:
                     trouble.append(exc)
                     await self._defer(row, str(exc), report, quiet=True)

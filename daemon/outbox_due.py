@@ -16,7 +16,9 @@ from tortoise.queryset import QuerySet
 from storage import bulk
 from storage.models import OutboundMessage, OutboundStatus
 
-COLUMNS = ("id", "kind", "message_id", "mail_from", "recipients", "attempts", "created_at", "raw_bytes")
+COLUMNS = ("id", "kind", "message_id", "mail_from", "recipients", "attempts", "created_at", "raw_bytes",
+           # The ticket's number, for the row's log lines: a primary-key lookup, not a join to scan.
+           "(SELECT number FROM ticket WHERE ticket.id = outbound_message.ticket_id)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Due:
     attempts: int
     stored_created_at: Any  # as the database gave it: see created_at
     raw_bytes: bytes
+    ticket: int | None = None  # the ticket's number (not its id); None for mail about no ticket
 
     @property
     def created_at(self) -> datetime:
@@ -57,8 +60,8 @@ def due_sql(now: datetime | None, skip: list[int], limit: int) -> tuple[str, lis
 async def due_rows(now: datetime | None, skip: list[int], limit: int) -> list[Due]:
     sql, values = due_sql(now, skip, limit)
     recipients = _field("recipients")
-    return [Due(int(r[0]), r[1], r[2], r[3], recipients.to_python_value(r[4]), int(r[5]), r[6], bytes(r[7]))
-            for r in await bulk.fetch(sql, values)]
+    return [Due(int(r[0]), r[1], r[2], r[3], recipients.to_python_value(r[4]), int(r[5]), r[6], bytes(r[7]),
+                None if r[8] is None else int(r[8])) for r in await bulk.fetch(sql, values)]
 
 
 def next_due() -> QuerySet[OutboundMessage]:

@@ -70,7 +70,7 @@ class Processor:
         if self.window is None:  # created lazily: it must belong to the running event loop
             self.window = asyncio.Semaphore(self.config.filters.concurrency)
         decisions = await filter_all(self.filters, parsed, raws, mailbox, self.config.own_addresses,
-                                     self.window, self.clock)
+                                     self.window, self.clock, [row.id for row in rows])
         return [Prepared(p, d) for p, d in zip(parsed, decisions)]
 
     async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | AddressConfig | None,
@@ -111,7 +111,7 @@ class Processor:
             except Exception as exc:
                 if is_temporary(exc):
                     raise TemporaryFailure(describe(exc)) from exc
-                log.exception("message %s (inbound %d) failed", row.message_id, row.id)
+                log.exception("message %s (inbound %d) failed", row.message_id, row.id, extra=_about(row, mailbox))
                 async with self.write_turn.exclusive():
                     outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}",
                                                      self.clock))
@@ -123,5 +123,10 @@ async def quarantine(row: InboundMessage, reason: str, clock: Clock = utcnow) ->
     row.attempts += 1
     row.processed_at = clock()
     await row.save(update_fields=["status", "reason", "attempts", "processed_at"])
-    log.warning("inbound %d quarantined: %s", row.id, reason)
+    log.warning("inbound %d quarantined: %s", row.id, reason, extra=_about(row))
     return Outcome(row.id, row.status, reason=reason)
+
+
+def _about(row: InboundMessage, mailbox: str = "") -> dict[str, object]:
+    """The log fields of a row whose lines come after its own scope (daemon.logcontext) ended."""
+    return {k: v for k, v in (("mailbox", mailbox), ("inbound", row.id), ("message_id", row.message_id)) if v}

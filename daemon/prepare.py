@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from daemon import logcontext
 from daemon.filters import ACCEPT, REJECT, Decision, Filter, FilterContext, Verdict, combine
 from daemon.parsers import parse_message
 from daemon.parsers.model import ParsedMessage, UnreadableMessage
@@ -89,15 +90,20 @@ async def run_filters(filters: list[Filter], ctx: FilterContext) -> Decision:
 
 async def filter_all(filters: list[Filter], parsed: list[ParsedMessage | str], raws: list[bytes | None],
                      mailbox: str, own: frozenset[str], window: asyncio.Semaphore,
-                     clock: Clock) -> list[Decision | None]:
-    """Decide every readable message, at most ``window`` at a time across batches (spamd is slow)."""
+                     clock: Clock, inbound: list[int] | None = None) -> list[Decision | None]:
+    """Decide every readable message, at most ``window`` at a time across batches (spamd is slow).
+
+    ``inbound``: the row ids of the messages, for the filters' log lines.
+    """
     if not filters:
         return [None] * len(parsed)
 
-    async def one(item: ParsedMessage | str, raw: bytes | None) -> Decision | None:
+    async def one(item: ParsedMessage | str, raw: bytes | None, row: int | None) -> Decision | None:
         if isinstance(item, str) or raw is None:
             return None
         async with window:
-            return await run_filters(filters, FilterContext(item, raw, mailbox, own, clock()))
+            with logcontext.message(mailbox, row, item.message_id):
+                return await run_filters(filters, FilterContext(item, raw, mailbox, own, clock()))
 
-    return list(await asyncio.gather(*(one(item, raw) for item, raw in zip(parsed, raws))))
+    ids: list[int | None] = list(inbound) if inbound is not None else [None] * len(parsed)
+    return list(await asyncio.gather(*(one(item, raw, row) for item, raw, row in zip(parsed, raws, ids))))

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
+from daemon import logcontext
 from storage import bulk
 from storage.errors import describe, is_temporary
 from storage.models import OutboundMessage, OutboundStatus
@@ -63,7 +63,8 @@ class SentLedger:
         entry = Accepted(row_id, message_id, sent_at)
         self._queue[row_id] = entry
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="outbox-sent")
+            # Started from a row's send, it would name that row in every line it writes.
+            self._task = asyncio.create_task(self._run(), name="outbox-sent", context=logcontext.detached())
         self._wake.set()
         return entry
 

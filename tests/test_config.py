@@ -131,3 +131,16 @@ def test_move_after_processing_names_its_folder(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMUM.replace('"seen"    #', '"move:Processed"    #')))
     assert config.mailboxes[0].after_processing.action == "move"
     assert config.mailboxes[0].after_processing.folder == "Processed"
+
+
+def test_the_log_format_is_text_unless_the_daemon_section_says_keyvalue_or_json(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMUM)).log_format == "text"
+    for name in ("text", "keyvalue", "json"):
+        assert load_config(write(tmp_path, MINIMUM + f'\n[daemon]\nlog_format = "{name}"\n')).log_format == name
+
+
+def test_an_unknown_log_format_names_the_file_the_key_and_the_choices(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMUM + '\n[daemon]\nlog_format = "logfmt"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == (f"{path}: daemon.log_format: expected one of text | keyvalue | json, got 'logfmt'")

@@ -35,6 +35,7 @@ from typing import Any
 
 from daemon.config import Section
 from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
+from daemon.outage import Outage
 from daemon.parsers.model import ParsedMessage
 
 log = logging.getLogger("ticketd.spam")
@@ -110,9 +111,11 @@ class SpamFilter:
     name = "spam"
     description = "Score with SpamAssassin's spamd; tag or quarantine above the thresholds"
 
-    def __init__(self, settings: SpamSettings) -> None:
+    def __init__(self, settings: SpamSettings, outage: Outage | None = None) -> None:
         self.settings = settings
         self.unreachable_count = 0  # checks that got no score from spamd, for metrics and logs
+        # Every message asks spamd: while it is down, a line a step (daemon.outage), not a message.
+        self.outage = outage or Outage()
         self._trusted = frozenset(settings.trust_upstream)
         # Imported here, once per filter built: aiospamc (and the loguru it brings) costs ~40 ms
         # at every start, and only a site whose pipeline names "spam" builds this filter.
@@ -131,13 +134,17 @@ class SpamFilter:
             score, rules = await self._spamd.symbols(ctx.raw)
         except SpamUnavailable as exc:
             return self._unreachable(ctx, str(exc))
+        if self.outage.failures:
+            log.info("spamd answers again after %d failed checks", self.outage.answered())
         return self._verdict(score, rules, "spamd")
 
     def _unreachable(self, ctx: FilterContext, error: str) -> Verdict:
         self.unreachable_count += 1
         defer = self.settings.on_unreachable == DEFER
-        log.warning("%s: spamd unreachable (%s); %s", ctx.message.message_id or "(no Message-ID)", error,
-                    "deferred for a later pass" if defer else "accepted without a spam check")
+        if checks := self.outage.failed():
+            log.warning("%s: spamd unreachable (%s); %s%s", ctx.message.message_id or "(no Message-ID)", error,
+                        "deferred for a later pass" if defer else "accepted without a spam check",
+                        f" ({checks} checks failed since the last line)" if checks > 1 else "")
         reason = f"spamd unreachable: {error}"
         return Verdict(DEFER if defer else ACCEPT, reason=reason, details={"error": error})
 

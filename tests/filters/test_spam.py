@@ -17,6 +17,7 @@ import pytest
 from daemon.config import ConfigError, Section
 from daemon.filters import FilterContext
 from daemon.filters.spam import SpamFilter, SpamSettings, load_settings, relay_is_trusted
+from daemon.outage import Outage
 from daemon.parsers import parse_message
 from devtools.spamd import Spamd
 from tests.support.mail import raw_mail
@@ -192,9 +193,31 @@ async def test_unreachable_spamd_accepts_with_a_warning_and_counts(
     assert first.reason.startswith("spamd unreachable: cannot connect to 127.0.0.1:")
     assert "error" in first.details
     assert spam_filter.unreachable_count == 2
-    warnings = [r for r in caplog.records if r.name == "ticketd.spam" and r.levelno == logging.WARNING]
-    assert len(warnings) == 2
-    assert "<gtube@example.test>" in warnings[0].getMessage()
+    # Both counted, one line: the second failure comes within the first step (daemon.outage).
+    [warning] = [r for r in caplog.records if r.name == "ticketd.spam" and r.levelno == logging.WARNING]
+    assert "<gtube@example.test>" in warning.getMessage()
+
+
+async def test_spamd_down_is_one_line_per_step_however_many_checks_then_one_when_it_answers(
+    closed_port: int, spamd: Spamd, caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    outage = Outage(first=1.0, clock=lambda: now[0])  # steps of 1, 2, 4 s: lines at 0, 1 and 3
+    down = SpamFilter(SpamSettings(port=closed_port), outage)
+    with caplog.at_level(logging.INFO, logger="ticketd.spam"):
+        for at in (0.0, 0.1, 0.5, 0.99, 1.0, 1.5, 2.9, 3.0, 3.1):
+            now[0] = at
+            assert (await down.check(context(HAM))).action == "accept"
+        # The same outage, seen by a filter whose spamd answers (a restart cannot change a port).
+        assert (await SpamFilter(tcp(spamd), outage).check(context(HAM))).action == "accept"
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "ticketd.spam"]
+    assert len(lines) == 4 and down.unreachable_count == 9
+    assert lines[0].endswith("accepted without a spam check")
+    assert lines[1].endswith("accepted without a spam check (4 checks failed since the last line)")
+    assert lines[2].endswith("accepted without a spam check (3 checks failed since the last line)")
+    assert lines[3] == "spamd answers again after 9 failed checks"
+    assert outage.failures == 0
 
 
 async def test_unreachable_spamd_defers_when_configured(closed_port: int) -> None:
