@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from daemon.config import Section
 from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
+from daemon.metrics import SpamdStats
 from daemon.parsers.model import ParsedMessage
 
 log = logging.getLogger("ticketd.spam")
@@ -101,7 +103,13 @@ def _trusted_hosts(section: Section) -> tuple[str, ...]:
 
 
 class SpamUnavailable(Exception):
-    """spamd could not give a score; the text says why, in one line."""
+    """spamd could not give a score; the text says why, in one line, and ``kind`` in one word."""
+
+    KINDS = ("timeout", "connect", "bad_answer", "refused", "other")  # the metrics' reason label
+
+    def __init__(self, text: str, kind: str = "other") -> None:
+        super().__init__(text)
+        self.kind = kind
 
 
 class SpamFilter:
@@ -110,9 +118,10 @@ class SpamFilter:
     name = "spam"
     description = "Score with SpamAssassin's spamd; tag or quarantine above the thresholds"
 
-    def __init__(self, settings: SpamSettings) -> None:
+    def __init__(self, settings: SpamSettings, stats: SpamdStats | None = None) -> None:
         self.settings = settings
-        self.unreachable_count = 0  # checks that got no score from spamd, for metrics and logs
+        self.stats = stats or SpamdStats()  # the daemon's metrics, which outlive a reload's new filter
+        self.unreachable_count = 0  # checks that got no score from spamd, for logs and tests
         self._trusted = frozenset(settings.trust_upstream)
         # Imported here, once per filter built: aiospamc (and the loguru it brings) costs ~40 ms
         # at every start, and only a site whose pipeline names "spam" builds this filter.
@@ -127,10 +136,13 @@ class SpamFilter:
         size = len(ctx.raw)
         if size > self.settings.max_size:
             return Verdict(ACCEPT, details={"skipped": "too large", "size": size})
+        started = time.perf_counter()
         try:
             score, rules = await self._spamd.symbols(ctx.raw)
         except SpamUnavailable as exc:
+            self.stats.errors[exc.kind] += 1
             return self._unreachable(ctx, str(exc))
+        self.stats.latency.observe(time.perf_counter() - started)
         return self._verdict(score, rules, "spamd")
 
     def _unreachable(self, ctx: FilterContext, error: str) -> Verdict:
