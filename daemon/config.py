@@ -126,6 +126,7 @@ class Config:
     notifications: Any = None  # daemon.config_lifecycle.NotificationsConfig: template paths ([notifications])
     # daemon.sla.config.SlaConfig: business calendars, targets, escalation; None without [sla] (no clocks run)
     sla: Any = None
+    metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -168,6 +169,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
     from daemon.config_lmtp import load_lmtp
+    from daemon.config_metrics import load_metrics
     from daemon.filters.registry import load_filters
     from daemon.rules_load import load_rules
 
@@ -190,6 +192,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     daemon.done()
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
+    metrics = load_metrics(top.sub("metrics", {}))
     points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     team = None
@@ -207,7 +210,8 @@ def _build(top: Section, env: dict[str, str]) -> Config:
         team = unassigned_default(team, sla)
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
-                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla)
+                  filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
+                  metrics)
 
 
 def _sla(top: Section, team: Any) -> Any:
