@@ -103,7 +103,12 @@ class HealthWriter:
         self._beat = 0.0  # time.monotonic() of the last full write
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop``; then one last write, so a clean stop reads as "not connected"."""
+        """Until ``stop``; then one last write, so a clean stop reads as "not connected".
+
+        The first write waits for the first change (a login, QUICK later) or INTERVAL: at the
+        start there is nothing to tell yet, and the first fetch should not wait for it.
+        """
+        await self._wait(stop)
         while not stop.is_set():
             await self.turn()
             await self._wait(stop)
