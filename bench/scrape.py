@@ -114,4 +114,5 @@ def report_watch(watch: Watch) -> None:
         print(f"                mailbox {box['name']}: connected {box.get('connected')}, backlog {box['backlog']} "
               f"stored not processed, {box.get('server_unfetched')} on the server not fetched yet")
     outbox = watch.status["outbox"]
-    print(f"                outbox: {outbox['pending']} pending, the oldest {outbox['oldest_pending_age_seconds']} s old")
+    print(f"                outbox: {outbox['pending']} pending, "
+          f"the oldest {outbox['oldest_pending_age_seconds']} s old")

@@ -54,7 +54,8 @@ async def test_the_writer_writes_only_what_changed_until_the_heartbeat(db: None)
     support.up()
     await writer.turn()
     second = await status.mailboxes()
-    assert second["support"].connected and second["support"].updated_at > first["support"].updated_at  # type: ignore[operator]
+    assert second["support"].connected
+    assert second["support"].updated_at > first["support"].updated_at  # type: ignore[operator]
     assert second["sales"].updated_at == first["sales"].updated_at  # unchanged: not written again
     writer.heartbeat = 0  # each turn is a heartbeat now: every row is rewritten
     await writer.turn()

@@ -52,7 +52,8 @@ def test_counters_move_as_mail_is_fetched_processed_and_acknowledged(
         waiting = until(lambda: (s := scrape(port)) and value(s, "ticketd_outbox_pending") == 1 and s)
         assert waiting, "the pending acknowledgement never showed in the metrics"
         assert value(waiting, "ticketd_outbox_failures_total", reason="unreachable") >= 1  # type: ignore[operator]
-        assert until(lambda: value(scrape(port), "ticketd_outbox_oldest_pending_age_seconds") > 0.5)  # type: ignore[operator]
+        oldest = "ticketd_outbox_oldest_pending_age_seconds"
+        assert until(lambda: value(scrape(port), oldest) > 0.5)  # type: ignore[operator]
         seen = status(config)
         assert seen["outbox"]["pending"] == 1 and seen["outbox"]["oldest_pending_age_seconds"] > 0
         [box] = seen["mailboxes"]
@@ -66,7 +67,8 @@ def test_status_shows_the_backlog_then_a_stopped_imap_server_with_its_error(
         tmp_path: Path, dovecot_factory: ServerFactory[Dovecot], fresh_sink: SmtpSink) -> None:
     server = dovecot_factory()
     user = server.add_user(password="s3cret-Pa55")
-    spam = f'[filters]\npipeline = ["spam"]\n[filters.spam]\non_unreachable = "defer"\ntimeout = 2\nport = {free_port()}\n'
+    spam = (f'[filters]\npipeline = ["spam"]\n[filters.spam]\non_unreachable = "defer"\ntimeout = 2\n'
+            f'port = {free_port()}\n')
     config = write_config(tmp_path, server.port, fresh_sink.port, [("support", user.address)], extra=spam)
     config.write_text(config.read_text().replace('password = "secret"', 'password = "s3cret-Pa55"'))
     port = free_port()
