@@ -78,8 +78,7 @@ class MailboxWorker:
             log.error("mailbox %s: %s", self.config.name, _describe(exc))
             return False
         finally:
-            if self.health.connected:
-                self.health.stopped()
+            self.health.stopped()  # after a failure: not connected already, and its error stays
             await session.close()
 
     async def run(self) -> None:

@@ -37,7 +37,7 @@ class Processor:
                  on_outbox: Callable[[], None] = lambda: None, write_turn: WriteTurn | None = None,
                  filters: list[Filter] | None = None, clock: Clock = utcnow, metrics: Metrics | None = None) -> None:
         self.config = config
-        self.metrics = metrics or Metrics()  # counted whether or not [metrics] serves them: a few ns a message
+        self.metrics = metrics or Metrics()  # counted whether [metrics] serves them or not: under 2 us a message
         self.responders = responders if responders is not None else build_responders(config)
         self.filters = filters if filters is not None else build_filters(config.filters, self.metrics)
         self.pool = pool
