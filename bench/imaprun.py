@@ -14,6 +14,7 @@ from bench.figures import (Latencies, StartUp, Statements, ack_latencies, count_
                            read_rawlog, start_up)
 from bench.generate import generate
 from bench.history import Cache, History, prefill
+from bench.scrape import Watch, free_port, watched_run
 from bench.servers import AGENT, PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
 from devtools.dovecot import Dovecot
 from bench.leansink import LeanSink
@@ -61,6 +62,7 @@ class Result:
     idle: Child | None = None  # ``run --once`` again on the drained mailbox: start-up and exit
     idle_startup: StartUp | None = None
     idle_statements: Statements | None = None
+    watch: Watch | None = None  # --scrape: the endpoint's counters during the run, and `status` once
 
     @property
     def conversations(self) -> int:
@@ -77,6 +79,8 @@ class Result:
             found.append(f"{self.on_server} messages on the server, {self.n} loaded")
         if self.seen != self.n:
             found.append(f"{self.n - self.seen} messages not flagged \\Seen")
+        if self.watch is not None:
+            found += self.watch.problems()
         return found + outcome_problems(self.outcome, self.loaded)
 
 
@@ -156,8 +160,8 @@ def outcome(database: Path, sink: LeanSink, before: Before, statements: Path,
 
 def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout: float = 3600.0,
             history: int = 0, idle: bool = True, trace: bool = True, strace: bool = False,
-            cache: Cache | None = None, samples: bool = False, notify: bool = False) -> Result:
-    """One complete benchmark run in ``workdir``."""
+            cache: Cache | None = None, samples: bool = False, notify: bool = False, scrape: bool = False) -> Result:
+    """One complete benchmark run in ``workdir``; ``scrape``: with [metrics], watched from outside."""
     fresh(workdir)
     dovecot = RawlogDovecot(workdir / "dovecot", users={USER: PASSWORD})
     sink = LeanSink()
@@ -168,7 +172,8 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
             continue_uids(dovecot, USER, HISTORY_UIDVALIDITY, history + 1)
         loaded = load(dovecot, n, seed)
         database = workdir / "ticketd.db"
-        config = write_imap_config(workdir / "ticketd.toml", database, dovecot, sink, notify=notify)
+        port = free_port() if scrape else None
+        config = write_imap_config(workdir / "ticketd.toml", database, dovecot, sink, notify=notify, metrics_port=port)
         filled = None
         if history:
             filled = (cache.prefill(config, database, history, seed, HISTORY_UIDVALIDITY) if cache
@@ -179,14 +184,17 @@ def run_one(n: int, seed: int, workdir: Path, *, profile: bool = False, timeout:
         for stale in (counts, idle_counts, syncs):  # from an earlier run in a --keep directory
             stale.unlink(missing_ok=True)
         stats = workdir / "profile.out" if profile else None
-        child = run_child(ticketd("-c", str(config), "run", "--once", profile=stats,
-                                  statements=counts if trace else None, fsyncs=syncs if strace else None,
-                                  samples=workdir / "py-spy.txt" if samples else None),
-                          workdir / "ticketd.log", timeout)
+        command = ticketd("-c", str(config), "run", "--once", profile=stats, statements=counts if trace else None,
+                          fsyncs=syncs if strace else None, samples=workdir / "py-spy.txt" if samples else None)
+        watch = None
+        if port is not None:
+            child, watch = watched_run(command, workdir / "ticketd.log", timeout, port, config, n)
+        else:
+            child = run_child(command, workdir / "ticketd.log", timeout)
         sink.wait_for(sum(loaded.conversations.values()), timeout=10)
         flags = server_flags(dovecot)
         result = Result(n, loaded, child, outcome(database, sink, before, counts, filled),
-                        sum(b"\\Seen" in f for f in flags), len(flags), StartUp(None, None, None))
+                        sum(b"\\Seen" in f for f in flags), len(flags), StartUp(None, None, None), watch=watch)
         result.outcome.fsyncs = count_fsyncs(syncs)
         if idle:
             result.idle = run_child(ticketd("-c", str(config), "run", "--once",

@@ -13,6 +13,7 @@ from bench.imaprun import run_one
 from bench.lmtp import run_lmtp
 from bench.report import (MIB, print_log_tail, print_profile, repeat_summary, report, report_lmtp,
                           series_table)
+from bench.scrape import report_watch
 
 
 def series(ns: list[int], seed: int, root: Path, timeout: float, history: int, trace: bool, cache: Cache) -> int:
@@ -43,8 +44,10 @@ def single(args: argparse.Namespace, root: Path, cache: Cache) -> int:
         else:
             result = run_one(args.n, args.seed, workdir, profile=args.profile, timeout=args.timeout,
                              history=args.history, trace=not args.no_trace, strace=args.strace, cache=cache,
-                             samples=args.py_spy, notify=args.notify)
+                             samples=args.py_spy, notify=args.notify, scrape=args.scrape)
             report(result, args.seed)
+            if result.watch is not None:
+                report_watch(result.watch)
             if args.profile and (workdir / "profile.out").exists():
                 print_profile(workdir / "profile.out")
         problems = result.problems()
@@ -84,13 +87,19 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="run the console script itself: no SQL statement counts")
     parser.add_argument("--strace", action="store_true",
                         help="count the timed run's fsync/fdatasync calls with strace (IMAP)")
+    parser.add_argument("--scrape", action="store_true",
+                        help="serve [metrics] and scrape it every 0.5 s during the run, run `ticketd status --json` "
+                             "once half the mail is fetched, and print how the counters moved (IMAP; takes CPU "
+                             "from ticketd: not for comparing figures)")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="kill ticketd after this many seconds")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat needs 1 or more")
-    if args.lmtp and (args.profile or args.rss_series or args.strace or args.py_spy):
-        parser.error("--lmtp goes with none of --profile, --py-spy, --rss-series, --strace")
+    if args.lmtp and (args.profile or args.rss_series or args.strace or args.py_spy or args.scrape):
+        parser.error("--lmtp goes with none of --profile, --py-spy, --rss-series, --strace, --scrape")
+    if args.scrape and args.rss_series:
+        parser.error("--scrape goes with one run, not --rss-series")
     return args
 
 

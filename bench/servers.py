@@ -65,12 +65,15 @@ from = "Example Support <{USER}>"
 """
 
 
-def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink | LeanSink, notify: bool = False) -> Path:
+def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink | LeanSink, notify: bool = False,
+                      metrics_port: int | None = None) -> Path:
     """ticketd fetching from the private Dovecot's INBOX, flagging what it processed \\Seen.
 
-    ``notify``: with an agent whom every new ticket notifies (issue 8's figure).
+    ``notify``: with an agent whom every new ticket notifies (issue 8's figure). ``metrics_port``:
+    with [metrics] on 127.0.0.1 there (``--scrape``); without it no endpoint, as by default.
     """
-    path.write_text(_common(database, sink) + (_team(path.parent) if notify else "") + f"""
+    metrics = f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' if metrics_port is not None else ""
+    path.write_text(_common(database, sink) + (_team(path.parent) if notify else "") + metrics + f"""
 [[mailboxes]]
 name = "{MAILBOX}"
 address = "{USER}"

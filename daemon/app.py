@@ -13,8 +13,11 @@ from typing import AsyncIterator, Callable
 
 from daemon import due, retention, sweeper
 from daemon.config import Config, ConfigError, load_config
+from daemon.config_metrics import EndpointError
 from daemon.fetcher import MailboxWorker
 from daemon.imap import ImapSession
+from daemon.metrics import Metrics
+from daemon.observe import Observers
 from daemon.outbox import OutboxSender
 from daemon.pipeline import Processor
 from daemon.readiness import ServiceState
@@ -33,20 +36,28 @@ log = logging.getLogger("ticketd")
 async def running_parts(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
                         sessions: dict[str, ImapSession] | None = None) -> AsyncIterator[
         tuple[OutboxSender, Processor, list[MailboxWorker]]]:
-    """The daemon's parts; ``pool`` and ``sessions`` (begun by daemon.start) become theirs."""
+    """The daemon's parts; ``pool`` and ``sessions`` (begun by daemon.start) become theirs.
+
+    The metrics endpoint is served before the block (EndpointError if it cannot be), and the
+    mailboxes' status is written for `ticketd status` until the block ends.
+    """
     responders = build_responders(config)
     pool = pool if pool is not None else parse_pool(parse_workers)
     sessions = sessions or {}
     try:
         async with database(config.database_url, config.busy_timeout):
-            write_turn = WriteTurn()
-            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections)
-            processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn)
+            write_turn, metrics = WriteTurn(), Metrics()
+            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics)
+            processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
+                                  metrics=metrics)
             workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
                        for box in config.mailboxes]
+            observers = Observers(config, processor, workers)
+            await observers.start()
             try:
                 yield sender, processor, workers
             finally:
+                await observers.stop()
                 await sender.close()
     finally:
         await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
@@ -57,6 +68,15 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
                    sessions: dict[str, ImapSession] | None = None) -> int:
     """Drain every mailbox, deliver the outbox, and say (by exit code) whether all went well."""
+    try:
+        return await _drain_once(config, parse_workers, pool, sessions)
+    except EndpointError as exc:
+        log.error("not starting: %s", safe_line(str(exc)))
+        return 1
+
+
+async def _drain_once(config: Config, parse_workers: int | None, pool: Executor | None,
+                      sessions: dict[str, ImapSession] | None) -> int:
     async with running_parts(config, parse_workers, pool, sessions) as (sender, processor, workers):
         stop_sender = asyncio.Event()
         sending = asyncio.create_task(sender.run(stop_sender))  # deliver while we still fetch
@@ -102,6 +122,9 @@ async def run_forever(config: Config, stop: asyncio.Event | None = None, parse_w
     stop = stop or asyncio.Event()
     try:
         return await _serve(config, stop, parse_workers, pool, sessions, notifier or Notifier())
+    except EndpointError as exc:
+        log.error("not starting: %s", safe_line(str(exc)))
+        return 1
     finally:
         _remove_signals()
 
@@ -189,7 +212,8 @@ def reload(processor: Processor, path: Path) -> bool:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
-                       ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp)):
+                       ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp),
+                       ("metrics", new.metrics == old.metrics)):
         if not same:
             log.warning("reload: changes to [%s] take effect at the next restart", what)
     log.info("configuration reloaded from %s", path)

@@ -221,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(handler=cli_views.quarantine_action)
     cli_views.inbound_parser(sub)
+    from daemon.status_report import add_command as add_status  # `status`: per mailbox, outbox, timers
+
+    add_status(sub)
     from daemon.sla.cli import add_commands  # `sla run`, `sla status`
 
     add_commands(sub)
@@ -275,6 +278,8 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
     print(safe_line(f"  smtp: {config.smtp.host}:{config.smtp.port} ({config.smtp.security}), "
                     f"from {config.smtp.from_header}"))
     print(f"  mailboxes: {safe_line(boxes) or '(none: mail comes from an MTA)'}")
+    if config.metrics is not None:
+        print(f"  metrics: http://{safe_line(config.metrics.listen)}/metrics")
     if config.addresses:
         print(f"  addresses (ingest --mailbox): "
               f"{safe_line(', '.join(f'{a.name} ({a.address})' for a in config.addresses))}")

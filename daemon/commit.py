@@ -8,8 +8,9 @@ decided message by message in memory, and written by one INSERT per table at the
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from daemon import customer_reply, lifecycle, logcontext, verp
@@ -17,6 +18,7 @@ from daemon.addresses import is_own, is_valid
 from daemon.bounce_commit import record_bounce
 from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
 from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
+from daemon.metrics import ACKNOWLEDGEMENT
 from daemon.outgoing import one_line
 from daemon.parsers.model import ParsedMessage
 from daemon.prepare import Prepared
@@ -65,6 +67,10 @@ class Commit:
         self.recent: dict[str, int] = {}  # recipient -> automatic mails in the last hour
         self.suppressed: set[str] = set()
         self.drafts = 0  # outbound rows this group queued
+        # For the metrics once the transaction commits (daemon.pipeline): each acknowledgement's
+        # Message-ID with its message's arrival, and the SLA events fired (daemon.sla).
+        self.arrivals: list[tuple[str, datetime]] = []
+        self.fired: Counter[tuple[str, str]] = Counter()
 
     async def run(self, rows: list[InboundMessage], prepared: list[Prepared]) -> list[Outcome]:
         claimed = await self._claim(rows)
@@ -216,6 +222,8 @@ class Commit:
         drafts = self._respond(ticket, msg, match is None, decision, rules, after_hours) if respond else []
         for draft in drafts:
             self._outbound_row(ticket, draft)
+            if draft.kind == ACKNOWLEDGEMENT:
+                self.arrivals.append((draft.message_id, row.received_at))
         row.status, row.ticket_id = InboundStatus.PROCESSED, ticket.id
         log.info("%s %s ticket #%d (%s)", msg.message_id or "(no Message-ID)",
                  "opened" if match is None else "added to", ticket.number,

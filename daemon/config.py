@@ -129,6 +129,7 @@ class Config:
     # [retention]: days after its closing that a ticket's raw mail and attachment contents go; 0 keeps them
     raw_after_days: int = 0
     log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
+    metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -171,6 +172,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
     from daemon.config_lmtp import load_lmtp
+    from daemon.config_metrics import load_metrics
     from daemon.filters.registry import load_filters
     from daemon.rules_load import load_rules
 
@@ -194,6 +196,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     daemon.done()
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
+    metrics = load_metrics(top.sub("metrics", {}))
     points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     team = None
@@ -213,7 +216,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
-                  raw_after_days=raw_after_days, log_format=log_format)
+                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics)
 
 
 def _retention(section: Section) -> int:

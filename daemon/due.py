@@ -123,7 +123,16 @@ async def _together(processor: Processor, steps: list[tuple[int, int, str]]) -> 
             raise _Unnamed from exc
     if commit.drafts:
         processor.on_outbox()
+    _count(processor, commit, [s for s in steps if int(s[0]) in claimed])
     return len(claimed)
+
+
+def _count(processor: Processor, commit: Commit, steps: list[tuple[int, int, str]]) -> None:
+    """The committed batch's steps and SLA events, for the metrics."""
+    for _, _, kind in steps:
+        processor.metrics.due_run[kind] += 1
+    if commit.fired:
+        processor.metrics.count_fired(commit.fired)
 
 
 async def _claim(commit: Commit, step_ids: list[int]) -> set[int]:

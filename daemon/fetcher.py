@@ -12,6 +12,7 @@ from aioimaplib import aioimaplib
 
 from daemon import logcontext
 from daemon.config import MailboxConfig
+from daemon.health import MailboxHealth
 from daemon.imap import FetchedMessage, ImapError, ImapSession
 from daemon.pipeline import Processor
 from storage import intake
@@ -38,7 +39,7 @@ class MailboxWorker:
     def __init__(self, config: MailboxConfig, processor: Processor, max_bytes: int,
                  session_factory: Callable[[MailboxConfig], ImapSession] | None = None,
                  backoff_base: float = 1.0, backoff_max: float = 300.0,
-                 first_session: ImapSession | None = None) -> None:
+                 first_session: ImapSession | None = None, health: MailboxHealth | None = None) -> None:
         self.config = config
         self.processor = processor
         self.max_bytes = max_bytes
@@ -48,8 +49,14 @@ class MailboxWorker:
         # Set once the first login succeeded or failed: the daemon reports READY to systemd after
         # every mailbox's first attempt, so a server that is down delays it by one timeout only.
         self.tried = asyncio.Event()
-        self.connected = False  # logged in now (for the service status)
+        # What `ticketd status` and the metrics show of this mailbox (written by daemon.health).
+        self.health = health or MailboxHealth(config.name, _secrets(config))
         self._first = first_session  # begun at start-up (daemon.start): the first connection is this one
+
+    @property
+    def connected(self) -> bool:
+        """Logged in now (for the service status)."""
+        return self.health.connected
 
     def _session(self) -> ImapSession:
         first, self._first = self._first, None
@@ -61,16 +68,19 @@ class MailboxWorker:
         session = self._session()
         try:
             await session.open()
+            self.health.up()
             report = await self.sync(session)
             if report.deferred:
                 log.warning("mailbox %s: %d message(s) deferred to a later pass", self.config.name, report.deferred)
             return report.deferred == 0
         except Exception as exc:
+            self._lost(exc)
             if not _passing(exc):
                 raise
             log.error("mailbox %s: %s", self.config.name, _describe(exc))
             return False
         finally:
+            self.health.stopped()  # after a failure: not connected already, and its error stays
             await session.close()
 
     @logcontext.mailbox_task
@@ -81,7 +91,7 @@ class MailboxWorker:
             session = self._session()
             try:
                 await session.open()
-                self.connected = True
+                self.health.up()
                 self.tried.set()
                 if failures:
                     log.info("mailbox %s: connected again after %d failed attempts", self.config.name, failures)
@@ -90,7 +100,7 @@ class MailboxWorker:
                     await self.sync(session)
                     await self._wait_for_mail(session)
             except Exception as exc:  # a bug in one mailbox must not end it for good, nor touch the others
-                self.connected = False
+                self._lost(exc)
                 self.tried.set()
                 failures += 1
                 if _passing(exc):  # the server or the database: the messages wait where they are
@@ -103,6 +113,11 @@ class MailboxWorker:
                 await self._sleep(delay)
             finally:
                 await session.close()
+        self.health.stopped()
+
+    def _lost(self, exc: BaseException) -> None:
+        self.health.down(_describe(exc))
+        self.processor.metrics.reconnects[self.config.name] += 1
 
     async def sync(self, session: ImapSession) -> SyncReport:
         """Bring the database up to the folder: finish earlier work, then fetch what is new."""
@@ -117,6 +132,7 @@ class MailboxWorker:
         await self._recover(session, state, report)
         while not self.stop.is_set():
             uids = await session.uids_after(state.last_uid)
+            self.health.checked(session.exists, len(uids))
             if uids:
                 await self._drain(session, state, uids, report)
             elif not session.news.is_set():
@@ -181,8 +197,18 @@ class MailboxWorker:
         async with self.processor.write_turn.exclusive():
             rows = await intake.store_batch(state, uidvalidity, [_incoming(m, self.max_bytes) for m in fetched],
                                             self.max_bytes)
+        self._count(fetched, rows)
         by_uid = {m.uid: m.raw for m in fetched}
         return rows, {row.id: by_uid[row.uid] for row in rows if row.uid in by_uid}
+
+    def _count(self, fetched: list[FetchedMessage], rows: list[InboundMessage]) -> None:
+        """A committed batch, for the status and the metrics (once a batch, not once a message)."""
+        self.health.fetched(len(fetched))
+        metrics = self.processor.metrics
+        metrics.fetched[self.config.name] += len(fetched)
+        too_large = sum(1 for row in rows if row.status == InboundStatus.QUARANTINED)
+        if too_large:
+            metrics.quarantined["too_large"] += too_large
 
     async def _recover(self, session: ImapSession, state: Mailbox, report: SyncReport) -> None:
         """Rows a crash left behind: stored but unprocessed, or committed but not yet acted on."""
@@ -235,6 +261,11 @@ class MailboxWorker:
 
 def _incoming(message: FetchedMessage, max_bytes: int) -> intake.Incoming:
     return intake.Incoming(raw=message.raw, size=message.size, uid=message.uid, too_large=message.size > max_bytes)
+
+
+def _secrets(config: MailboxConfig) -> tuple[str, ...]:
+    password = config.imap.password
+    return (password.reveal(),) if password is not None else ()
 
 
 def _passing(exc: BaseException) -> bool:

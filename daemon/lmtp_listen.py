@@ -16,6 +16,7 @@ from daemon.lmtp_queue import Backlog, drain
 from daemon.lmtp_store import GroupCommit
 from daemon.pipeline import Processor
 from daemon.terminal import safe_line
+from storage.models import InboundMessage, InboundStatus
 
 log = logging.getLogger("ticketd.lmtp")
 
@@ -35,12 +36,21 @@ class LmtpService:
         self.processor = processor
         self.finish_grace = finish_grace
         self.backlog = Backlog()
-        self.store = GroupCommit(processor, self.backlog.add)
+        self.store = GroupCommit(processor, self._stored)
         self.handler = LmtpHandler(lambda: processor.config, self.store)
         self.hostname = socket.gethostname()  # aiosmtpd would look up the FQDN on every connection
         self._sessions: weakref.WeakSet[LmtpServer] = weakref.WeakSet()
         self._server: asyncio.AbstractServer | None = None
         self._inode: tuple[int, int] | None = None  # of our socket file, so we remove only ours
+
+    def _stored(self, stored: list[tuple[str, InboundMessage]]) -> None:
+        """Committed rows: counted (once a group), then queued for the pipeline."""
+        metrics = self.processor.metrics
+        for name, row in stored:
+            metrics.lmtp[name] += 1
+            if row.status == InboundStatus.QUARANTINED:  # over the size limit: never processed
+                metrics.quarantined["too_large"] += 1
+        self.backlog.add(stored)
 
     async def start(self) -> None:
         """Bind and listen; ListenError (a clear line) if that cannot be done."""

@@ -16,6 +16,7 @@ from tortoise.expressions import F
 
 from daemon import logcontext
 from daemon.config import SmtpConfig
+from daemon.metrics import Metrics
 from daemon import outbox_pipeline as pipeline
 from daemon.outbox_due import Due, due_rows, next_due
 from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
@@ -70,9 +71,10 @@ class OutboxSender:
     batch = 100
 
     def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: WriteTurn | None = None,
-                 lanes: int = 4, idle_after: float = IDLE_AFTER) -> None:
+                 lanes: int = 4, idle_after: float = IDLE_AFTER, metrics: Metrics | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.metrics = metrics or Metrics()
         # Held (shared) from DATA until "sent" is committed: see daemon.turn.
         self.write_turn = write_turn or WriteTurn()
         self.lanes = Lanes(config, lanes, idle_after)
@@ -104,7 +106,7 @@ class OutboxSender:
                                         return_exceptions=True)
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
             for row in queue:
-                await self._defer(row, str(trouble[0]), report, quiet=True)
+                await self._defer(row, str(trouble[0]), report, quiet=True, why="unreachable")
             self._down(trouble[0], report.deferred)
         else:
             report.deferred += len(queue)  # not reached before the deadline: still pending, still due
@@ -137,7 +139,7 @@ class OutboxSender:
                         await self._deliver(lane, row, report, deadline)
                 except Unreachable as exc:
                     trouble.append(exc)
-                    await self._defer(row, str(exc), report, quiet=True)
+                    await self._defer(row, str(exc), report, quiet=True, why="unreachable")
                 finally:
                     self.lanes.touch(lane)
 
@@ -147,18 +149,18 @@ class OutboxSender:
         try:
             accepted = await self._transaction(lane, row)
         except EnvelopeError as exc:  # this recipient, on this server: nothing was sent
-            await self._fail(row, str(exc), report)
+            await self._fail(row, str(exc), report, why="unsendable")
         except aiosmtplib.SMTPResponseException as exc:  # RCPT or DATA refused: this message, not the session
             await self.lanes.reset(lane)
             where = f" (recipient {one_line(exc.recipient)})" if isinstance(exc, aiosmtplib.SMTPRecipientRefused) else ""
             text = f"{exc.code} {one_line(exc.message)}{where}"
             if 500 <= exc.code < 600:
-                await self._fail(row, text, report)
+                await self._fail(row, text, report, why="rejected")
             else:
-                await self._defer(row, text, report)
+                await self._defer(row, text, report, why="deferred")
         except _Unsendable as exc:  # caught at RCPT only: a ValueError after DATA must not fail a sent row
             await self.lanes.reset(lane)
-            await self._fail(row, f"cannot send: {one_line(str(exc))}", report)
+            await self._fail(row, f"cannot send: {one_line(str(exc))}", report, why="unsendable")
         except TRANSPORT_ERRORS as exc:  # dropped or hung mid-transaction
             self.lanes.drop(lane)
             raise Unreachable.of(exc) from None
@@ -200,6 +202,7 @@ class OutboxSender:
             return
         report.windows.append(window)
         report.sent += 1
+        self.metrics.acknowledged(row.kind, row.message_id, accepted.sent_at)
         log.info("sent %s (%s) to %s", row.message_id, row.kind, one_line(", ".join(row.recipients)))
 
     async def _begin(self, lane: int, row: Due) -> tuple[aiosmtplib.SMTP, Envelope, FirstFlight | None]:
@@ -230,22 +233,27 @@ class OutboxSender:
                 await self.lanes.close(lane)
                 raise Unreachable.of(exc) from None
 
-    async def _fail(self, row: Due, reason: str, report: DeliveryReport) -> None:
+    async def _fail(self, row: Due, reason: str, report: DeliveryReport, why: str) -> None:
+        """Give the row up; ``why`` is the metrics' reason (rejected, unsendable, expired)."""
         await OutboundMessage.filter(id=row.id).update(
             status=OutboundStatus.FAILED, attempts=F("attempts") + 1, last_error=reason[:2000])
         report.failed += 1
+        self.metrics.gave_up(row.message_id, why)
         log.error("gave up on %s to %s: %s", row.message_id, one_line(", ".join(row.recipients)), reason)
 
-    async def _defer(self, row: Due, error: str, report: DeliveryReport, quiet: bool = False) -> None:
+    async def _defer(self, row: Due, error: str, report: DeliveryReport, quiet: bool = False,
+                     why: str = "deferred") -> None:
+        """Try the row again later; ``why`` is the metrics' reason (deferred: a 4xx, or unreachable)."""
         now = self.clock()
         if now - row.created_at > timedelta(seconds=self.config.give_up_after):
-            await self._fail(row, f"gave up after {self.config.give_up_after:.0f} s: {error}", report)
+            await self._fail(row, f"gave up after {self.config.give_up_after:.0f} s: {error}", report, why="expired")
             return
         delay = min(self.config.retry_max, self.config.retry_base * 2 ** min(row.attempts, 30))
         delay *= random.uniform(0.8, 1.2)  # jitter: many deferred rows must not retry in lockstep
         await OutboundMessage.filter(id=row.id).update(
             attempts=F("attempts") + 1, next_try_at=now + timedelta(seconds=delay), last_error=error[:2000])
         report.deferred += 1
+        self.metrics.send_failures[why] += 1
         # Quiet for a session problem: deliver_due says it once for the whole pass.
         log.log(logging.DEBUG if quiet else logging.WARNING, "deferred %s for %.1f s: %s",
                 row.message_id, delay, error)

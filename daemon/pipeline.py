@@ -13,6 +13,7 @@ from daemon.commit import ROW_FIELDS, Commit, Outcome
 from daemon.config import AddressConfig, Config, MailboxConfig
 from daemon.filters import Filter
 from daemon.filters.registry import build_filters
+from daemon.metrics import Metrics
 from daemon.prepare import Clock, Prepared, filter_all, parse_all, utcnow
 from daemon.responders import Responder, build_responders
 from daemon.turn import WriteTurn
@@ -34,10 +35,11 @@ class Processor:
 
     def __init__(self, config: Config, responders: list[Responder] | None = None, pool: Executor | None = None,
                  on_outbox: Callable[[], None] = lambda: None, write_turn: WriteTurn | None = None,
-                 filters: list[Filter] | None = None, clock: Clock = utcnow) -> None:
+                 filters: list[Filter] | None = None, clock: Clock = utcnow, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics()  # counted whether [metrics] serves them or not: under 2 us a message
         self.responders = responders if responders is not None else build_responders(config)
-        self.filters = filters if filters is not None else build_filters(config.filters)
+        self.filters = filters if filters is not None else build_filters(config.filters, self.metrics)
         self.pool = pool
         self.on_outbox = on_outbox
         # Taken (exclusively) around every write transaction; see daemon.turn.
@@ -47,7 +49,7 @@ class Processor:
 
     def reconfigure(self, config: Config) -> None:
         """Swap in a new, already validated configuration whole (SIGHUP)."""
-        responders, filters = build_responders(config), build_filters(config.filters)
+        responders, filters = build_responders(config), build_filters(config.filters, self.metrics)
         self.config, self.responders, self.filters = config, responders, filters
         self.window = None
 
@@ -71,6 +73,10 @@ class Processor:
             self.window = asyncio.Semaphore(self.config.filters.concurrency)
         decisions = await filter_all(self.filters, parsed, raws, mailbox, self.config.own_addresses,
                                      self.window, self.clock, [row.id for row in rows])
+        verdicts = self.metrics.verdicts
+        for decision in decisions:
+            for unit, verdict in decision.verdicts if decision is not None else ():
+                verdicts[unit, verdict.action] += 1
         return [Prepared(p, d) for p, d in zip(parsed, decisions)]
 
     async def process(self, rows: list[InboundMessage], mailbox: MailboxConfig | AddressConfig | None,
@@ -90,7 +96,9 @@ class Processor:
             group = todo[start:start + self.commit_group]
             try:
                 async with self.write_turn.exclusive(), in_transaction():
-                    done = await Commit(self, name).run([r for r, _ in group], [p for _, p in group])
+                    commit = Commit(self, name)
+                    done = await commit.run([r for r, _ in group], [p for _, p in group])
+                self._committed(commit, done)
             except Exception as exc:
                 if is_temporary(exc):
                     raise TemporaryFailure(describe(exc)) from exc
@@ -107,15 +115,26 @@ class Processor:
             await row.refresh_from_db(fields=ROW_FIELDS + ["server_done"])
             try:
                 async with self.write_turn.exclusive(), in_transaction():
-                    outcomes += await Commit(self, mailbox).run([row], [item])
+                    commit = Commit(self, mailbox)
+                    done = await commit.run([row], [item])
+                self._committed(commit, done)
+                outcomes += done
             except Exception as exc:
                 if is_temporary(exc):
                     raise TemporaryFailure(describe(exc)) from exc
                 log.exception("message %s (inbound %d) failed", row.message_id, row.id, extra=_about(row, mailbox))
                 async with self.write_turn.exclusive():
-                    outcomes.append(await quarantine(row, f"processing error: {type(exc).__name__}: {exc}",
-                                                     self.clock))
+                    held = await quarantine(row, f"processing error: {type(exc).__name__}: {exc}", self.clock)
+                self.metrics.count_outcomes(mailbox, [held])
+                outcomes.append(held)
         return outcomes
+
+    def _committed(self, commit: Commit, outcomes: list[Outcome]) -> None:
+        """Count a transaction's work once it has committed: a rolled-back one is done again."""
+        self.metrics.count_outcomes(commit.mailbox, outcomes)
+        self.metrics.expect_acks(commit.arrivals)
+        if commit.fired:
+            self.metrics.count_fired(commit.fired)
 
 
 async def quarantine(row: InboundMessage, reason: str, clock: Clock = utcnow) -> Outcome:

@@ -1,4 +1,4 @@
-"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox, due steps."""
+"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox, due steps, mailbox health."""
 
 from __future__ import annotations
 
@@ -301,3 +301,26 @@ class AgentAway(Model):
 
     class Meta:
         table = "agent_away"
+
+
+class MailboxHealth(Model):
+    """Each IMAP mailbox's connection as the running daemon last wrote it (daemon.health), for `ticketd status`.
+
+    A table of its own, not columns of ``mailbox``: the hot path updates that one, and a table
+    added later is created by generate_schemas where a column would need a migration.
+    """
+
+    _no_comments = True
+    name = fields.CharField(max_length=100, primary_key=True)
+    connected = fields.BooleanField(default=False)
+    since = fields.DatetimeField(null=True)  # when it connected, or lost the connection
+    last_check_at = fields.DatetimeField(null=True)  # the server last answered a search for new mail
+    last_fetch_at = fields.DatetimeField(null=True)  # messages were last fetched
+    last_error = fields.TextField(default="")  # one line, any password replaced by ***
+    last_error_at = fields.DatetimeField(null=True)
+    server_messages = fields.BigIntField(null=True)  # the folder's message count, as the server last said
+    server_unfetched = fields.BigIntField(null=True)  # messages on the server not stored yet, at the last look
+    updated_at = fields.DatetimeField()  # rewritten every 30 s by a running daemon
+
+    class Meta:
+        table = "mailbox_health"

@@ -24,6 +24,8 @@ from storage.models import InboundMessage
 from tests.support.daemon import PROJECT, cli, cli_json, running, tickets, write_config
 from tests.support.mail import simple
 from tests.support.locks import hold_write_lock
+from tests.support.scrape import Samples, scrape, until, value
+from tests.support.scrape import free_port as metrics_port
 
 ADDRESSES = {"support": "support@example.test", "sales": "Sales@Example.TEST"}
 
@@ -168,6 +170,26 @@ async def test_one_message_for_two_mailboxes_is_a_row_in_each_and_a_reply_per_re
     # The same mail to two mailboxes is one ticket: the second copy is its duplicate.
     assert (support.status, sales.status) == ("processed", "duplicate")
     assert sales.ticket_id == support.ticket_id and len(await tickets(config)) == 1  # type: ignore[attr-defined]
+
+
+async def test_each_mailbox_a_delivery_reached_is_counted_in_the_metrics(short_dir: Path, fresh_sink: SmtpSink) -> None:
+    port = metrics_port()
+    config = lmtp_config(short_dir, fresh_sink.port, extra=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    async with running(config):
+        assert await asyncio.to_thread(wait_until, (short_dir / "lmtp.sock").exists, 10)
+        await deliver(str(short_dir / "lmtp.sock"), ["support@example.test", "sales@example.test"],
+                      simple("eve@example.org", "Counted", "<counted@example.org>"))
+
+        def counted() -> Samples | None:
+            samples = scrape(port)
+            return samples if value(samples, "ticketd_outbox_sent_total", kind="acknowledgement") == 1 else None
+
+        samples = await asyncio.to_thread(until, counted)
+    assert samples, "the acknowledgement never showed in the metrics"
+    assert value(samples, "ticketd_lmtp_messages_total", mailbox="support") == 1
+    assert value(samples, "ticketd_lmtp_messages_total", mailbox="sales") == 1
+    assert value(samples, "ticketd_messages_processed_total", mailbox="support", outcome="processed") == 1
+    assert value(samples, "ticketd_messages_processed_total", mailbox="sales", outcome="duplicate") == 1
 
 
 async def test_a_stop_right_after_a_burst_processes_what_was_answered_250(short_dir: Path,

@@ -140,6 +140,7 @@ async def test_a_recipient_with_junk_around_an_address_fails_its_row_alone(db: N
     failed = await fresh(hostile)
     assert failed.status == OutboundStatus.FAILED and "is not a well-formed address" in failed.last_error
     assert (await fresh(innocent)).status == OutboundStatus.SENT
+    assert (sender.metrics.sent, sender.metrics.send_failures) == ({"ack": 1}, {"unsendable": 1})
 
 
 # -- 5. a refused session defers; a refused recipient fails only its row --------------------
@@ -162,6 +163,7 @@ async def test_a_refused_mail_from_keeps_rows_pending_logs_once_and_they_go_out_
         assert stored.last_error.startswith("530 5.7.0 Must issue a STARTTLS")
     errors = [r for r in caplog.records if r.name == "ticketd.smtp" and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "530" in errors[0].getMessage()
+    assert sender.metrics.send_failures == {"unreachable": 3}  # a session problem, not the rows'
 
     fresh_sink.refuse_mail = None
     assert (await sender.deliver_due()).sent == 0  # the backoff holds: not due yet
@@ -182,12 +184,13 @@ async def test_a_refused_session_still_gives_up_after_give_up_after(db: None, fr
     assert report.failed == 1
     stored = await fresh(old)
     assert stored.status == OutboundStatus.FAILED and stored.last_error.startswith("gave up after 86400 s: 554")
+    assert sender.metrics.send_failures == {"expired": 1}
 
 
-@pytest.mark.parametrize(("reply", "status"), [("550 5.1.1 No such user", OutboundStatus.FAILED),
-                                              ("451 4.3.0 Try later", OutboundStatus.PENDING)])
+@pytest.mark.parametrize(("reply", "status", "reason"), [("550 5.1.1 No such user", OutboundStatus.FAILED, "rejected"),
+                                                        ("451 4.3.0 Try later", OutboundStatus.PENDING, "deferred")])
 async def test_a_refused_recipient_settles_only_its_row(
-        db: None, fresh_sink: SmtpSink, reply: str, status: str) -> None:
+        db: None, fresh_sink: SmtpSink, reply: str, status: str, reason: str) -> None:
     fresh_sink.refuse_rcpt["nobody@example.test"] = reply
     refused, innocent = await row("nobody@example.test"), await row("bob@example.test")
     sender = OutboxSender(smtp_config(fresh_sink.port), clock=Clock(), lanes=1)
@@ -201,6 +204,7 @@ async def test_a_refused_recipient_settles_only_its_row(
     assert (await fresh(innocent)).status == OutboundStatus.SENT
     assert [m.rcpt_tos for m in fresh_sink.messages] == [("bob@example.test",)]
     assert fresh_sink.commands[:4] == ["MAIL", "RCPT", "RSET", "MAIL"]  # reset before the next row
+    assert sender.metrics.send_failures == {reason: 1}
 
 
 @pytest.mark.parametrize("replies", [0, 1, 3, 5], ids=["no-greeting", "no-ehlo", "at-rcpt", "after-data"])

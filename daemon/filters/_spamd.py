@@ -40,20 +40,20 @@ class Spamd:
         try:
             response = await Client(connection).request(Request("SYMBOLS", body=raw))
         except (TimeoutError, ClientTimeoutException):  # total timeout: asyncio.wait_for's TimeoutError
-            raise SpamUnavailable(f"no answer from {self._where} within {self.timeout:g} s") from None
+            raise SpamUnavailable(f"no answer from {self._where} within {self.timeout:g} s", "timeout") from None
         except AIOSpamcConnectionFailed as exc:
-            raise SpamUnavailable(f"cannot connect to {self._where}: {_cause(exc)}") from None
+            raise SpamUnavailable(f"cannot connect to {self._where}: {_cause(exc)}", "connect") from None
         except BadResponse:
-            raise SpamUnavailable(f"unreadable answer from {self._where}") from None
+            raise SpamUnavailable(f"unreadable answer from {self._where}", "bad_answer") from None
         except ResponseException as exc:
-            raise SpamUnavailable(f"{self._where} answered {exc.code} {_clean(str(exc))}") from None
+            raise SpamUnavailable(f"{self._where} answered {exc.code} {_clean(str(exc))}", "refused") from None
         except (ClientException, OSError) as exc:
-            raise SpamUnavailable(f"{self._where}: {_clean(str(exc)) or type(exc).__name__}") from None
+            raise SpamUnavailable(f"{self._where}: {_clean(str(exc)) or type(exc).__name__}", "other") from None
         finally:
             connection.close()
         spam = response.headers.spam
         if spam is None:
-            raise SpamUnavailable(f"no Spam header in the answer from {self._where}")
+            raise SpamUnavailable(f"no Spam header in the answer from {self._where}", "bad_answer")
         body = response.body.decode("ascii", "replace")
         return float(spam.score), [name.strip() for name in body.split(",") if name.strip()]
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.filters import Filter
+
+if TYPE_CHECKING:
+    from daemon.metrics import Metrics
 
 DEFAULT_PIPELINE = ("bounce", "autoreply", "senders")
 
@@ -44,6 +47,12 @@ def load_filters(section) -> FiltersConfig:  # type: ignore[no-untyped-def]
     return FiltersConfig(tuple(pipeline), concurrency, settings)
 
 
-def build_filters(config: FiltersConfig) -> list[Filter]:
+def build_filters(config: FiltersConfig, metrics: Metrics | None = None) -> list[Filter]:
+    """The pipeline's filters; the spam filter reports spamd's errors and latency to ``metrics``."""
     modules = _modules()
-    return [getattr(modules[name][0], modules[name][1])(config.settings[name]) for name in config.pipeline]
+    built: list[Filter] = []
+    for name in config.pipeline:
+        unit = getattr(modules[name][0], modules[name][1])
+        extra = {"stats": metrics.spamd} if name == "spam" and metrics is not None else {}
+        built.append(unit(config.settings[name], **extra))
+    return built

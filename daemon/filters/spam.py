@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from daemon.config import Section
 from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
+from daemon.metrics import SpamdStats
 from daemon.outage import Outage
 from daemon.parsers.model import ParsedMessage
 
@@ -102,7 +104,13 @@ def _trusted_hosts(section: Section) -> tuple[str, ...]:
 
 
 class SpamUnavailable(Exception):
-    """spamd could not give a score; the text says why, in one line."""
+    """spamd could not give a score; the text says why, in one line, and ``kind`` in one word."""
+
+    KINDS = ("timeout", "connect", "bad_answer", "refused", "other")  # the metrics' reason label
+
+    def __init__(self, text: str, kind: str = "other") -> None:
+        super().__init__(text)
+        self.kind = kind
 
 
 class SpamFilter:
@@ -111,9 +119,10 @@ class SpamFilter:
     name = "spam"
     description = "Score with SpamAssassin's spamd; tag or quarantine above the thresholds"
 
-    def __init__(self, settings: SpamSettings, outage: Outage | None = None) -> None:
+    def __init__(self, settings: SpamSettings, outage: Outage | None = None, stats: SpamdStats | None = None) -> None:
         self.settings = settings
-        self.unreachable_count = 0  # checks that got no score from spamd, for metrics and logs
+        self.stats = stats or SpamdStats()  # the daemon's metrics, which outlive a reload's new filter
+        self.unreachable_count = 0  # checks that got no score from spamd, for logs and tests
         # Every message asks spamd: while it is down, a line a step (daemon.outage), not a message.
         self.outage = outage or Outage()
         self._trusted = frozenset(settings.trust_upstream)
@@ -130,12 +139,15 @@ class SpamFilter:
         size = len(ctx.raw)
         if size > self.settings.max_size:
             return Verdict(ACCEPT, details={"skipped": "too large", "size": size})
+        started = time.perf_counter()
         try:
             score, rules = await self._spamd.symbols(ctx.raw)
         except SpamUnavailable as exc:
+            self.stats.errors[exc.kind] += 1
             return self._unreachable(ctx, str(exc))
         if self.outage.failures:
             log.info("spamd answers again after %d failed checks", self.outage.answered())
+        self.stats.latency.observe(time.perf_counter() - started)
         return self._verdict(score, rules, "spamd")
 
     def _unreachable(self, ctx: FilterContext, error: str) -> Verdict:

@@ -49,6 +49,7 @@ async def escalate(commit: Commit, ticket: TicketRow, clock: Clock, reason: str,
     send(commit, tier.recipients, "escalation", ticket, f"[#{ticket.number}] Escalated to {tier.tier}: {ticket.subject}",
          tier=tier.tier, level=level, reason=reason, assignee=clock.assignee or "", due=when(due) if due else "")
     _record(clock, tier.tier, target, step, trigger)
+    commit.fired["escalation", trigger or target or "other"] += 1  # counted by the metrics once this commits
     if tier.queue is not None and await change_queue(commit, ticket, tier.queue, "system"):
         clock.queue = tier.queue  # its policy may differ: the caller reschedules from this clock
     log.warning("ticket #%d: escalated to %s, level %d (%s)", ticket.number, tier.tier, level, reason)

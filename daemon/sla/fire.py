@@ -70,6 +70,7 @@ def _warn(commit: Commit, clock: Clock, ticket: TicketRow, target: str, state: T
          f"[#{ticket.number}] SLA warning ({words(target)}): {ticket.subject}",
          target=words(target), due=when(state.due), left=duration(state.left))
     clock.fired.add((WARNING, target))
+    commit.fired["warning", target] += 1  # counted by the metrics once this commits
     log.info("ticket #%d: SLA warning, %s due %s", ticket.number, target, state.due.isoformat())
 
 
@@ -84,6 +85,7 @@ def _breach(commit: Commit, sla: SlaConfig, clock: Clock, ticket: TicketRow, tar
          target=words(target), due=when(state.due), over=duration(over))
     log.warning("ticket #%d: SLA breach, %s was due %s", ticket.number, target, state.due.isoformat())
     clock.fired.add((BREACH, target))
+    commit.fired["breach", target] += 1
 
 
 def _interval(clock: Clock, target: str) -> dict[str, str]:

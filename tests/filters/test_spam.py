@@ -163,6 +163,8 @@ async def test_many_concurrent_checks_each_get_their_own_answer(spamd: Spamd) ->
     verdicts = await asyncio.gather(*(spam_filter.check(context(raw)) for raw in mails))
     assert [v.action for v in verdicts] == ["quarantine", "accept"] * 6
     assert spam_filter.unreachable_count == 0
+    buckets, total = spam_filter.stats.latency.snapshot()  # each exchange timed, for the metrics
+    assert buckets[-1] == ("+Inf", 12) and 0 < total < 12 * 30 and not spam_filter.stats.errors
 
 
 async def test_an_oversized_mail_is_not_sent_to_spamd(closed_port: int) -> None:
@@ -193,6 +195,8 @@ async def test_unreachable_spamd_accepts_with_a_warning_and_counts(
     assert first.reason.startswith("spamd unreachable: cannot connect to 127.0.0.1:")
     assert "error" in first.details
     assert spam_filter.unreachable_count == 2
+    assert spam_filter.stats.errors == {"connect": 2}  # the metrics' reason
+    assert spam_filter.stats.latency.snapshot()[0][-1] == ("+Inf", 0)  # no score: no latency
     # Both counted, one line: the second failure comes within the first step (daemon.outage).
     [warning] = [r for r in caplog.records if r.name == "ticketd.spam" and r.levelno == logging.WARNING]
     assert "<gtube@example.test>" in warning.getMessage()
@@ -238,6 +242,7 @@ async def test_a_silent_spamd_gives_up_after_the_timeout(silent_server: int) -> 
     assert verdict.action == "accept"
     assert "within 0.5 s" in verdict.reason
     assert spam_filter.unreachable_count == 1
+    assert spam_filter.stats.errors == {"timeout": 1}
 
 
 async def test_an_error_answer_from_spamd_takes_the_unreachable_path() -> None:
@@ -252,6 +257,7 @@ async def test_an_error_answer_from_spamd_takes_the_unreachable_path() -> None:
     assert verdict.action == "defer"
     assert "answered 76" in verdict.reason
     assert spam_filter.unreachable_count == 1
+    assert spam_filter.stats.errors == {"refused": 1}
 
 
 async def test_the_unix_socket_wins_over_host_and_port(spamd: Spamd, server_dir: Path) -> None:

@@ -87,6 +87,10 @@ async def test_a_breach_climbs_the_matrix_step_by_step_each_tier_mailed_once(tmp
         assert len(await events("escalated")) == 2 and await undone() == {}
         summary = await shown(cfg.sla, 1, desk.clock.now)
         assert summary is not None and (summary["escalated_to"], summary["level"]) == ("Engineering", 2)
+        metrics = desk.processor.metrics  # counted as each step's transaction committed
+        assert (metrics.sla_warnings, metrics.sla_breaches) == ({"first_response": 1, "resolution": 1},) * 2
+        assert metrics.escalations == {"first_response": 2}
+        assert sum(metrics.due_run.values()) == 5 and all(kind.startswith("sla_") for kind in metrics.due_run)
 
 
 async def test_a_step_run_again_changes_nothing(tmp_path: Path) -> None:
