@@ -14,6 +14,7 @@ from tortoise.transactions import in_transaction
 from bench.rows import MissingValue, Table
 from storage.db import database
 from storage.models import InboundMessage, OutboundMessage, Ticket
+from tests.support import backend
 
 NOW = datetime(2024, 3, 4, 12, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -37,7 +38,7 @@ async def _same_as_tortoise(model: type[Model], saved: Model, changes: dict[str,
 
 
 async def test_rows_are_stored_exactly_as_the_orm_stores_them(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         ticket = await Ticket.create(number=1, subject="Über", requester="a@example.com", fired_rules=["vip"],
                                      tags=["x", "ü"], assignee=None)
         await _same_as_tortoise(Ticket, ticket, {"id": 2, "number": 2})
@@ -52,7 +53,7 @@ async def test_rows_are_stored_exactly_as_the_orm_stores_them(tmp_path: Path) ->
 
 
 async def test_the_maker_converts_fixed_values_once_and_the_rest_per_row(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         table = Table(Ticket)
         make = table.maker({"subject": "s", "requester": "r@x", "tags": ["a"]}, ("id", "number", "created_at",
                                                                                  "updated_at"))
