@@ -26,7 +26,7 @@ from devtools.smtpsink import SmtpSink  # noqa: E402
 from devtools.spamd import Spamd  # noqa: E402
 from tests.support import backend  # noqa: E402
 
-S = TypeVar("S", Dovecot, Postfix)
+S = TypeVar("S", Dovecot, Postfix, Postgres)
 
 
 def _server_dir(name: str) -> Path:
@@ -117,13 +117,14 @@ def server_dir() -> Iterator[Path]:
 class ServerFactory(Generic[S]):
     """Starts private servers in fresh directories; remembers them for clean-up and failure logs."""
 
-    def __init__(self, name: str, make: Callable[..., S]) -> None:
+    def __init__(self, name: str, make: Callable[..., S], where: Callable[[str], Path] = _server_dir) -> None:
         self.name = name
         self.make = make
+        self.where = where
         self.servers: list[S] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> S:
-        server = self.make(_server_dir(self.name), *args, **kwargs)
+        server = self.make(self.where(self.name), *args, **kwargs)
         self.servers.append(server)  # before start(), so a failed start is cleaned up too
         server.start()
         return server
@@ -138,6 +139,14 @@ class ServerFactory(Generic[S]):
 def dovecot_factory() -> Iterator[ServerFactory[Dovecot]]:
     """Start private Dovecot instances (e.g. to restart one); all are stopped afterwards."""
     factory = ServerFactory("dovecot", Dovecot)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[ServerFactory[Postgres]]:
+    """Start private PostgreSQL clusters (e.g. to restart one); all are stopped afterwards."""
+    factory = ServerFactory("postgres", Postgres, where=_memory_dir)
     yield factory
     factory.close()
 
@@ -219,7 +228,7 @@ def pytest_runtest_makereport(
     return report
 
 
-def _servers(funcargs: dict[str, object]) -> Iterator[tuple[str, Dovecot | Spamd | Postfix]]:
+def _servers(funcargs: dict[str, object]) -> Iterator[tuple[str, Dovecot | Spamd | Postfix | Postgres]]:
     for name, value in funcargs.items():
         if isinstance(value, (Dovecot, Spamd, Postfix)):
             yield name, value
