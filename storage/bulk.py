@@ -15,7 +15,6 @@ from typing import Any, Iterable, Sequence
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.backends.base_postgres.client import translate_exceptions
 from tortoise.models import Model
 
 from storage import clock
@@ -58,17 +57,14 @@ async def fetch(sql: str, values: Sequence[Any] = ()) -> list[Any]:
     """Rows as tuples (sqlite3.Row / asyncpg.Record both index by position)."""
     db = client()
     if is_postgres(db):
-        return list(await _postgres_rows(db, numbered(sql, db), list(values)))
+        # Not Tortoise's execute_query: it sends an UPDATE, INSERT or DELETE without reading
+        # rows, so a RETURNING would come back empty. (Imported here: asyncpg's module, which
+        # a SQLite start-up need not load.)
+        from storage.postgres_backend import fetch_rows
+
+        return await fetch_rows(db, numbered(sql, db), list(values))
     _, rows = await db.execute_query(sql, list(values))
     return list(rows)
-
-
-@translate_exceptions
-async def _postgres_rows(db: BaseDBAsyncClient, sql: str, values: list[Any]) -> list[Any]:
-    """asyncpg's fetch for any statement: Tortoise's execute_query sends an UPDATE, INSERT or
-    DELETE without reading rows, so its RETURNING would come back empty."""
-    async with db.acquire_connection() as connection:
-        return list(await connection.fetch(sql, *values))
 
 
 async def execute(sql: str, values: Sequence[Any] = ()) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient, TransactionContextPooled
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base_postgres.client import translate_exceptions
 from tortoise.connection import get_connections
 from tortoise.utils import generate_schema_for_client, get_schema_sql
 
@@ -75,6 +76,13 @@ class _Transaction(TransactionContextPooled):
 class QueuedAsyncpgClient(AsyncpgDBClient):
     def _in_transaction(self) -> TransactionContextPooled:
         return _Transaction(_QueuedTransaction(self), self._pool_init_lock)
+
+
+@translate_exceptions
+async def fetch_rows(db: BaseDBAsyncClient, sql: str, values: list[Any]) -> list[Any]:
+    """The rows of any statement, a RETURNING included; errors translated as Tortoise's own are."""
+    async with db.acquire_connection() as connection:
+        return list(await connection.fetch(sql, *values))
 
 
 async def create_missing_schema(client: BaseDBAsyncClient) -> None:
