@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -46,8 +47,15 @@ def other(db_path: Path) -> Iterator[OtherWriter]:
 
 @pytest.fixture(params=[True, False], ids=["pipelining", "command-by-command"])
 def locking_sink(request: pytest.FixtureRequest, other: OtherWriter) -> Iterator[SmtpSink]:
-    """A sink that lets another process take the write lock just before its first 250."""
+    """A sink that lets another process take the write lock just before its first 250.
+
+    The later messages' 250s come a moment after, so the first row's commit has begun (and
+    waits for the lock) when they are accepted: without the pause all three 250s can reach
+    the sender in one turn of its loop, and go in one commit.
+    """
     def on_message(message: SinkMessage) -> None:
+        if other.held:
+            time.sleep(0.05)
         other.hold(once=True)
 
     with SmtpSink(on_message=on_message, pipelining=request.param) as sink:

@@ -26,13 +26,15 @@ class OtherConnection:
         self._postgres = SyncConnection(backend.url(db)) if backend.POSTGRES else None
         self._sqlite = None if backend.POSTGRES else sqlite3.connect(db, timeout=wait, isolation_level=None,
                                                                       check_same_thread=False)
+        self._lock_sql = ""
+        if self._postgres is not None:  # worked out now: lock() is one round trip, as quick as SQLite's BEGIN
+            tables = ", ".join(f'"{name}"' for (name,) in self._postgres.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
+            self._lock_sql = f"BEGIN; LOCK TABLE {tables} IN EXCLUSIVE MODE"
 
     def lock(self) -> None:
         if self._postgres is not None:
-            tables = ", ".join(f'"{name}"' for (name,) in self._postgres.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"))
-            self._postgres.execute("BEGIN")
-            self._postgres.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+            self._postgres.execute(self._lock_sql)
         else:
             assert self._sqlite is not None
             self._sqlite.execute("BEGIN IMMEDIATE")
