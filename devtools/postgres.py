@@ -44,7 +44,7 @@ _SETTINGS = {
     "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
     "autovacuum": "off", "max_connections": "200",
     "shared_buffers": "32MB",  # a test database is tiny; leave the memory to the rest of the suite
-    "log_min_messages": "warning", "log_checkpoints": "off",
+    "log_min_messages": "warning", "log_checkpoints": "off", "log_line_prefix": "%m [%p] %d ",
 }
 
 T = TypeVar("T")

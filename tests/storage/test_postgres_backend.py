@@ -68,6 +68,19 @@ async def _idle() -> None:
         await asyncio.sleep(0.05)
 
 
+async def test_a_nul_in_the_mail_is_stored_as_a_replacement_character_not_held(tmp_path: Path, pg: str) -> None:
+    cfg = config(tmp_path)  # PostgreSQL's text and jsonb hold no NUL; SQLite's TEXT does
+    raw = simple("ann@example.org", "Printer", "<nul@example.org>", body="before\x00after")
+    async with database(pg):
+        row = await intake.store_one(intake.Incoming(raw=raw, size=len(raw)), cfg.max_message_bytes)
+        [outcome] = await Processor(cfg).process([row], cfg.mailboxes[0])
+        assert outcome.status == InboundStatus.PROCESSED, outcome.reason
+        ticket = await Ticket.get(number=outcome.ticket_number)
+        [article] = await ticket.articles.all()
+        assert "before\ufffdafter" in article.text
+        assert bulk.without_nul(['["a\\u0000", "\\\\u0000"]'], [True]) == ['["a\\ufffd", "\\\\u0000"]']
+
+
 async def test_a_writer_waits_for_another_then_goes_on(pg: str) -> None:
     async with database(pg, busy_timeout=5):
         order: list[str] = []
