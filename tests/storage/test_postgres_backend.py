@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from daemon.config import Config
 from daemon.pipeline import Processor
-from devtools.postgres import SyncConnection
+from devtools.postgres import Postgres, SyncConnection
 from storage import bulk, columns, intake
 from storage.db import DatabaseError, database
 from storage.errors import is_temporary
@@ -55,6 +55,25 @@ async def test_two_processes_given_the_same_received_row_make_one_ticket(tmp_pat
         assert sorted(o.status for [o] in outcomes) == [InboundStatus.PROCESSED, InboundStatus.PROCESSED]
         assert sum("meanwhile" in o.reason for [o] in outcomes) == 1  # the second found it claimed
         assert await Ticket.all().count() == 2
+
+
+async def test_a_database_restart_is_a_temporary_failure_and_then_the_work_goes_on(
+        tmp_path: Path, postgres_factory: Callable[..., Postgres]) -> None:
+    server = postgres_factory()  # a cluster of its own: this one is stopped under the daemon's feet
+    cfg = config(tmp_path)
+    processor = Processor(cfg)
+    async with database(server.create_database("restarted")):
+        await _ticket_from(processor, cfg, simple("bo@example.org", "Before", "<b@example.org>"))
+        raw = simple("ann@example.org", "During", "<d@example.org>")
+        row = await intake.store_one(intake.Incoming(raw=raw, size=len(raw)), cfg.max_message_bytes)
+        server.stop()
+        with pytest.raises(Exception) as failed:
+            await processor.process([row], cfg.mailboxes[0])
+        assert is_temporary(failed.value), failed.value  # what every caller asks: try again later
+        server.start()
+        assert (await intake.InboundMessage.get(id=row.id)).status == InboundStatus.RECEIVED  # never held
+        [outcome] = await processor.process([row], cfg.mailboxes[0])  # the pool connects again
+        assert outcome.new_ticket and await Ticket.all().count() == 2
 
 
 async def _ticket_from(processor: Processor, cfg: Config, raw: bytes) -> None:
