@@ -30,7 +30,8 @@ from tests.support.mail import simple
 HISTORY = ("inbound_message", "inbound_raw", "ticket", "article", "attachment", "attachment_content",
            "participant", "outbound_message", "event", "suppression")
 _WRITE_OR_READ = re.compile(r"^\s*(SELECT|UPDATE|DELETE|INSERT)\b", re.IGNORECASE)
-TRACED = backend.sqlite_only("the statements are traced by SQLite itself (its trace callback), plans by EXPLAIN QUERY PLAN")
+TRACED = backend.sqlite_only("the statements are traced by SQLite itself (its trace callback), "
+                             "plans by EXPLAIN QUERY PLAN")
 _LITERAL = re.compile(r"X?'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|\bNULL\b")
 
 

@@ -51,7 +51,7 @@ INSERT INTO article VALUES (11, 'out', 'support@example.test', 'ann@example.org'
 INSERT INTO event VALUES (20, 'created', '{"article": 10}', '2026-01-05 10:00:00+00:00', 1);
 """
 UPGRADED = ("ticket", "participant", "article", "event")
-# PostgreSQL's upgrade: tests/storage/test_postgres.py.
+# PostgreSQL's upgrade: tests/storage/test_postgres_backend.py.
 OLD_SQLITE = backend.sqlite_only("the old release's schema is a SQLite file")
 
 

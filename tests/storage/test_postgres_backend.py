@@ -146,7 +146,8 @@ async def test_opening_waits_for_no_transaction_of_a_running_daemon(pg: str) -> 
         pass  # the daemon created the tables
     daemon = SyncConnection(pg)
     try:
-        tables = [name for (name,) in daemon.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        tables = [name for (name,) in daemon.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
         daemon.execute("BEGIN")
         daemon.execute(f"LOCK TABLE {', '.join(tables)} IN ROW EXCLUSIVE MODE")  # what its INSERTs and UPDATEs hold
         started = time.monotonic()
@@ -175,16 +176,16 @@ async def test_ids_picked_for_a_group_come_from_the_sequences_the_orm_uses(pg: s
         assert len({grouped.id, orm.id, third.id}) == 3 and await Ticket.all().count() == 3
 
 
-async def test_an_old_database_gets_the_new_columns_as_a_new_one_has_them(pg: str, postgres_databases: backend.Databases,
-                                                                          tmp_path: Path) -> None:
+async def test_an_old_database_gets_the_new_columns_as_a_new_one_has_them(
+        pg: str, postgres_databases: backend.Databases, tmp_path: Path) -> None:
     fresh = postgres_databases.url(str(tmp_path / "fresh"))
     old = SyncConnection(pg)
     try:
         for table, column, *_ in columns.ADDED:  # the release before them
             old.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
-        old.execute("INSERT INTO ticket (id, number, subject, status, priority, category, queue, mailbox, requester, "
-                    "requester_name, fired_rules, tags, created_at, updated_at) VALUES (1, 1, 's', 'new', 'P3', '', '', "
-                    "'', 'a@example.org', '', '[]', '[]', now(), now())")
+        old.execute("INSERT INTO ticket (id, number, subject, status, priority, category, queue, mailbox, "
+                    "requester, requester_name, fired_rules, tags, created_at, updated_at) VALUES (1, 1, 's', "
+                    "'new', 'P3', '', '', '', 'a@example.org', '', '[]', '[]', now(), now())")
         old.execute("INSERT INTO article (ticket_id, direction, sender, \"to\", cc, subject, message_id, in_reply_to, "
                     "\"references\", text, html, internal, created_at) VALUES (1, 'out', '', '', '', '', '<o@x>', '', "
                     "'', '', '', false, now())")
