@@ -169,10 +169,11 @@ async def fill(config: Config, count: int, seed: int, uidvalidity: int, first_ui
                end: datetime | None = None, pool: list[Template] | None = None) -> History:
     """Write ``count`` history messages into the open database (see the module docstring)."""
     client = connections.get("default")
-    # The pre-fill need not survive a crash or a power cut: no journal, no fsync (WAL would write
-    # every page twice, the log then the checkpoint). WAL comes back at the end.
-    await client.execute_script("PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF; "
-                                "PRAGMA cache_size = -262144")
+    if client.capabilities.dialect == "sqlite":
+        # The pre-fill need not survive a crash or a power cut: no journal, no fsync (WAL would write
+        # every page twice, the log then the checkpoint). WAL comes back at the end.
+        await client.execute_script("PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF; "
+                                    "PRAGMA cache_size = -262144")
     started = time.perf_counter()
     pool = pool if pool is not None else await templates(config, seed)
     if not pool:
@@ -251,7 +252,18 @@ async def _finish(box: Mailbox, number: int, uidvalidity: int, next_uid: int) ->
     await Counter.update_or_create(defaults={"value": number}, name="ticket")
     box.uidvalidity, box.last_uid = uidvalidity, next_uid - 1
     await box.save(update_fields=["uidvalidity", "last_uid", "updated_at"])
-    await connections.get("default").execute_script("PRAGMA journal_mode = WAL")
+    client = connections.get("default")
+    if client.capabilities.dialect == "sqlite":
+        await client.execute_script("PRAGMA journal_mode = WAL")
+        return
+    # PostgreSQL: the ids were picked here, past the sequences; the daemon's next row takes
+    # its id from them (storage.bulk.Ids, the ORM), so they go on after the history.
+    for model in MODELS:
+        meta = model._meta
+        if meta.pk_attr == "id":
+            await client.execute_script(
+                f"SELECT setval(pg_get_serial_sequence('{meta.db_table}', 'id'), "
+                f'(SELECT max("id") FROM "{meta.db_table}")) WHERE EXISTS (SELECT 1 FROM "{meta.db_table}")')
 
 
 def prefill(config_path: Path, count: int, seed: int, uidvalidity: int, database: Path | None = None) -> History:

@@ -47,7 +47,9 @@ def continue_uids(dovecot: Dovecot, user: str, uidvalidity: int, next_uid: int) 
     os.chown(uidlist, owner.st_uid, owner.st_gid)
 
 
-def _common(database: Path, sink: SmtpSink | LeanSink) -> str:
+def _common(database: Path | str, sink: SmtpSink | LeanSink) -> str:
+    """``database``: the SQLite file, or a database URL (the suite's PostgreSQL run)."""
+    url = database if isinstance(database, str) else f"sqlite:///{database.resolve()}"
     # The loop guard (3 automatic mails per recipient an hour by default) is lifted: generated
     # customers open several tickets within minutes, and each one must be acknowledged.
     return f"""\
@@ -55,7 +57,7 @@ def _common(database: Path, sink: SmtpSink | LeanSink) -> str:
 auto_replies_per_hour = 100000
 
 [database]
-url = "sqlite:///{database.resolve()}"
+url = "{url}"
 
 [smtp]
 host = "127.0.0.1"
@@ -65,8 +67,8 @@ from = "Example Support <{USER}>"
 """
 
 
-def write_imap_config(path: Path, database: Path, dovecot: Dovecot, sink: SmtpSink | LeanSink, notify: bool = False,
-                      metrics_port: int | None = None) -> Path:
+def write_imap_config(path: Path, database: Path | str, dovecot: Dovecot, sink: SmtpSink | LeanSink,
+                      notify: bool = False, metrics_port: int | None = None) -> Path:
     """ticketd fetching from the private Dovecot's INBOX, flagging what it processed \\Seen.
 
     ``notify``: with an agent whom every new ticket notifies (issue 8's figure). ``metrics_port``:
@@ -115,7 +117,7 @@ notify = ["{AGENT}"]
 """
 
 
-def write_lmtp_config(path: Path, database: Path, sink: SmtpSink | LeanSink, listen: str) -> Path:
+def write_lmtp_config(path: Path, database: Path | str, sink: SmtpSink | LeanSink, listen: str) -> Path:
     """ticketd listening for LMTP on ``listen`` (a socket path or HOST:PORT), no IMAP at all."""
     path.write_text(_common(database, sink) + f"""
 [lmtp]

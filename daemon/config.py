@@ -246,7 +246,7 @@ def _database_url(section: Section) -> str:
     # then die with a traceback; check-config must say it instead.
     if url.startswith(("postgres://", "postgresql://")) and importlib.util.find_spec("asyncpg") is None:
         section.fail("url", "a database whose driver is installed: postgres:// needs asyncpg, which is "
-                     "not installed (pip install 'tortoise-orm[asyncpg]')")
+                     "not installed (pip install 'ticketd[postgres]')")
     return url
 
 

@@ -80,9 +80,7 @@ def spawn(
     forgets it when the process changes its uid, hence `user` (run as that user from the
     start, root only) for servers that would otherwise drop privileges themselves.
     """
-    wrapper = []
-    if user is not None:
-        wrapper += [f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
+    wrapper = _as_user(user)
     if threading.current_thread() is threading.main_thread():
         wrapper += ["--pdeathsig", "TERM"]
     if wrapper:
@@ -92,6 +90,18 @@ def spawn(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, env=env,
         )
+
+
+def run_as(user: str | None) -> list[str]:
+    """The prefix that runs a command as ``user`` (root only); [] for ourselves."""
+    wrapper = _as_user(user)
+    return [find_program("setpriv"), *wrapper, "--"] if wrapper else []
+
+
+def _as_user(user: str | None) -> list[str]:
+    if user is None:
+        return []
+    return [f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups"]
 
 
 def terminate(proc: subprocess.Popen[bytes], grace: float = 5.0, whole_group: bool = False) -> None:

@@ -67,8 +67,10 @@ def pipe_python(repo: Path, dest: Path, user: str = PIPE_USER) -> Path:
 
 def _pipe_venv(pyproject: Path) -> Path:
     """The cached venv with the project's dependencies; built under a lock by whoever comes first."""
-    # Keyed on the dependency list alone: other edits to pyproject.toml need no new venv.
-    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    # Keyed on the dependency list alone: other edits to pyproject.toml need no new venv. The
+    # postgres extra too: under TICKETD_TEST_DB=postgres the pipe's `ticketd ingest` needs asyncpg.
+    project = tomllib.loads(pyproject.read_text())["project"]
+    dependencies = [*project["dependencies"], *project.get("optional-dependencies", {}).get("postgres", [])]
     digest = hashlib.sha256(json.dumps([SYSTEM_PYTHON, *dependencies]).encode()).hexdigest()[:16]
     venv = VENV_CACHE / f"ticketd-pipe-venv-{digest}"
     done = venv / ".complete"

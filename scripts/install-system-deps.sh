@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs: Dovecot (IMAP), spamd and Postfix run as
-# private instances started by the tests, never as system services. Idempotent and quiet.
+# Install the Debian packages the test suite needs: Dovecot (IMAP), spamd, Postfix and PostgreSQL
+# run as private instances started by the tests, never as system services. Idempotent and quiet.
 set -euo pipefail
 
 # spamd is its own package since bookworm; python3-venv lets scripts/test create .venv (and
 # devtools/postfix.py the pipe user's venv); chromium renders the HTML report in a test;
-# systemd brings systemd-analyze, which verifies and rates the unit (nothing is started by it).
-PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv chromium systemd)
+# systemd brings systemd-analyze, which verifies and rates the unit (nothing is started by it);
+# postgresql brings initdb and postgres for the suite's PostgreSQL run (devtools/postgres.py
+# makes a private cluster; the cluster Debian creates on install is never started).
+PACKAGES=(dovecot-imapd spamassassin spamc spamd postfix openssl python3 python3-venv chromium systemd postgresql)
 # System services those packages ship; we stop/disable them only if we installed them now.
-declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd [postfix]=postfix)
+declare -A SERVICES=([dovecot-imapd]=dovecot [spamd]=spamd [postfix]=postfix [postgresql]=postgresql)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -53,7 +55,7 @@ stop_and_disable() {
 main() {
     if ! command -v dpkg-query >/dev/null 2>&1; then
         echo "install-system-deps: not a Debian system; install Dovecot (imapd), spamd/spamc, Postfix," \
-             "openssl, systemd-analyze and Python >= 3.11 yourself." >&2
+             "PostgreSQL (initdb, postgres), openssl, systemd-analyze and Python >= 3.11 yourself." >&2
         exit 1
     fi
     local missing

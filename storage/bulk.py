@@ -10,11 +10,13 @@ placeholders and numbered for PostgreSQL (``$1``).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import JSONField
 from tortoise.models import Model
 
 from storage import clock
@@ -56,20 +58,54 @@ def marks(count: int) -> str:
 async def fetch(sql: str, values: Sequence[Any] = ()) -> list[Any]:
     """Rows as tuples (sqlite3.Row / asyncpg.Record both index by position)."""
     db = client()
-    _, rows = await db.execute_query(numbered(sql, db), list(values))
+    if is_postgres(db):
+        # Not Tortoise's execute_query: it sends an UPDATE, INSERT or DELETE without reading
+        # rows, so a RETURNING would come back empty. (Imported here: asyncpg's module, which
+        # a SQLite start-up need not load.)
+        from storage.postgres_backend import fetch_rows
+
+        return await fetch_rows(db, numbered(sql, db), without_nul(values))
+    _, rows = await db.execute_query(sql, list(values))
     return list(rows)
 
 
 async def execute(sql: str, values: Sequence[Any] = ()) -> int:
     db = client()
+    if is_postgres(db):
+        values = without_nul(values)
     changed, _ = await db.execute_query(numbered(sql, db), list(values))
     return changed
 
 
-async def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+async def execute_many(sql: str, rows: Sequence[Sequence[Any]], json: Sequence[bool] = ()) -> None:
+    """``json``: which values of a row are JSON text (see without_nul)."""
     if rows:
         db = client()
-        await db.execute_many(numbered(sql, db), [list(r) for r in rows])
+        postgres = is_postgres(db)
+        await db.execute_many(numbered(sql, db), [without_nul(r, json) if postgres else list(r) for r in rows])
+
+
+# A NUL escaped in JSON text: "\u0000" after an even number of backslashes (an odd number
+# would make it the text "\u0000" itself).
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def without_nul(values: Sequence[Any], json: Sequence[bool] = ()) -> list[Any]:
+    """``values`` as PostgreSQL takes them: its text and jsonb hold no NUL character.
+
+    SQLite stores one as it comes (hostile or broken mail has them: a body, a header); on
+    PostgreSQL the INSERT would fail and the message be held as unprocessable. U+FFFD, the
+    replacement character, stands in for it. ``json``: which values are JSON text, where a
+    NUL is the escape ``\\u0000`` (only there: in plain text those six characters are text).
+    """
+    out = list(values)
+    for i, value in enumerate(out):
+        if isinstance(value, str):
+            if "\x00" in value:
+                value = out[i] = value.replace("\x00", "\ufffd")
+            if i < len(json) and json[i] and "\\u0000" in value:
+                out[i] = _JSON_NUL.sub(r"\1\\ufffd", value)
+    return out
 
 
 def now() -> datetime:
@@ -87,6 +123,7 @@ class Table:
         self.fields = list(fields)
         self.conflict = conflict
         self._fields: list[Any] = []
+        self._json: list[bool] = []  # which columns hold JSON text (see without_nul)
         self._sql = ""
 
     @property
@@ -94,6 +131,7 @@ class Table:
         if not self._sql:
             meta = self.model._meta
             self._fields = [meta.fields_map[name] for name in self.fields]
+            self._json = [isinstance(field, JSONField) for field in self._fields]
             columns = ", ".join(f'"{meta.fields_db_projection[name]}"' for name in self.fields)
             ignore = f" ON CONFLICT ({self.conflict}) DO NOTHING" if self.conflict else ""
             self._sql = f'INSERT INTO "{meta.db_table}" ({columns}) VALUES ({marks(len(self.fields))}){ignore}'
@@ -107,11 +145,11 @@ class Table:
     async def insert(self, rows: Iterable[dict[str, Any]]) -> None:
         sql = self.sql
         await execute_many(sql, [[field.to_db_value(row[field.model_field_name], None) for field in self._fields]
-                                 for row in rows])
+                                 for row in rows], self._json)
 
     async def insert_objects(self, objects: Iterable[Model]) -> None:
         """Model instances built in memory (not saved), their fields read by attribute."""
-        await execute_many(self.sql, [self.values(obj) for obj in objects])
+        await execute_many(self.sql, [self.values(obj) for obj in objects], self._json)
 
 
 class Ids:
@@ -166,4 +204,4 @@ async def update_rows(rows: Sequence[Model], fields: Sequence[str]) -> None:
     sql = f'UPDATE "{meta.db_table}" SET {assignments} WHERE "{pk}" = ?'
     values = [[meta.fields_map[name].to_db_value(getattr(row, name), row) for name in fields] + [row.pk]
               for row in rows]
-    await execute_many(sql, values)
+    await execute_many(sql, values, [isinstance(meta.fields_map[name], JSONField) for name in fields])

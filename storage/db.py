@@ -6,9 +6,11 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import AsyncIterator
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 
 from storage import schema
 
@@ -39,7 +41,7 @@ def tortoise_config(url: str, busy_timeout: float = 30.0) -> dict[str, object]:
                             "synchronous": "FULL", "journal_size_limit": WAL_SIZE_LIMIT},
         }
     else:
-        connection = url.replace("postgresql://", "postgres://", 1)
+        connection = _postgres().connection_config(url, busy_timeout)
     return {"connections": {"default": connection},
             "apps": {"models": {"models": MODELS, "default_connection": "default"}},
             "use_tz": True, "timezone": "UTC"}
@@ -85,6 +87,7 @@ async def _connect_and_create_tables(url: str, busy_timeout: float, upgrade: boo
     then we start over on a fresh connection, so no pragma is ever skipped.
     """
     deadline = time.monotonic() + busy_timeout
+    _forget_other_dialect(url)
     while True:
         try:
             await Tortoise.init(config=tortoise_config(url, busy_timeout))
@@ -94,6 +97,23 @@ async def _connect_and_create_tables(url: str, busy_timeout: float, upgrade: boo
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
+
+
+_dialect = ""  # "sqlite" or "postgres": what the ORM's statements were last built for
+
+
+def _forget_other_dialect(url: str) -> None:
+    """Drop the ORM's cached INSERT/UPDATE/DELETE statements when the dialect changes.
+
+    Tortoise keeps them per (connection name, table), not per dialect: a process that opened
+    SQLite and then PostgreSQL (a test run, a copy from one to the other) would send "?"
+    placeholders to PostgreSQL. Nothing is dropped while the dialect stays the same.
+    """
+    global _dialect
+    dialect = "sqlite" if url.startswith("sqlite://") else "postgres"
+    if dialect != _dialect:
+        EXECUTOR_CACHE.clear()
+        _dialect = dialect
 
 
 async def close_database() -> None:
@@ -112,6 +132,14 @@ async def database(url: str, busy_timeout: float = 30.0,
         yield versions
     finally:
         await close_database()
+
+
+def _postgres() -> ModuleType:
+    # Imported only for a postgres:// URL: it imports asyncpg, which a SQLite site need not
+    # have, and which would cost every SQLite start-up its import time.
+    from storage import postgres_backend
+
+    return postgres_backend
 
 
 def _redacted(url: str) -> str:

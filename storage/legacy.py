@@ -30,8 +30,9 @@ REDUNDANT = (("inbound_message", ("sha256", "message_id", "status")), ("outbound
 
 async def _columns(table: str) -> set[str]:
     db = bulk.client()
-    if bulk.is_postgres(db):
-        rows = await bulk.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])
+    if bulk.is_postgres(db):  # to_regclass: the table of that name in the search path, not another schema's
+        rows = await bulk.fetch("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(?) AND attnum > 0 "
+                                "AND NOT attisdropped", [f'"{table}"'])
     else:
         rows = [(r[1],) for r in await bulk.fetch(f'PRAGMA table_info("{table}")')]
     return {r[0] for r in rows}
@@ -58,7 +59,8 @@ async def drop_redundant_indexes() -> int:
     db = bulk.client()
     for table, columns in REDUNDANT:
         if bulk.is_postgres(db):
-            found = await bulk.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ?", [table])
+            found = await bulk.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                                     "AND tablename = ?", [table])
         else:
             found = await bulk.fetch("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
                                      "AND sql IS NOT NULL", [table])

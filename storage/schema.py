@@ -36,7 +36,14 @@ class SchemaError(Exception):
 
 async def _missing_tables() -> None:
     """Tables of the models that the database lacks (none is ever changed: ``safe``)."""
-    await Tortoise.generate_schemas(safe=True)
+    if bulk.is_postgres(bulk.client()):
+        # Imported only there: it imports asyncpg. It looks in the catalog first, as
+        # generate_schemas' CREATE INDEX IF NOT EXISTS would wait on a running writer's locks.
+        from storage import postgres_backend
+
+        await postgres_backend.create_missing_schema(bulk.client())
+    else:
+        await Tortoise.generate_schemas(safe=True)
 
 
 async def _to_2() -> None:

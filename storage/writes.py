@@ -144,7 +144,7 @@ class GroupWrites:
         if self._tags:
             tags = Ticket._meta.fields_map["tags"]
             await bulk.execute_many("UPDATE ticket SET tags = ?, updated_at = ? WHERE id = ?",
-                                    [[tags.to_db_value(t, None), self.now, i] for i, t in self._tags.items()])
+                                    [[tags.to_db_value(t, None), self.now, i] for i, t in self._tags.items()], [True])
             self._tags = {}
         if self._steps:
             await self._replace_steps()

@@ -16,6 +16,7 @@ from daemon.assign import AssignChoice, Unassigned, choose, pointer_name, skill_
 from daemon.config_agents import QueueConfig, Team
 from storage.db import close_database, database, open_database
 from storage.models import AgentAway, Counter, Ticket
+from tests.support import backend
 from tests.test_config_agents import team as load_team
 
 NOW = datetime(2030, 3, 4, 12, 0, tzinfo=timezone.utc)
@@ -80,7 +81,7 @@ notify = ["tier1"]
 @pytest.fixture
 async def team(tmp_path: Path) -> AsyncIterator[Team]:
     loaded = load_team(tmp_path, TEAM)
-    async with database(f"sqlite://{tmp_path}/ticketd.db"):
+    async with database(backend.url(tmp_path / "ticketd.db")):
         yield loaded
 
 
@@ -157,7 +158,7 @@ async def test_the_round_robin_pointer_outlives_the_database_connection(team: Te
     await agent(team, "rr")
     await agent(team, "rr")
     await close_database()  # the daemon restarts
-    await open_database(f"sqlite://{tmp_path}/ticketd.db")  # the fixture closes it
+    await open_database(backend.url(tmp_path / "ticketd.db"))  # the fixture closes it
     assert await agent(team, "rr") == ("carol@example.test", "round-robin")
 
 
@@ -308,6 +309,7 @@ async def _statements(work: Callable[[], Awaitable[Any]]) -> list[str]:
     return _traced(statements)
 
 
+@backend.sqlite_only("the statements are traced by SQLite itself, the plan read by EXPLAIN QUERY PLAN")
 async def test_one_statement_per_choice_and_three_for_round_robin_none_scanning_tickets(
         team: Team, tmp_path: Path) -> None:
     await tickets("bob@example.test", 30, status="closed")

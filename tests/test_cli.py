@@ -10,6 +10,7 @@ from pathlib import Path
 
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
+from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
 
@@ -62,11 +63,8 @@ def test_ingest_stores_one_message_from_stdin(tmp_path: Path, fresh_sink: SmtpSi
 
 
 def test_ingest_asks_the_mta_to_retry_when_the_database_is_unusable(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
     config = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
-    config.write_text(config.read_text().replace(f"sqlite://{tmp_path}/ticketd.db",
-                                                 f"sqlite://{blocker}/ticketd.db"))
+    config.write_text(config.read_text().replace(backend.url(tmp_path / "ticketd.db"), backend.unusable_url(tmp_path)))
     done = cli(config, "ingest", stdin=simple("ann@example.org", "x", "<x@example.org>"))
     assert done.returncode == 75
 

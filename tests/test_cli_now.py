@@ -11,6 +11,7 @@ from pathlib import Path
 from devtools.smtpsink import SmtpSink
 from storage.db import database
 from storage.models import Event, OutboundMessage, Ticket
+from tests.support import backend
 from tests.support.daemon import cli, write_config
 from tests.support.mail import simple
 
@@ -33,7 +34,7 @@ async def test_ingest_at_a_given_time_stores_and_acknowledges_as_of_then(tmp_pat
                stdin=simple("ann@example.org", "Printer", "<p1@example.org>"))
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout)["status"] == "processed"
-    async with database(f"sqlite://{tmp_path}/ticketd.db"):
+    async with database(backend.url(tmp_path / "ticketd.db")):
         ticket = await Ticket.get(number=1)
         events = await Event.filter(ticket_id=ticket.id).values_list("at", flat=True)
         [ack] = await OutboundMessage.filter(kind="acknowledgement")

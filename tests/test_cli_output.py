@@ -20,6 +20,7 @@ from daemon.terminal import safe_line, safe_text
 from storage.db import database
 from storage.models import (Article, Attachment, AttachmentContent, Event, InboundMessage, InboundSource, InboundStatus,
                             Ticket)
+from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.test_config_secrets import pretend_asyncpg_is_installed
 
@@ -141,7 +142,7 @@ def test_check_config_shows_the_database_without_its_password(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     pretend_asyncpg_is_installed(monkeypatch)
     path = write_config(tmp_path, 10143, 2525, [("support", "support@example.test")])
-    path.write_text(path.read_text().replace(f"sqlite://{tmp_path}/ticketd.db", "postgres://tk:hunter2@db/tk")
+    path.write_text(path.read_text().replace(backend.url(tmp_path / "ticketd.db"), "postgres://tk:hunter2@db/tk")
                     .replace("username = ", 'folder = "IN\\u001b[2JBOX"\nusername = '))
     assert asyncio.run(cli_module._check(load_config(path), argparse.Namespace())) == 0
     out = capsys.readouterr().out

@@ -123,12 +123,14 @@ def test_a_bad_database_url_is_shown_without_its_password(tmp_path: Path) -> Non
     assert "hunter2" not in message
 
 
-def test_postgres_without_its_driver_is_a_config_error(tmp_path: Path) -> None:
-    assert importlib.util.find_spec("asyncpg") is None, "this test expects asyncpg not to be installed"
+def test_postgres_without_its_driver_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # a site installed without the postgres extra
+                        lambda name, package=None: None if name == "asyncpg" else real(name, package))
     path = write(tmp_path, MINIMUM.replace(URL_LINE, 'url = "postgres://ticketd:hunter2@db/ticketd"'))
     message = refused(path)
     assert "database.url: " in message and "asyncpg" in message
-    assert "pip install 'tortoise-orm[asyncpg]'" in message
+    assert "pip install 'ticketd[postgres]'" in message
     assert "hunter2" not in message
 
 

@@ -277,7 +277,7 @@ async def test_a_database_locked_past_its_timeout_leaves_imap_mail_for_the_next_
     from tests.test_ingest import _hold_write_lock
 
     config = config_for(tmp_path, dovecot, fresh_user, fresh_sink)
-    config.write_text(config.read_text().replace('url = "sqlite://', 'busy_timeout = 0.3\nurl = "sqlite://', 1))
+    config.write_text(config.read_text().replace("\n[database]\n", "\n[database]\nbusy_timeout = 0.3\n", 1))
     assert await run_once(config) == 0  # creates the tables
     dovecot.deliver(fresh_user.address, simple("lee@example.org", "Locked out", "<lock1@example.org>"))
     holder = await asyncio.to_thread(_hold_write_lock, tmp_path / "ticketd.db", 3.0)

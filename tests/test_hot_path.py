@@ -22,6 +22,7 @@ from daemon.prepare import Clock, utcnow
 from storage import intake
 from storage.db import database
 from storage.models import Article, InboundMessage, InboundStatus, OutboundMessage, Ticket
+from tests.support import backend
 from tests.support.daemon import write_config
 from tests.support.mail import simple
 
@@ -29,6 +30,8 @@ from tests.support.mail import simple
 HISTORY = ("inbound_message", "inbound_raw", "ticket", "article", "attachment", "attachment_content",
            "participant", "outbound_message", "event", "suppression")
 _WRITE_OR_READ = re.compile(r"^\s*(SELECT|UPDATE|DELETE|INSERT)\b", re.IGNORECASE)
+TRACED = backend.sqlite_only("the statements are traced by SQLite itself (its trace callback), "
+                             "plans by EXPLAIN QUERY PLAN")
 _LITERAL = re.compile(r"X?'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b|\bNULL\b")
 
 
@@ -45,6 +48,9 @@ def _config(tmp_path: Path) -> Config:
 
 async def _traced(work) -> list[str]:  # type: ignore[no-untyped-def]
     statements: list[str] = []
+    if backend.POSTGRES:  # no trace callback there: the work runs, its statements are not known
+        await work()
+        return statements
     connection = connections.get("default")._connection  # aiosqlite: the callback runs in its thread
     await connection.set_trace_callback(statements.append)
     try:
@@ -106,6 +112,7 @@ def _steps(db: Path, statements: list[str]) -> dict[str, int]:
     return costs
 
 
+@TRACED
 async def test_the_hot_statements_cost_the_same_on_a_database_six_times_as_big(tmp_path: Path) -> None:
     config = _config(tmp_path)
     db = tmp_path / "ticketd.db"
@@ -128,6 +135,7 @@ async def test_the_hot_statements_cost_the_same_on_a_database_six_times_as_big(t
     assert grown == {}
 
 
+@TRACED
 async def test_a_group_of_twenty_messages_costs_about_the_statements_of_one(tmp_path: Path) -> None:
     config = _config(tmp_path)
     one = [simple("Ann <ann@example.org>", "Printer", "<one@example.org>")]
@@ -142,6 +150,7 @@ async def test_a_group_of_twenty_messages_costs_about_the_statements_of_one(tmp_
     assert len(issued(group)) <= len(issued(single)) + 2, "\n".join(issued(group))
 
 
+@TRACED
 async def test_the_bytes_just_stored_are_not_read_back(tmp_path: Path) -> None:
     config = _config(tmp_path)
     async with database(config.database_url):

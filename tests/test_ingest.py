@@ -21,6 +21,7 @@ from storage import intake
 from storage.db import database
 from storage.errors import TemporaryFailure
 from storage.models import InboundMessage, InboundStatus
+from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
 from tests.support.locks import hold_write_lock as _hold_write_lock
@@ -34,7 +35,7 @@ def _config(directory: Path, smtp_port: int, imap_port: int = 10143, imap_user: 
                         **kwargs)  # type: ignore[arg-type]
     text = path.read_text()
     if busy_timeout is not None:
-        text = text.replace('url = "sqlite://', f'busy_timeout = {busy_timeout}\nurl = "sqlite://', 1)
+        text = text.replace("\n[database]\n", f"\n[database]\nbusy_timeout = {busy_timeout}\n", 1)
     if pipe_only:  # no IMAP at all: the MTA is the only way in
         text = text[:text.index("[[mailboxes]]")]
     path.write_text(text)
@@ -128,7 +129,7 @@ async def test_a_lock_during_processing_leaves_the_row_received_for_the_daemon(t
         try:
             await processor.process([row], None, prepared)
         except TemporaryFailure as exc:
-            assert "locked" in str(exc)
+            assert backend.LOCKED in str(exc)
         else:
             raise AssertionError("a locked database must be a temporary failure")
         await asyncio.to_thread(holder.join)
@@ -177,8 +178,7 @@ def test_ingest_mailbox_chooses_the_address_and_an_unknown_one_is_retried(tmp_pa
 
 def test_an_unusable_database_or_config_is_75_and_one_line(tmp_path: Path, fresh_sink: SmtpSink) -> None:
     config = _config(tmp_path, fresh_sink.port)
-    config.write_text(config.read_text().replace(f'url = "sqlite://{tmp_path}/ticketd.db"',
-                                                 'url = "sqlite:///dev/null/ticketd.db"'))
+    config.write_text(config.read_text().replace(backend.url(tmp_path / "ticketd.db"), backend.unusable_url(tmp_path)))
     done = cli(config, "ingest", stdin=simple("di@example.org", "Nowhere", "<nowhere@example.org>"))
     assert done.returncode == 75
     _one_short_line(done.stderr)

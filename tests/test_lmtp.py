@@ -48,7 +48,7 @@ def lmtp_config(directory: Path, smtp_port: int, listen: str | None = None, extr
     text = path.read_text()
     text = text[:text.index("[[mailboxes]]")]
     if busy_timeout is not None:
-        text = text.replace('url = "sqlite://', f'busy_timeout = {busy_timeout}\nurl = "sqlite://', 1)
+        text = text.replace("\n[database]\n", f"\n[database]\nbusy_timeout = {busy_timeout}\n", 1)
     text += "".join(f'\n[[addresses]]\nname = "{n}"\naddress = "{a}"\n' for n, a in ADDRESSES.items())
     path.write_text(text + f'\n[lmtp]\nlisten = "{listen}"\n')
     return path

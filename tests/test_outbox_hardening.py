@@ -17,6 +17,7 @@ from devtools.hangserver import HangServer
 from devtools.smtpsink import SmtpSink
 from storage.db import database
 from storage.models import OutboundMessage, OutboundStatus
+from tests.support import backend
 from tests.support.daemon import eventually
 
 _numbers = count(1)
@@ -50,7 +51,7 @@ def fresh_sink(either_sink: SmtpSink) -> SmtpSink:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
-    async with database(f"sqlite://{tmp_path}/outbox.db"):
+    async with database(backend.url(tmp_path / "outbox.db")):
         yield
 
 

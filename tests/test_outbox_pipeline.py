@@ -14,12 +14,13 @@ from devtools.postfix import Postfix
 from devtools.smtpsink import SmtpSink
 from storage.db import database
 from storage.models import OutboundMessage, OutboundStatus
+from tests.support import backend
 from tests.support.outbox import START, outbox, row
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
-    async with database(f"sqlite://{tmp_path}/outbox.db"):
+    async with database(backend.url(tmp_path / "outbox.db")):
         yield
 
 

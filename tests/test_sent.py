@@ -1,9 +1,10 @@
-"""The grouped "sent" commit: one transaction for every lane's rows, retried, never lost (real sink, real SQLite)."""
+"""The grouped "sent" commit: one transaction for every lane's rows, retried, never lost (real sink, real database)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from daemon.outbox import OutboxSender
 from devtools.smtpsink import SinkMessage, SmtpSink
 from storage.db import database
 from storage.models import OutboundMessage, OutboundStatus
+from tests.support import backend
 from tests.support.daemon import eventually
 from tests.support.outbox import OtherWriter, outbox, row
 
@@ -25,14 +27,14 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def db(db_path: Path) -> AsyncIterator[None]:
-    async with database(f"sqlite://{db_path}"):
+    async with database(backend.url(db_path)):
         yield
 
 
 @pytest.fixture
 async def impatient_db(db_path: Path) -> AsyncIterator[None]:
     """A busy timeout of 0.1 s: another process's write lock makes our commits fail quickly."""
-    async with database(f"sqlite://{db_path}", busy_timeout=0.1):
+    async with database(backend.url(db_path), busy_timeout=0.1):
         yield
 
 
@@ -45,8 +47,15 @@ def other(db_path: Path) -> Iterator[OtherWriter]:
 
 @pytest.fixture(params=[True, False], ids=["pipelining", "command-by-command"])
 def locking_sink(request: pytest.FixtureRequest, other: OtherWriter) -> Iterator[SmtpSink]:
-    """A sink that lets another process take the write lock just before its first 250."""
+    """A sink that lets another process take the write lock just before its first 250.
+
+    The later messages' 250s come a moment after, so the first row's commit has begun (and
+    waits for the lock) when they are accepted: without the pause all three 250s can reach
+    the sender in one turn of its loop, and go in one commit.
+    """
     def on_message(message: SinkMessage) -> None:
+        if other.held:
+            time.sleep(0.05)
         other.hold(once=True)
 
     with SmtpSink(on_message=on_message, pipelining=request.param) as sink:
@@ -128,7 +137,7 @@ async def test_a_lane_cancelled_after_the_250_still_has_its_row_recorded(
 
 async def test_a_crash_between_the_250_and_the_commit_leaves_the_row_pending_and_it_is_sent_again(
         db_path: Path, other: OtherWriter, locking_sink: SmtpSink) -> None:
-    async with database(f"sqlite://{db_path}", busy_timeout=0.1):
+    async with database(backend.url(db_path), busy_timeout=0.1):
         await row("ann@example.test")
         sender = outbox(locking_sink.port, lanes=1)
         passing = asyncio.create_task(sender.deliver_due())
@@ -141,7 +150,7 @@ async def test_a_crash_between_the_250_and_the_commit_leaves_the_row_pending_and
     other.release()
     assert other.statuses() == ["pending"]  # never lost: the known window, not a gap
 
-    async with database(f"sqlite://{db_path}"):  # the restart
+    async with database(backend.url(db_path)):  # the restart
         restarted = outbox(locking_sink.port, lanes=1)
         assert (await restarted.deliver_due()).sent == 1
         await restarted.close()

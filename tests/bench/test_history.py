@@ -21,6 +21,7 @@ from storage.db import database
 from storage.intake import header_message_id
 from storage.models import (Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource, InboundStatus,
                             Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
+from tests.support import backend
 
 SEED = 1
 UIDVALIDITY = 1_700_000_000
@@ -29,7 +30,7 @@ UIDVALIDITY = 1_700_000_000
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     fake = types.SimpleNamespace(host="127.0.0.1", port=1)
-    return load_config(write_imap_config(tmp_path / "ticketd.toml", tmp_path / "ticketd.db", fake, fake))
+    return load_config(write_imap_config(tmp_path / "ticketd.toml", backend.url(tmp_path / "ticketd.db"), fake, fake))
 
 
 @pytest.fixture

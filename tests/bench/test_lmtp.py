@@ -21,6 +21,7 @@ from bench.generate import generate
 from bench.lmtp import push, wait_for_greeting
 from bench.servers import USER, write_lmtp_config
 from daemon.config import ConfigError, load_config
+from tests.support import backend
 
 
 class _Handler:
@@ -85,7 +86,8 @@ def test_no_greeting_from_a_process_that_died(tmp_path: Path) -> None:
 
 def test_the_lmtp_config_names_the_listener_and_the_address_instead_of_a_mailbox(tmp_path: Path) -> None:
     sink = types.SimpleNamespace(port=2525)
-    path = write_lmtp_config(tmp_path / "ticketd.toml", tmp_path / "ticketd.db", sink, str(tmp_path / "l.sock"))
+    path = write_lmtp_config(tmp_path / "ticketd.toml", backend.url(tmp_path / "ticketd.db"), sink,
+                             str(tmp_path / "l.sock"))
     data = tomllib.loads(path.read_text())
     assert data["lmtp"] == {"listen": str(tmp_path / "l.sock")}
     assert data["addresses"] == [{"name": "support", "address": USER}]

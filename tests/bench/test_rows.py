@@ -14,8 +14,13 @@ from tortoise.transactions import in_transaction
 from bench.rows import MissingValue, Table
 from storage.db import database
 from storage.models import InboundMessage, OutboundMessage, Ticket
+from tests.support import backend
 
 NOW = datetime(2024, 3, 4, 12, 30, 15, 123456, tzinfo=timezone.utc)
+
+
+def _dialect() -> str:
+    return connections.get("default").capabilities.dialect
 
 
 async def _raw_rows(model: type[Model]) -> list[tuple[Any, ...]]:
@@ -26,7 +31,7 @@ async def _raw_rows(model: type[Model]) -> list[tuple[Any, ...]]:
 
 async def _same_as_tortoise(model: type[Model], saved: Model, changes: dict[str, Any]) -> None:
     """Write ``saved``'s values again through Table (with ``changes``) and compare the stored columns."""
-    table = Table(model)
+    table = Table(model, _dialect())
     values = {name: getattr(saved, name) for name in table.fields}
     async with in_transaction():
         await table.insert([table.row({**values, **changes})])
@@ -37,7 +42,7 @@ async def _same_as_tortoise(model: type[Model], saved: Model, changes: dict[str,
 
 
 async def test_rows_are_stored_exactly_as_the_orm_stores_them(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         ticket = await Ticket.create(number=1, subject="Über", requester="a@example.com", fired_rules=["vip"],
                                      tags=["x", "ü"], assignee=None)
         await _same_as_tortoise(Ticket, ticket, {"id": 2, "number": 2})
@@ -52,8 +57,8 @@ async def test_rows_are_stored_exactly_as_the_orm_stores_them(tmp_path: Path) ->
 
 
 async def test_the_maker_converts_fixed_values_once_and_the_rest_per_row(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
-        table = Table(Ticket)
+    async with database(backend.url(tmp_path / "t.db")):
+        table = Table(Ticket, _dialect())
         make = table.maker({"subject": "s", "requester": "r@x", "tags": ["a"]}, ("id", "number", "created_at",
                                                                                  "updated_at"))
         rows = [make(i, 100 + i, NOW, NOW) for i in (1, 2)]

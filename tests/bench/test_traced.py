@@ -13,6 +13,7 @@ import pytest
 
 from bench.child import child_env
 from bench.traced import TALLY, Tally, TracedConnection, _Watch, statement_kind, statement_shape
+from tests.support import backend
 
 
 def test_statement_kind_is_the_first_keyword_after_any_comment() -> None:
@@ -80,6 +81,7 @@ def test_an_autocommit_write_that_was_the_last_statement_counts_at_close() -> No
     assert TALLY.durable_commits == before + 1
 
 
+@backend.sqlite_only("bench.traced counts what SQLite's own connections execute")
 def test_the_launcher_counts_a_real_ticketd_command(tmp_path: Path) -> None:
     config = tmp_path / "ticketd.toml"
     config.write_text(f"""\

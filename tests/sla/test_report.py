@@ -12,6 +12,7 @@ from daemon.sla.report_cli import human
 from daemon.sla.report_html import render
 from storage.db import database
 from storage.models import Event, Ticket
+from tests.support import backend
 
 H = timedelta(hours=1)
 SINCE, UNTIL = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)  # 3 days
@@ -109,7 +110,7 @@ EXPECTED_SLA = {
 
 
 async def test_the_report_has_the_hand_computed_figures(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         await fixture()
         report = await build(SINCE, UNTIL, NOW)
     assert (report["since"], report["until"], report["generated_at"], report["days"]) == (
@@ -128,7 +129,7 @@ async def test_the_report_has_the_hand_computed_figures(tmp_path: Path) -> None:
 
 
 async def test_the_policy_leaves_out_targets_a_priority_does_not_have(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         await fixture()
         report = await build(SINCE, UNTIL, NOW, DEFAULT)
     # The default P4 policy has no next update: #5's is not counted.
@@ -138,7 +139,7 @@ async def test_the_policy_leaves_out_targets_a_priority_does_not_have(tmp_path: 
 
 async def test_without_sla_events_or_section_compliance_is_null_and_an_empty_period_has_no_figures(
         tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         await _ticket(1, at(2, 9), "P1", "open", H, replies=1)
         plain = await build(SINCE, UNTIL, NOW)
         empty = await build(at(1, 0, 12), at(2, 0, 12), NOW)
@@ -168,7 +169,7 @@ def test_nearest_rank_percentiles() -> None:
 
 
 async def test_the_text_table_and_the_html_show_the_figures_escaped(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path}/t.db"):
+    async with database(backend.url(tmp_path / "t.db")):
         await fixture()
         report = await build(SINCE, UNTIL, NOW)
     text = human(report)

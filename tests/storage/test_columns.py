@@ -15,6 +15,7 @@ from storage import columns
 from storage.db import database
 from storage.models import Article, Event, Participant, Ticket
 from storage.writes import GroupWrites
+from tests.support import backend
 
 # The four tables as the release before them created them (its generate_schemas, on SQLite),
 # with rows: a ticket, its Cc'd participant, a customer's mail and our acknowledgement, an event.
@@ -50,6 +51,8 @@ INSERT INTO article VALUES (11, 'out', 'support@example.test', 'ann@example.org'
 INSERT INTO event VALUES (20, 'created', '{"article": 10}', '2026-01-05 10:00:00+00:00', 1);
 """
 UPGRADED = ("ticket", "participant", "article", "event")
+# PostgreSQL's upgrade: tests/storage/test_postgres_backend.py.
+OLD_SQLITE = backend.sqlite_only("the old release's schema is a SQLite file")
 
 
 def _definitions(path: Path, table: str) -> dict[str, tuple[str, int, str | None]]:
@@ -64,6 +67,7 @@ def _old_database(path: Path) -> None:
         old.executescript(OLD_SCHEMA)
 
 
+@OLD_SQLITE
 async def test_an_old_database_gets_the_new_columns_with_defaults_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_database(path)
@@ -82,6 +86,7 @@ async def test_an_old_database_gets_the_new_columns_with_defaults_and_keeps_its_
         assert (event.what, event.detail, event.who) == ("created", {"article": 10}, "")
 
 
+@OLD_SQLITE
 async def test_an_upgraded_database_has_the_columns_of_a_new_one_and_takes_new_rows(tmp_path: Path) -> None:
     old, new = tmp_path / "old.db", tmp_path / "new.db"
     _old_database(old)
@@ -104,6 +109,7 @@ async def test_an_upgraded_database_has_the_columns_of_a_new_one_and_takes_new_r
         assert _definitions(old, table) == _definitions(new, table), table
 
 
+@OLD_SQLITE
 async def test_opening_an_upgraded_database_again_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_database(path)
@@ -116,6 +122,7 @@ async def test_opening_an_upgraded_database_again_changes_nothing(tmp_path: Path
         assert await Article.all().count() == 2
 
 
+@OLD_SQLITE
 async def test_the_first_open_adds_every_listed_column_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _old_database(path)
@@ -132,7 +139,7 @@ async def test_the_postgresql_definitions_are_what_tortoise_creates_on_postgresq
     # No PostgreSQL server here: Tortoise's own PostgreSQL schema generator is the reference
     # (it needs a client only for its capabilities), so a new PostgreSQL database and an
     # upgraded one get the same column types, nullability and defaults.
-    async with database(f"sqlite://{tmp_path / 'x.db'}"):  # Tortoise initialised: the models are bound
+    async with database(backend.url(tmp_path / "x.db")):  # Tortoise initialised: the models are bound
         client = SimpleNamespace(capabilities=Capabilities("postgres"))
         generator = BasePostgresSchemaGenerator(client)  # type: ignore[arg-type]
         ddl = {model._meta.db_table: generator._get_table_sql(model, True)["table_creation_string"]

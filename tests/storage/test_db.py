@@ -10,8 +10,10 @@ from pathlib import Path
 from tortoise import connections
 
 from storage.db import database
+from tests.support import backend
 
 
+@backend.sqlite_only("WAL and synchronous=FULL are SQLite's pragmas")
 async def test_sqlite_is_opened_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
     async with database(f"sqlite://{tmp_path}/t.db"):
         client = connections.get("default")
@@ -19,6 +21,8 @@ async def test_sqlite_is_opened_in_wal_mode_with_full_sync(tmp_path: Path) -> No
         assert (await client.execute_query("PRAGMA synchronous"))[1][0][0] == 2  # FULL
 
 
+@backend.sqlite_only("the WAL switch at open waits for SQLite's write lock "
+                     "(tests/storage/test_postgres_backend.py: PostgreSQL's open takes no lock)")
 async def test_the_cli_can_open_the_database_while_the_daemon_is_writing(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path}/t.db"
     async with database(url):

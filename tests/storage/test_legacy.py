@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage import intake, legacy
+from storage import bulk, intake, legacy
 from storage.db import database
 from storage.models import Attachment, AttachmentContent, InboundMessage, InboundSource
+from tests.support import backend
 
 # The two tables as the previous release created them (from its generate_schemas), one row each.
 OLD_SCHEMA = """
@@ -31,6 +32,7 @@ INSERT INTO attachment (id, size, sha256, content, article_id) VALUES (3, 3, 'bb
 """
 
 
+@backend.sqlite_only("the old release's schema is a SQLite file")
 async def test_an_old_database_keeps_its_raw_bytes_and_takes_new_mail(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as old:
@@ -51,13 +53,23 @@ async def test_an_old_database_keeps_its_raw_bytes_and_takes_new_mail(tmp_path: 
     assert ("sha256", "status") in indexed
 
 
+async def _index_columns(table: str) -> list[tuple[str, ...]]:
+    """The columns of each index of ``table``, as the database itself lists them."""
+    if backend.POSTGRES:
+        return [tuple(cols) for (cols,) in await bulk.fetch(
+            "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index x "
+            "CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+            "WHERE x.indrelid = to_regclass(?) GROUP BY x.indexrelid", [f'"{table}"'])]
+    return [tuple(c[2] for c in await bulk.fetch(f'PRAGMA index_info("{i[1]}")'))
+            for i in await bulk.fetch(f'PRAGMA index_list("{table}")')]
+
+
 async def test_a_new_database_has_no_index_that_another_one_begins_with(tmp_path: Path) -> None:
-    async with database(f"sqlite://{tmp_path / 'new.db'}"):
-        pass
-    with sqlite3.connect(tmp_path / "new.db") as db:
+    async with database(backend.url(tmp_path / "new.db")):
         for table, _ in legacy.REDUNDANT:
-            indexes = [tuple(c[2] for c in db.execute(f'PRAGMA index_info("{i[1]}")'))
-                       for i in db.execute(f'PRAGMA index_list("{table}")')]
+            indexes = await _index_columns(table)
+            assert len(indexes) > 2, indexes
             singles = {cols for cols in indexes if len(cols) == 1}
             covered = {(cols[0],) for cols in indexes if len(cols) > 1}
             assert not singles & covered, f"{table}: {sorted(singles & covered)} each write pays for nothing"

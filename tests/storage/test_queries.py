@@ -11,6 +11,7 @@ import pytest
 from storage import queries
 from storage.db import database
 from storage.models import Article, Event, Participant, Ticket
+from tests.support import backend
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
@@ -40,7 +41,7 @@ async def _conversation() -> None:
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[None]:
-    async with database(f"sqlite://{tmp_path / 't.db'}"):
+    async with database(backend.url(tmp_path / "t.db")):
         yield
 
 

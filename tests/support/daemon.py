@@ -15,6 +15,7 @@ from daemon import app
 from daemon.config import Config, load_config
 from storage import queries
 from storage.db import database
+from tests.support import backend
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,7 @@ def write_config(directory: Path, imap_port: int, smtp_port: int, mailboxes: lis
                  auto_replies_per_hour: int = 1000) -> Path:
     """A config for one or more (name, user address) mailboxes; the user's password is "secret".
 
+    The database is ``directory``/ticketd.db, or its PostgreSQL stand-in (tests.support.backend).
     The loop guard (automatic mails per recipient an hour) is lifted unless a test sets it:
     generated customers open several tickets within minutes, and each must be acknowledged.
     """
@@ -49,7 +51,7 @@ max_message_bytes = {max_bytes}
 auto_replies_per_hour = {auto_replies_per_hour}
 
 [database]
-url = "sqlite://{directory}/ticketd.db"
+url = "{backend.url(directory / 'ticketd.db')}"
 
 [smtp]
 host = "127.0.0.1"

@@ -1,8 +1,7 @@
-"""Outbox rows, an SMTP config for the sink, and another process's hold on the SQLite write lock."""
+"""Outbox rows, an SMTP config for the sink, and another process's hold on the write lock."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import datetime, timezone
 from itertools import count
@@ -12,6 +11,7 @@ from daemon.config import SmtpConfig
 from daemon.outbox import OutboxSender
 from daemon.turn import WriteTurn
 from storage.models import OutboundMessage
+from tests.support.locks import OtherConnection
 
 _numbers = count(1)
 RAW = b"From: support@example.test\r\nTo: x@example.test\r\nSubject: Ticket [#1]\r\n\r\nHello.\r\n"
@@ -37,14 +37,14 @@ async def row(to: str, created: datetime = START) -> OutboundMessage:
 
 
 class OtherWriter:
-    """Another process's write transaction on the database file (a `ticketd ingest`, say).
+    """Another process's write transaction on the database (a `ticketd ingest`, say).
 
     ``hold()`` may be called from the SMTP sink's thread (its on_message hook runs before the
     sink answers 250), so a test can make the database busy exactly between DATA and our commit.
     """
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+        self._db = OtherConnection(path, wait=0)
         self._lock = threading.Lock()
         self.holding = False
         self.held = 0  # times hold() took the lock
@@ -53,20 +53,20 @@ class OtherWriter:
         """Take the write lock (``once``: unless it was taken before)."""
         with self._lock:
             if not self.holding and not (once and self.held):
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.lock()
                 self.holding = True
                 self.held += 1
 
     def release(self) -> None:
         with self._lock:
             if self.holding:
-                self._db.execute("ROLLBACK")
+                self._db.rollback()
                 self.holding = False
 
     def statuses(self) -> list[str]:
-        """What another reader sees now (WAL: readers are not blocked by the writer)."""
+        """What another reader sees now (readers are not blocked by the writer)."""
         with self._lock:
-            return [status for (status,) in self._db.execute("SELECT status FROM outbound_message ORDER BY id")]
+            return [status for (status,) in self._db.rows("SELECT status FROM outbound_message ORDER BY id")]
 
     def close(self) -> None:
         self.release()
