@@ -63,9 +63,11 @@ def line(value: Any) -> bytes:
 async def snapshot() -> AsyncIterator[None]:
     """One read transaction around the whole export: every table as of one moment."""
     if bulk.is_postgres(bulk.client()):
-        async with in_transaction():
-            await bulk.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield
+        from storage.postgres_backend import read_snapshot  # imports asyncpg: PostgreSQL sites only
+
+        with read_snapshot():
+            async with in_transaction():
+                yield
         return
     # Not in_transaction(): ours begins IMMEDIATE, taking the write lock from the daemon for
     # the whole export. A deferred BEGIN takes a snapshot at its first read and blocks nobody.

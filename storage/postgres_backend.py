@@ -13,7 +13,9 @@ failure (storage.errors) and the work is tried again.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
@@ -40,10 +42,31 @@ def connection_config(url: str, busy_timeout: float) -> dict[str, Any]:
     return config
 
 
+# Set by read_snapshot(): the next transaction reads one moment and writes nothing.
+_SNAPSHOT: contextvars.ContextVar[bool] = contextvars.ContextVar("ticketd_pg_snapshot", default=False)
+
+
+@contextlib.contextmanager
+def read_snapshot() -> Iterator[None]:
+    """Transactions begun inside are REPEATABLE READ and READ ONLY, and take no write lock.
+
+    For `ticketd export`: every table as of one moment, while the daemon goes on writing. The
+    isolation level must be the transaction's first statement, before the advisory lock would be.
+    """
+    token = _SNAPSHOT.set(True)
+    try:
+        yield
+    finally:
+        _SNAPSHOT.reset(token)
+
+
 class _QueuedTransaction(TransactionWrapper):
     async def begin(self) -> None:
         await super().begin()
         try:
+            if _SNAPSHOT.get():
+                await self._connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return
             await self._connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
         except BaseException:
             with contextlib.suppress(Exception):  # a dead connection cannot roll back: the first error says why
