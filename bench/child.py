@@ -39,7 +39,7 @@ def ticketd(*args: str, profile: Path | None = None, statements: Path | None = N
 
     ``statements``: through ``bench.traced``, which writes the SQL statement counts there.
     ``profile``: under cProfile, the stats written there. Without either, the console script
-    next to ``sys.executable`` (else ``python -m daemon``), exactly as an admin runs it.
+    next to ``sys.executable`` (else ``python -m ticketd.daemon``), exactly as an admin runs it.
     ``fsyncs``: under strace, every fsync/fdatasync of the process tree logged there.
     ``samples``: under py-spy (parse workers included), collapsed stacks written there.
     """
@@ -73,10 +73,10 @@ def _python(args: tuple[str, ...], profile: Path | None, statements: Path | None
     if statements is not None:
         target = ["-m", "bench.traced", "--out", str(statements), "--", *args]
     elif profile is not None:
-        target = ["-m", "daemon", *args]
+        target = ["-m", "ticketd.daemon", *args]
     else:
         script = Path(sys.executable).parent / "ticketd"
-        return [str(script), *args] if script.exists() else [sys.executable, "-m", "daemon", *args]
+        return [str(script), *args] if script.exists() else [sys.executable, "-m", "ticketd.daemon", *args]
     if profile is not None:
         return [sys.executable, "-m", "cProfile", "-o", str(profile), *target]
     return [sys.executable, *target]

@@ -15,15 +15,15 @@ from typing import Any
 
 from bench.generate import generate
 from bench.servers import MAILBOX, USER
-from daemon.config import Config
-from daemon.filters import ACCEPT, FilterContext
-from daemon.filters.registry import build_filters
-from daemon.outgoing import one_line
-from daemon.parsers.model import ParsedMessage
-from daemon.prepare import parse_or_reason, run_filters
-from daemon.responders import Draft, ResponseContext, TicketView, build_responders
-from daemon.rules import classify, match_articles
-from storage.intake import header_message_id
+from ticketd.daemon.config import Config
+from ticketd.daemon.filters import ACCEPT, FilterContext
+from ticketd.daemon.filters.registry import build_filters
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.prepare import parse_or_reason, run_filters
+from ticketd.daemon.responders import Draft, ResponseContext, TicketView, build_responders
+from ticketd.daemon.rules import classify, match_articles
+from ticketd.storage.intake import header_message_id
 
 TEMPLATES = 200  # distinct messages the history is copied from: two blocks of the generator's mix
 MARK = 987654321987  # the ticket number templates are acknowledged with, replaced per copy

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from storage.models import OutboundMessage
+from ticketd.storage.models import OutboundMessage
 
 QUANTILES = (50, 95, 99)
 # What counts as "reading mail": the first of these ends start-up.

@@ -43,9 +43,9 @@ from bench.child import child_env
 from bench.copies import Template, copy_acknowledgement, copy_message_id, copy_raw, history_id, templates
 from bench.rows import Table
 from bench.servers import MAILBOX
-from daemon.config import Config, load_config
-from storage.db import database
-from storage.models import (Article, Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource,
+from ticketd.daemon.config import Config, load_config
+from ticketd.storage.db import database
+from ticketd.storage.models import (Article, Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource,
                             InboundStatus, Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 
 CHUNK = 5000  # history messages per transaction

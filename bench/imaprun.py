@@ -18,7 +18,7 @@ from bench.scrape import Watch, free_port, watched_run
 from bench.servers import AGENT, PASSWORD, USER, RawlogDovecot, continue_uids, write_imap_config
 from devtools.dovecot import Dovecot
 from bench.leansink import LeanSink
-from storage.models import InboundMessage, InboundStatus, Ticket
+from ticketd.storage.models import InboundMessage, InboundStatus, Ticket
 
 _FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
 HISTORY_UIDVALIDITY = 1_700_000_000  # the folder's UIDVALIDITY when it held the history

@@ -22,7 +22,7 @@ from bench.history import Cache, prefill
 from bench.imaprun import HISTORY_UIDVALIDITY, Before, Loaded, Outcome, fresh, outcome, outcome_problems
 from bench.servers import USER, write_lmtp_config
 from bench.leansink import LeanSink
-from storage.models import InboundMessage, InboundStatus
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 POLL = 0.05
 

@@ -91,7 +91,7 @@ def _watch(running: Running, watch: Watch, done: threading.Event, config: Path, 
 
 
 def _status(watch: Watch, config: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), "status", "--json"],
+    done = subprocess.run([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "status", "--json"],
                           capture_output=True, timeout=60, env=child_env(), cwd=REPO)
     if done.returncode == 0:
         watch.status = json.loads(done.stdout)

@@ -6,7 +6,7 @@ waiting). Their rows (ticket, participants, events, due steps) are then copied N
 multi-row INSERTs, each copy shifted in time, so about ``--due`` of the tickets have a step due
 at ``--now``. The policy is P1 on the 24x7 calendar, where shifting a ticket shifts its due
 times by as much, so every copied step is one the real scheduler would have written.
-`python -m daemon sla run --now ...` then runs as a process of its own, timed; afterwards the
+`python -m ticketd.daemon sla run --now ...` then runs as a process of its own, timed; afterwards the
 database must show each due step done, one warning or breach event and one mail per fired
 step, nothing else changed, and a second run must fire nothing.
 
@@ -99,12 +99,12 @@ def mail(message_id: str) -> bytes:
 
 async def _templates(config_path: Path) -> dict[str, tuple[int, datetime]]:
     """The two template tickets through the real pipeline: {shape: (ticket id, created at)}."""
-    from daemon import due
-    from daemon.config import load_config
-    from daemon.pipeline import Processor
-    from storage import intake
-    from storage.db import database
-    from storage.models import Ticket
+    from ticketd.daemon import due
+    from ticketd.daemon.config import load_config
+    from ticketd.daemon.pipeline import Processor
+    from ticketd.storage import intake
+    from ticketd.storage.db import database
+    from ticketd.storage.models import Ticket
 
     cfg = load_config(config_path)
     now = T0
@@ -128,7 +128,7 @@ async def _templates(config_path: Path) -> dict[str, tuple[int, datetime]]:
 def _datetime_columns() -> dict[str, set[str]]:
     from tortoise.fields import DatetimeField
 
-    from storage.models import DueStep, Event, Participant, Ticket
+    from ticketd.storage.models import DueStep, Event, Participant, Ticket
 
     return {model._meta.db_table: {f.source_field or name for name, f in model._meta.fields_map.items()
                                    if isinstance(f, DatetimeField)}
@@ -222,7 +222,7 @@ def sla_run(config_path: Path) -> tuple[float, int, str]:
     """`ticketd sla run --now NOW` as a process: (wall seconds, steps it says it ran, its output)."""
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "daemon", "-c", str(config_path), "sla", "run",
+    done = subprocess.run([sys.executable, "-m", "ticketd.daemon", "-c", str(config_path), "sla", "run",
                            "--now", NOW.isoformat()], capture_output=True, text=True, env=env, cwd=PROJECT,
                           timeout=600)
     seconds = time.perf_counter() - started
@@ -326,7 +326,7 @@ def _profile(config_path: Path) -> None:
     import cProfile
     import pstats
 
-    from daemon.cli import main
+    from ticketd.daemon.cli import main
 
     profiler = cProfile.Profile()
     profiler.enable()

@@ -33,10 +33,10 @@ from pathlib import Path
 
 from bench.generate import generate
 from bench.run import PASSWORD, USER, Result, cli_json, load, run_child, server_flags, ticketd, write_config
-from daemon.filters import FilterContext, Verdict
-from daemon.filters.registry import DEFAULT_PIPELINE
-from daemon.filters.spam import SpamFilter, SpamSettings
-from daemon.parsers import parse_message
+from ticketd.daemon.filters import FilterContext, Verdict
+from ticketd.daemon.filters.registry import DEFAULT_PIPELINE
+from ticketd.daemon.filters.spam import SpamFilter, SpamSettings
+from ticketd.daemon.parsers import parse_message
 from devtools._process import find_program
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink

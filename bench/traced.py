@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     words = args.args[1:] if args.args[:1] == ["--"] else args.args
     install(args.out.resolve())
-    from daemon.cli import main as ticketd  # imported after install: nothing connects earlier
+    from ticketd.daemon.cli import main as ticketd  # imported after install: nothing connects earlier
 
     sys.argv = ["ticketd", *words]
     return ticketd(words)

@@ -1,7 +1,7 @@
-"""``python -m daemon`` is ``ticketd``."""
+"""``python -m ticketd.daemon`` is ``ticketd``."""
 
 import sys
 
-from daemon.cli import main
+from ticketd.daemon.cli import main
 
 sys.exit(main())

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.config_agents import AgentConfig, Team
-from daemon.filters.autoreply import automatic_reason
-from daemon.parsers.model import ParsedMessage
-from daemon.signing import authentication_passed, signed_ticket
+from ticketd.daemon.config_agents import AgentConfig, Team
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.signing import authentication_passed, signed_ticket
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon import commands, lifecycle
-from daemon.agent_mail import AgentMail
-from daemon.config_agents import AgentConfig, Team
-from daemon.filters import Decision
-from daemon.parsers.model import ParsedMessage
-from daemon.relay import relay_draft, thread_of
-from daemon.threader import subject_tags
-from daemon.ticket_steps import change_queue, change_status, notify_assignee, restart_steps
+from ticketd.daemon import commands, lifecycle
+from ticketd.daemon.agent_mail import AgentMail
+from ticketd.daemon.config_agents import AgentConfig, Team
+from ticketd.daemon.filters import Decision
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.relay import relay_draft, thread_of
+from ticketd.daemon.threader import subject_tags
+from ticketd.daemon.ticket_steps import change_queue, change_status, notify_assignee, restart_steps
 from tortoise.expressions import F
 
-from storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
-from storage.writes import TicketRow, load_tickets
+from ticketd.storage.models import AgentAway, InboundMessage, InboundStatus, Participant, Ticket
+from ticketd.storage.writes import TicketRow, load_tickets
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit, Outcome
+    from ticketd.daemon.commit import Commit, Outcome
 
 log = logging.getLogger("ticketd.pipeline")
 
@@ -96,7 +96,7 @@ async def _refused(commit: Commit, row: InboundMessage, msg: ParsedMessage, deci
 
 async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent: AgentConfig,
                  ticket: TicketRow) -> Outcome:
-    from daemon.commit import Outcome
+    from ticketd.daemon.commit import Outcome
 
     parsed = commands.parse(_new_text(msg))
     team: Team = commit.config.team
@@ -121,7 +121,7 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
                         {"article": article, "inbound": row.id, "relayed": bool(relayed),
                          "commands": [c.line for c in parsed.commands]}, who=agent.address)
     if commit.config.sla is not None and (relayed or plan.priority or plan.queue):
-        from daemon.sla.schedule import reschedule_sla
+        from ticketd.daemon.sla.schedule import reschedule_sla
 
         await reschedule_sla(commit, ticket.id)  # first response met, next update restarts, new policy
     log.info("%s agent %s %s ticket #%d", msg.message_id or "(no Message-ID)", agent.address,
@@ -135,7 +135,7 @@ async def _away_mail(commit: Commit, row: InboundMessage, msg: ParsedMessage, ag
     No token proves such mail (an agent writes it fresh), so the agent is told what was set: a
     forged one is seen at once, and it only keeps new tickets from being assigned to him.
     """
-    from daemon.commit import Outcome
+    from ticketd.daemon.commit import Outcome
 
     parsed = commands.parse(_new_text(msg))
     names = {c.name for c in parsed.commands}
@@ -148,7 +148,7 @@ async def _away_mail(commit: Commit, row: InboundMessage, msg: ParsedMessage, ag
     else:
         said = f"You are away until {until:%Y-%m-%d %H:%M} UTC" if until else "You are away until you send #back"
     row.status, row.reason = InboundStatus.PROCESSED, f"agent command from {agent.address}: {parsed.commands[-1].line}"
-    from daemon.notices import notice_draft
+    from ticketd.daemon.notices import notice_draft
 
     commit._outbound_row(None, notice_draft(commit.config, agent.address, said, [
         said + ": new tickets are " + ("not " if away is not None else "") + "assigned to you.",
@@ -165,7 +165,7 @@ async def _forwarded(commit: Commit, row: InboundMessage, msg: ParsedMessage, de
     The customer is acknowledged and the queue notified as for any new ticket; the forward as
     the agent sent it stays stored (inbound_raw), and an event says who forwarded it.
     """
-    from daemon.forwarded import original
+    from ticketd.daemon.forwarded import original
 
     found = original(msg)
     if found is None:
@@ -295,7 +295,7 @@ async def _follow(ticket_id: int, address: str, following: bool) -> None:
 
 def _notice(commit: Commit, ticket: TicketRow, agent: AgentConfig, msg: ParsedMessage, subject: str,
             lines: list[str]) -> None:
-    from daemon.notices import notice_draft
+    from ticketd.daemon.notices import notice_draft
 
     draft = notice_draft(commit.config, agent.address, subject, lines, in_reply_to=msg.message_id,
                          references=(*msg.references[-5:], msg.message_id) if msg.message_id else ())

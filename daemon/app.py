@@ -11,23 +11,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from daemon import due, retention, sweeper
-from daemon.config import Config, ConfigError, load_config
-from daemon.config_metrics import EndpointError
-from daemon.fetcher import MailboxWorker
-from daemon.imap import ImapSession
-from daemon.metrics import Metrics
-from daemon.observe import Observers
-from daemon.outbox import OutboxSender
-from daemon.pipeline import Processor
-from daemon.readiness import ServiceState
-from daemon.responders import build_responders
-from daemon.sdnotify import Notifier
-from daemon.start import parse_pool as parse_pool  # its old home: tests and tools name it here
-from daemon.terminal import safe_line
-from daemon.turn import WriteTurn
-from storage.db import database
-from storage.errors import TemporaryFailure
+from ticketd.daemon import due, retention, sweeper
+from ticketd.daemon.config import Config, ConfigError, load_config
+from ticketd.daemon.config_metrics import EndpointError
+from ticketd.daemon.fetcher import MailboxWorker
+from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.metrics import Metrics
+from ticketd.daemon.observe import Observers
+from ticketd.daemon.outbox import OutboxSender
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.readiness import ServiceState
+from ticketd.daemon.responders import build_responders
+from ticketd.daemon.sdnotify import Notifier
+from ticketd.daemon.start import parse_pool as parse_pool  # its old home: tests and tools name it here
+from ticketd.daemon.terminal import safe_line
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage.db import database
+from ticketd.storage.errors import TemporaryFailure
 
 log = logging.getLogger("ticketd")
 
@@ -139,7 +139,7 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
         stop_intake = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if config.lmtp is not None:
-            from daemon.lmtp_listen import ListenError, LmtpService  # aiosmtpd only where LMTP is on
+            from ticketd.daemon.lmtp_listen import ListenError, LmtpService  # aiosmtpd only where LMTP is on
 
             listener = LmtpService(config.lmtp, processor, finish_grace=min(5.0, config.stop_grace / 2))
             try:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
-from daemon.config_agents import DEDICATED, AgentConfig, QueueConfig, SkillGroup, Team
-from daemon.lifecycle import NEW, OPEN, PENDING
-from storage import bulk
+from ticketd.daemon.config_agents import DEDICATED, AgentConfig, QueueConfig, SkillGroup, Team
+from ticketd.daemon.lifecycle import NEW, OPEN, PENDING
+from ticketd.storage import bulk
 
 # What counts against max_open_per_agent and what least-open compares: tickets still waiting on
 # the agent (or on the customer, which he will have to read), in every queue: his load is his.

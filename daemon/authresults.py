@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from itertools import islice
 
-from daemon.addresses import normalize
+from ticketd.daemon.addresses import normalize
 
 MAX_FIELDS = 20  # fields read, top first
 # A longer field is not read at all: cut short, header.d=example.com.evil.test could read as

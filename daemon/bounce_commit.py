@@ -10,21 +10,21 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon import verp
-from daemon.filters import Decision
-from daemon.parsers.model import ParsedMessage
-from storage.models import Article, InboundMessage, InboundStatus, OutboundMessage, OutboundStatus, Suppression
-from storage.writes import TicketRow, load_tickets
+from ticketd.daemon import verp
+from ticketd.daemon.filters import Decision
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.storage.models import Article, InboundMessage, InboundStatus, OutboundMessage, OutboundStatus, Suppression
+from ticketd.storage.writes import TicketRow, load_tickets
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit, Outcome
+    from ticketd.daemon.commit import Commit, Outcome
 
 log = logging.getLogger("ticketd.pipeline")
 
 
 async def record_bounce(commit: Commit, row: InboundMessage, msg: ParsedMessage, decision: Decision) -> Outcome:
     """Attach the bounce as an internal article; never a new ticket. Suppress only on proof."""
-    from daemon.commit import Outcome
+    from ticketd.daemon.commit import Outcome
 
     info: dict[str, Any] = decision.detail("bounce")["bounce"]
     original = info.get("original_message_id", "")

@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Coroutine, Iterator, NoReturn, Sequence
 
-from daemon import cli_views
-from daemon.terminal import redact_url, safe_line
+from ticketd.daemon import cli_views
+from ticketd.daemon.terminal import redact_url, safe_line
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 # Start-up time is import time. The configuration and templates are imported by main() while
 # the garbage collector is paused (see _starting), and each command imports what only it needs
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(words)
     except _UsageError as exc:
-        from daemon.outgoing import one_line
+        from ticketd.daemon.outgoing import one_line
 
         # Under an MTA a typo in master.cf must defer mail (75), not bounce it (2).
         piped = "ingest" in words
@@ -55,22 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run" and not args.once:
             print("ticketd: --now goes with run --once (the daemon keeps the real time)", file=sys.stderr)
             return 2
-        from storage import clock
+        from ticketd.storage import clock
 
         clock.start_at(args.now)  # before the parse workers fork: they inherit it
     if args.command == "ingest":
         return _ingest_main(args)
     if args.command == "keygen":  # needs no configuration: it makes a key the configuration names
-        from daemon.keygen import main as keygen
+        from ticketd.daemon.keygen import main as keygen
 
         return keygen(args.file, args.force)
     with _starting():
-        from daemon.config import ConfigError, config_path, load_config
+        from ticketd.daemon.config import ConfigError, config_path, load_config
 
         try:
             config = load_config(config_path(args.config))
             if args.handler is not _run:  # `run` compiles them beside its first fetch (daemon.start)
-                from daemon.responders import build_responders
+                from ticketd.daemon.responders import build_responders
 
                 build_responders(config)  # compiles templates: a broken one stops us here
         except ConfigError as exc:
@@ -105,7 +105,7 @@ def _starting() -> Iterator[None]:
     pages that a collection in a worker would write to (the gc module's documentation).
     Tortoise's scan of its own source is skipped meanwhile (daemon.quickimport).
     """
-    from daemon.quickimport import without_source_scans
+    from ticketd.daemon.quickimport import without_source_scans
 
     enabled = gc.isenabled()
     gc.disable()
@@ -120,7 +120,7 @@ def _starting() -> Iterator[None]:
 
 def _database_error() -> type[Exception] | tuple[()]:
     """storage.db's DatabaseError once a command has imported it; before that none can be raised."""
-    db = sys.modules.get("storage.db")
+    db = sys.modules.get("ticketd.storage.db")
     return db.DatabaseError if db is not None else ()  # type: ignore[no-any-return]
 
 
@@ -132,11 +132,11 @@ def _ingest_main(args: argparse.Namespace) -> int:
     one short line on stderr and 75, the details go to the configured log.
     """
     with _starting():
-        from daemon.config import ConfigError, config_path, load_config
-        from daemon.ingest import ingest, read_message
-        from daemon.responders import build_responders
-        from storage.db import DatabaseError
-        from storage.errors import describe
+        from ticketd.daemon.config import ConfigError, config_path, load_config
+        from ticketd.daemon.ingest import ingest, read_message
+        from ticketd.daemon.responders import build_responders
+        from ticketd.storage.db import DatabaseError
+        from ticketd.storage.errors import describe
 
     try:
         config = load_config(config_path(args.config))
@@ -161,7 +161,7 @@ def _ingest_main(args: argparse.Namespace) -> int:
 
 
 def _short_error(text: str) -> None:
-    from daemon.outgoing import one_line
+    from ticketd.daemon.outgoing import one_line
 
     try:
         print(f"ticketd ingest: {one_line(text, 200)}", file=sys.stderr)
@@ -221,13 +221,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--json", action="store_true")
         cmd.set_defaults(handler=cli_views.quarantine_action)
     cli_views.inbound_parser(sub)
-    from daemon.status_report import add_command as add_status  # `status`: per mailbox, outbox, timers
+    from ticketd.daemon.status_report import add_command as add_status  # `status`: per mailbox, outbox, timers
 
     add_status(sub)
-    from daemon.sla.cli import add_commands  # `sla run`, `sla status`
+    from ticketd.daemon.sla.cli import add_commands  # `sla run`, `sla status`
 
     add_commands(sub)
-    from daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
+    from ticketd.daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
 
     add_data_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
@@ -247,7 +247,7 @@ def _now_option(command: argparse.ArgumentParser) -> None:
 
 def instant(text: str) -> datetime:
     """An argparse type: ``--now`` and the like (storage.clock.parse_instant), or a usage error."""
-    from storage.clock import parse_instant
+    from ticketd.storage.clock import parse_instant
 
     try:
         return parse_instant(text)
@@ -257,14 +257,14 @@ def instant(text: str) -> datetime:
 
 def _logging(config: Config, verbose: bool, one_line_stderr: bool = False) -> None:
     """Logs go where the config says (``daemon.log_target``); ingest keeps stderr for its one line."""
-    from daemon.logsetup import configure
+    from ticketd.daemon.logsetup import configure
 
     configure(config, verbose, one_line_stderr)
 
 
 def _run(config: Config, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     # Not a coroutine itself: the parse workers fork before the event loop and any thread exist.
-    from daemon import start
+    from ticketd.daemon import start
 
     return start.run(config, args.once, start.parse_pool())
 

@@ -10,16 +10,16 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from daemon.terminal import emit, print_json
+from ticketd.daemon.terminal import emit, print_json
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 
 async def tickets_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
+    from ticketd.daemon import render
+    from ticketd.storage import queries
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         tickets = await queries.ticket_list(args.limit or None, args.status, args.queue, args.assignee)
@@ -27,9 +27,9 @@ async def tickets_list(config: Config, args: argparse.Namespace) -> int:
 
 
 async def tickets_show(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
+    from ticketd.daemon import render
+    from ticketd.storage import queries
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         ticket = await queries.ticket_detail(args.number)
@@ -46,16 +46,16 @@ async def tickets_show(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _sla_shown(config: Config, number: int) -> Any:
-    from daemon.sla.clock import shown
-    from storage import clock
+    from ticketd.daemon.sla.clock import shown
+    from ticketd.storage import clock
 
     return await shown(config.sla, number, clock.now(), rules=config.rules)  # --now moves it
 
 
 async def quarantine_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import render
-    from storage import queries
-    from storage.db import database
+    from ticketd.daemon import render
+    from ticketd.storage import queries
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         held = await queries.quarantine_list()
@@ -63,7 +63,7 @@ async def quarantine_list(config: Config, args: argparse.Namespace) -> int:
 
 
 async def quarantine_action(config: Config, args: argparse.Namespace) -> int:
-    from daemon import quarantine, render
+    from ticketd.daemon import quarantine, render
 
     try:
         if args.action == "show":
@@ -84,7 +84,7 @@ async def quarantine_action(config: Config, args: argparse.Namespace) -> int:
 
 
 def inbound_parser(sub: Any) -> None:
-    from daemon.inbound import STATUSES
+    from ticketd.daemon.inbound import STATUSES
 
     inbound = sub.add_parser("inbound", help="every inbound message and what became of it") \
         .add_subparsers(dest="action", required=True)
@@ -100,14 +100,14 @@ def inbound_parser(sub: Any) -> None:
 
 
 async def _inbound_list(config: Config, args: argparse.Namespace) -> int:
-    from daemon import inbound
+    from ticketd.daemon import inbound
 
     rows = await inbound.listing(config, args.status, args.limit or None)
     return emit(rows, args.json, inbound.render_list)
 
 
 async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
-    from daemon import inbound, quarantine
+    from ticketd.daemon import inbound, quarantine
 
     try:
         row = await inbound.detail(config, args.id)
@@ -120,7 +120,7 @@ async def _inbound_show(config: Config, args: argparse.Namespace) -> int:
 async def rules_test(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from daemon.dryrun import explain, render_text
+    from ticketd.daemon.dryrun import explain, render_text
 
     first = next(iter((*config.mailboxes, *config.addresses)), None)  # a pipe-only site has no mailbox
     mailbox = args.mailbox if args.mailbox is not None else first.name if first else ""

@@ -13,27 +13,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon import customer_reply, lifecycle, logcontext, verp
-from daemon.addresses import is_own, is_valid
-from daemon.bounce_commit import record_bounce
-from daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
-from daemon.filters import DEFER, QUARANTINE, REJECT, Decision
-from daemon.metrics import ACKNOWLEDGEMENT
-from daemon.outgoing import one_line
-from daemon.parsers.model import ParsedMessage
-from daemon.prepare import Prepared
-from daemon.responders import Draft, ResponseContext, Withheld
-from daemon.responders.acknowledgement import reply_address
-from daemon.rules import Classification, classify, match_articles
-from daemon.threader import Threads
-from daemon.ticket_steps import ticket_view
-from storage import bulk
-from storage.models import InboundMessage, InboundStatus, OutboundMessage
-from storage.writes import GroupWrites, TicketRow
+from ticketd.daemon import customer_reply, lifecycle, logcontext, verp
+from ticketd.daemon.addresses import is_own, is_valid
+from ticketd.daemon.bounce_commit import record_bounce
+from ticketd.daemon.dedup import Earlier, earlier_of, key, load_earlier, same_message
+from ticketd.daemon.filters import DEFER, QUARANTINE, REJECT, Decision
+from ticketd.daemon.metrics import ACKNOWLEDGEMENT
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.prepare import Prepared
+from ticketd.daemon.responders import Draft, ResponseContext, Withheld
+from ticketd.daemon.responders.acknowledgement import reply_address
+from ticketd.daemon.rules import Classification, classify, match_articles
+from ticketd.daemon.threader import Threads
+from ticketd.daemon.ticket_steps import ticket_view
+from ticketd.storage import bulk
+from ticketd.storage.models import InboundMessage, InboundStatus, OutboundMessage
+from ticketd.storage.writes import GroupWrites, TicketRow
 
 if TYPE_CHECKING:
-    from daemon.agent_mail import AgentMail
-    from daemon.pipeline import Processor
+    from ticketd.daemon.agent_mail import AgentMail
+    from ticketd.daemon.pipeline import Processor
 
 log = logging.getLogger("ticketd.pipeline")
 
@@ -138,7 +138,7 @@ class Commit:
                 return await record_bounce(self, row, item.parsed, decision)
         mail = self._agent_mail(item.parsed)
         if mail is not None:
-            from daemon import agent_reply
+            from ticketd.daemon import agent_reply
 
             outcome = await agent_reply.record(self, row, item.parsed, decision, mail)
         else:
@@ -151,7 +151,7 @@ class Commit:
         team = self.config.team
         if team is None:
             return None
-        from daemon.agent_mail import agent_mail  # with agents only: `ingest` starts once per message
+        from ticketd.daemon.agent_mail import agent_mail  # with agents only: `ingest` starts once per message
 
         return agent_mail(msg, team, self.config.support_addresses, self.config.own_addresses)
 
@@ -214,8 +214,8 @@ class Commit:
             await self._assign(ticket, msg)
         after_hours: dict[str, Any] = {}
         if self.config.sla is not None:  # clocks start or next update restarts; triggers may escalate
-            from daemon.sla.hooks import customer_mail
-            from daemon.sla.oncall import after_hours as paged
+            from ticketd.daemon.sla.hooks import customer_mail
+            from ticketd.daemon.sla.oncall import after_hours as paged
 
             await customer_mail(self, ticket, msg, new=match is None, triggers=respond)  # not an agent's refused mail
             after_hours = paged(self, ticket) if match is None else {}
@@ -234,7 +234,7 @@ class Commit:
         team = self.config.team
         queue = team.queue(ticket.queue) if team is not None else None
         if queue is not None and (queue.assign != "none" or queue.unassigned_timeout):
-            from daemon.ticket_steps import assign_new
+            from ticketd.daemon.ticket_steps import assign_new
 
             await assign_new(self, ticket, msg.new_text or msg.text, queue)
 

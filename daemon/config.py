@@ -11,9 +11,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from daemon.config_section import ConfigError as ConfigError, Section as Section  # re-exported: their old home
-from daemon.credentials import Secret, read_secret
-from daemon.verp import check_base
+from ticketd.daemon.config_section import ConfigError as ConfigError, Section as Section  # re-exported: their old home
+from ticketd.daemon.credentials import Secret, read_secret
+from ticketd.daemon.verp import check_base
 
 
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -171,10 +171,10 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     database.done()
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
-    from daemon.config_lmtp import load_lmtp
-    from daemon.config_metrics import load_metrics
-    from daemon.filters.registry import load_filters
-    from daemon.rules_load import load_rules
+    from ticketd.daemon.config_lmtp import load_lmtp
+    from ticketd.daemon.config_metrics import load_metrics
+    from ticketd.daemon.filters.registry import load_filters
+    from ticketd.daemon.rules_load import load_rules
 
     ack = _acknowledgement(top.sub("acknowledgement", {}))
     limits = top.sub("limits", {})
@@ -201,15 +201,15 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     team = None
     if {"agents", "queues", "signing"} & set(top.data):  # else not even imported: `ingest` starts per message
-        from daemon.config_agents import load_team
+        from ticketd.daemon.config_agents import load_team
 
         team = load_team(top, env, tuple(p.address for p in points), own)
-    from daemon.config_lifecycle import load_lifecycle
+    from ticketd.daemon.config_lifecycle import load_lifecycle
 
     lifecycle = load_lifecycle(top, team)  # (lifecycle, survey, notifications)
     sla = _sla(top, team)
     if sla is not None:
-        from daemon.sla.config import unassigned_default
+        from ticketd.daemon.sla.config import unassigned_default
 
         team = unassigned_default(team, sla)
     raw_after_days = _retention(top.sub("retention", {}))
@@ -233,7 +233,7 @@ def _sla(top: Section, team: Any) -> Any:
     if "sla" not in top.data:
         top.seen.add("sla")
         return None
-    from daemon.sla.config import sla_config, with_team
+    from ticketd.daemon.sla.config import sla_config, with_team
 
     return with_team(sla_config(top.sub("sla")), top.file, team)
 

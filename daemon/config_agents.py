@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.addresses import is_own, is_valid, normalize
-from daemon.config_section import Section
-from daemon.credentials import Secret, read_secret
-from daemon.signing import DEFAULT_FORMAT, MIN_KEY_BYTES, check_base, check_format
+from ticketd.daemon.addresses import is_own, is_valid, normalize
+from ticketd.daemon.config_section import Section
+from ticketd.daemon.credentials import Secret, read_secret
+from ticketd.daemon.signing import DEFAULT_FORMAT, MIN_KEY_BYTES, check_base, check_format
 
 ASSIGN_MODES = ("round-robin", "least-open", "skills", "none")
 DEDICATED = "agent"  # QueueConfig.assign when the config names an agent's address

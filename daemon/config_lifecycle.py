@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from daemon.config_section import Section
-from daemon.lifecycle import LifecycleConfig
+from ticketd.daemon.config_section import Section
+from ticketd.daemon.lifecycle import LifecycleConfig
 
 MAX_SECONDS = 100 * 365 * 86400
 # What daemon.lifecycle.is_thanks makes of a mail's words: letters, an apostrophe inside, single spaces.

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from daemon.config_section import Section
+    from ticketd.daemon.config_section import Section
 
 LISTEN_EXPECTED = ('an absolute Unix socket path like "/run/ticketd/lmtp.sock", or a loopback address '
                    'like "127.0.0.1:2424" or "[::1]:2424"')

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from daemon.config_section import Section
+    from ticketd.daemon.config_section import Section
 
 LISTEN_EXPECTED = 'an address and port like "127.0.0.1:9101" or "[::1]:9101"'
 REMOTE = (" on a loopback address (127.0.0.1, ::1): the endpoint has no authentication and names the "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, TypeVar
 
-from daemon.credentials import is_secret_key
-from daemon.terminal import redact_url
+from ticketd.daemon.credentials import is_secret_key
+from ticketd.daemon.terminal import redact_url
 
 T = TypeVar("T")
 

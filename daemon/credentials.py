@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # config imports this module; at run time only the Section object is used
-    from daemon.config import Section
+    from ticketd.daemon.config import Section
 
 
 class Secret:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from daemon import lifecycle, satisfaction
-from daemon.filters.autoreply import automatic_reason
-from daemon.parsers.model import ParsedMessage
-from daemon.ticket_steps import change_status, ticket_view
-from storage.models import OutboundMessage, Ticket
-from storage.writes import TicketRow
+from ticketd.daemon import lifecycle, satisfaction
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.ticket_steps import change_status, ticket_view
+from ticketd.storage.models import OutboundMessage, Ticket
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
+    from ticketd.daemon.commit import Commit
 
 
 
@@ -64,10 +64,10 @@ async def _rated(commit: Commit, ticket: TicketRow, rating: int, comment: str, w
     team = commit.config.team
     queue = team.queue(ticket.queue) if team is not None else None
     if rating <= satisfaction.LOW and queue is not None and queue.lead:
-        from daemon.notices import low_csat_draft
+        from ticketd.daemon.notices import low_csat_draft
 
         commit._outbound_row(ticket, low_csat_draft(commit.config, queue.lead, ticket_view(ticket), rating, comment))
     if commit.config.sla is not None:  # after: the lead told is the queue's that served it, not a tier's
-        from daemon.sla.hooks import rated
+        from ticketd.daemon.sla.hooks import rated
 
         await rated(commit, ticket, rating)

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
-from daemon.cli import instant
+from ticketd.daemon.cli import instant
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 
 def add_commands(sub: Any) -> None:
@@ -43,7 +43,7 @@ def add_commands(sub: Any) -> None:
 
 
 def _fail(text: str) -> int:
-    from daemon.terminal import safe_line
+    from ticketd.daemon.terminal import safe_line
 
     print(f"ticketd: {safe_line(text)}", file=sys.stderr)
     return 1
@@ -51,7 +51,7 @@ def _fail(text: str) -> int:
 
 def _temporary(exc: Exception, what: str) -> int:
     """A locked or unreachable database: one line and 75 (try again); anything else is a bug, shown as one."""
-    from storage.errors import describe, is_temporary
+    from ticketd.storage.errors import describe, is_temporary
 
     if not is_temporary(exc):
         raise exc
@@ -60,9 +60,9 @@ def _temporary(exc: Exception, what: str) -> int:
 
 
 async def _export(config: Config, args: argparse.Namespace) -> int:
-    from storage import clock
-    from storage.db import database
-    from storage.export import export
+    from ticketd.storage import clock
+    from ticketd.storage.db import database
+    from ticketd.storage.export import export
 
     async with database(config.database_url, config.busy_timeout):
         try:
@@ -111,8 +111,8 @@ def _version() -> str:
 
 
 async def _import(config: Config, args: argparse.Namespace) -> int:
-    from storage.db import database
-    from storage.load import LoadError, load
+    from ticketd.storage.db import database
+    from ticketd.storage.load import LoadError, load
 
     source = "<stdin>" if args.file == "-" else args.file
     try:
@@ -142,8 +142,8 @@ def _input(name: str) -> Iterator[BinaryIO]:
 async def _backup(config: Config, args: argparse.Namespace) -> int:
     import asyncio
 
-    from daemon.terminal import redact_url
-    from storage.backup import BackupError, backup, sqlite_path
+    from ticketd.daemon.terminal import redact_url
+    from ticketd.storage.backup import BackupError, backup, sqlite_path
 
     source = sqlite_path(config.database_url)
     if source is None:
@@ -162,10 +162,10 @@ async def _backup(config: Config, args: argparse.Namespace) -> int:
 async def _prune(config: Config, args: argparse.Namespace) -> int:
     if not config.raw_after_days:
         return _fail(f"{config.path}: retention.raw_after_days is not set (or 0: keep for ever): nothing to prune")
-    from daemon.retention import prune
-    from daemon.terminal import print_json
-    from storage import clock
-    from storage.db import database
+    from ticketd.daemon.retention import prune
+    from ticketd.daemon.terminal import print_json
+    from ticketd.storage import clock
+    from ticketd.storage.db import database
 
     try:
         async with database(config.database_url, config.busy_timeout):
@@ -183,7 +183,7 @@ async def _prune(config: Config, args: argparse.Namespace) -> int:
 
 async def _upgrade(config: Config, args: argparse.Namespace) -> int:
     """The one way an older schema becomes this code's (storage.schema): the daemon refuses it until then."""
-    from storage.db import database
+    from ticketd.storage.db import database
 
     try:
         async with database(config.database_url, config.busy_timeout, upgrade=True) as (found, now):

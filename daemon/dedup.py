@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.parsers.model import ParsedMessage
-from storage import bulk
-from storage.models import InboundMessage, InboundStatus
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.storage import bulk
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.config import Config
-from daemon.filters.registry import build_filters
-from daemon.prepare import parse_or_reason, run_filters
-from daemon.filters import FilterContext
-from daemon.responders.acknowledgement import Acknowledgement, reply_address
-from daemon.responders import TicketView
-from daemon.rules import classify, match_articles
-from storage import clock
+from ticketd.daemon.config import Config
+from ticketd.daemon.filters.registry import build_filters
+from ticketd.daemon.prepare import parse_or_reason, run_filters
+from ticketd.daemon.filters import FilterContext
+from ticketd.daemon.responders.acknowledgement import Acknowledgement, reply_address
+from ticketd.daemon.responders import TicketView
+from ticketd.daemon.rules import classify, match_articles
+from ticketd.storage import clock
 
 
 async def explain(config: Config, raw: bytes, mailbox: str) -> dict[str, Any]:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
-from daemon import lifecycle
-from daemon.commit import Commit
-from daemon.relay import thread_of
-from daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
-from storage import bulk
-from storage.errors import TemporaryFailure, describe, is_temporary
-from storage.models import DueStep, Ticket
-from storage.writes import TicketRow, load_tickets
+from ticketd.daemon import lifecycle
+from ticketd.daemon.commit import Commit
+from ticketd.daemon.relay import thread_of
+from ticketd.daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
+from ticketd.storage import bulk
+from ticketd.storage.errors import TemporaryFailure, describe, is_temporary
+from ticketd.storage.models import DueStep, Ticket
+from ticketd.storage.writes import TicketRow, load_tickets
 
 if TYPE_CHECKING:
-    from daemon.pipeline import Processor
+    from ticketd.daemon.pipeline import Processor
 
 log = logging.getLogger("ticketd.due")
 
@@ -148,7 +148,7 @@ async def _clocks(commit: Commit, steps: list[tuple[int, int, str]]) -> dict[int
     ids = {int(t) for _, t, kind in steps if kind.startswith("sla_")}
     if not ids or commit.config.sla is None:
         return {}
-    from daemon.sla.clock import load_clocks
+    from ticketd.daemon.sla.clock import load_clocks
 
     return await load_clocks(ids, commit.config.rules)
 
@@ -164,12 +164,12 @@ def _blame(exc: Exception, message: str, quiet: bool = False) -> None:
 async def _run(commit: Commit, kind: str, ticket: TicketRow, clock: Any = None) -> None:
     """One step; ``clock``: the ticket's SLA clock when read with the batch."""
     if kind.startswith("sla_"):  # written only with [sla]: the module is imported only then
-        from daemon.sla.fire import fire
+        from ticketd.daemon.sla.fire import fire
 
         await fire(commit, kind, ticket, clock)  # which logs what it fired
         return
     if kind == lifecycle.PENDING_REMINDER and ticket.status == lifecycle.PENDING and ticket.requester:
-        from daemon.notices import reminder_draft
+        from ticketd.daemon.notices import reminder_draft
 
         thread = await thread_of(ticket.id)
         commit._outbound_row(ticket, reminder_draft(commit.config, ticket_view(ticket), ticket.requester,
@@ -191,7 +191,7 @@ async def _report_unassigned(commit: Commit, ticket: TicketRow) -> bool:
     """Tell the queue's lead (else its agents) that nobody took the ticket; False if someone did."""
     if (await Ticket.filter(id=ticket.id).first().values("assignee"))["assignee"]:
         return False
-    from daemon.notices import notice_draft
+    from ticketd.daemon.notices import notice_draft
 
     team = commit.config.team
     queue = team.queue(ticket.queue) if team is not None else None
@@ -206,7 +206,7 @@ async def _report_unassigned(commit: Commit, ticket: TicketRow) -> bool:
              "Answer its notification with #assign ADDRESS to give it to someone."], kind="unassigned_report"))
     commit.writes.event(ticket.id, "unassigned_reported", {"to": list(targets)}, who="system")
     if commit.config.sla is not None:  # nobody's for so long: a trigger of escalation
-        from daemon.sla.hooks import unassigned
+        from ticketd.daemon.sla.hooks import unassigned
 
         await unassigned(commit, ticket, timedelta(seconds=waited))
     return True

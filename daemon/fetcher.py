@@ -10,14 +10,14 @@ from typing import Callable
 
 from aioimaplib import aioimaplib
 
-from daemon import logcontext
-from daemon.config import MailboxConfig
-from daemon.health import MailboxHealth
-from daemon.imap import FetchedMessage, ImapError, ImapSession
-from daemon.pipeline import Processor
-from storage import intake
-from storage.errors import is_temporary
-from storage.models import InboundMessage, InboundStatus, Mailbox
+from ticketd.daemon import logcontext
+from ticketd.daemon.config import MailboxConfig
+from ticketd.daemon.health import MailboxHealth
+from ticketd.daemon.imap import FetchedMessage, ImapError, ImapSession
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage import intake
+from ticketd.storage.errors import is_temporary
+from ticketd.storage.models import InboundMessage, InboundStatus, Mailbox
 
 log = logging.getLogger("ticketd.intake")
 

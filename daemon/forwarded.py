@@ -15,11 +15,11 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from daemon import parsers
-from daemon.addresses import is_valid
-from daemon.parsers import _reply_words as words
-from daemon.parsers.encoded_words import decode_words
-from daemon.parsers.model import Address, ParsedMessage, UnreadableMessage
+from ticketd.daemon import parsers
+from ticketd.daemon.addresses import is_valid
+from ticketd.daemon.parsers import _reply_words as words
+from ticketd.daemon.parsers.encoded_words import decode_words
+from ticketd.daemon.parsers.model import Address, ParsedMessage, UnreadableMessage
 
 # "Fwd:" in the forwarding client's language: en (Fwd, Fw), de (WG), fr (TR), es (RV),
 # pt (Enc), nl (Doorst), it (I). The default of the ``prefixes`` parameters.

@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from daemon.metrics import DatabaseFigures, Metrics
-from daemon.outgoing import one_line
-from daemon.turn import WriteTurn
-from storage import clock, status
-from storage.errors import describe
+from ticketd.daemon.metrics import DatabaseFigures, Metrics
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage import clock, status
+from ticketd.storage.errors import describe
 
 log = logging.getLogger("ticketd.status")
 

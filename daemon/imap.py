@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 from aioimaplib import aioimaplib
 
-from daemon.config import ImapConfig, Peer
+from ticketd.daemon.config import ImapConfig, Peer
 
 log = logging.getLogger("ticketd.imap")
 

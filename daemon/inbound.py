@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.config import Config
-from daemon.terminal import safe_line
+from ticketd.daemon.config import Config
+from ticketd.daemon.terminal import safe_line
 
 # storage.models.InboundStatus's RECEIVED and FINAL, spelled out: the command line offers them
 # as --status choices when it builds its parser, for every command, and storage.models would
@@ -14,17 +14,17 @@ STATUSES = ("received", "processed", "duplicate", "quarantined", "rejected")
 
 
 async def listing(config: Config, status: str | None, limit: int | None) -> list[dict[str, Any]]:
-    from storage import queries
-    from storage.db import database
+    from ticketd.storage import queries
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         return await queries.inbound_list(status, limit)
 
 
 async def detail(config: Config, inbound_id: int) -> dict[str, Any]:
-    from daemon.quarantine import QuarantineError, summary_headers
-    from storage import intake, queries
-    from storage.db import database
+    from ticketd.daemon.quarantine import QuarantineError, summary_headers
+    from ticketd.storage import intake, queries
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         row = await queries.inbound_row(inbound_id)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import BinaryIO
 
-from daemon.config import Config, ConfigError
-from daemon.pipeline import Processor
-from daemon.responders import build_responders
-from storage import intake
-from storage.db import database
-from storage.errors import TemporaryFailure
+from ticketd.daemon.config import Config, ConfigError
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.responders import build_responders
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.errors import TemporaryFailure
 
 log = logging.getLogger("ticketd.intake")
 

@@ -9,12 +9,12 @@ from typing import Any, Callable
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
-from daemon.addresses import normalize, split
-from daemon.config import AddressConfig, Config, MailboxConfig
-from daemon.lmtp_data import ChunkedData
-from daemon.lmtp_store import GroupCommit
-from daemon.terminal import safe_line
-from storage.errors import describe, is_temporary
+from ticketd.daemon.addresses import normalize, split
+from ticketd.daemon.config import AddressConfig, Config, MailboxConfig
+from ticketd.daemon.lmtp_data import ChunkedData
+from ticketd.daemon.lmtp_store import GroupCommit
+from ticketd.daemon.terminal import safe_line
+from ticketd.storage.errors import describe, is_temporary
 
 log = logging.getLogger("ticketd.lmtp")
 

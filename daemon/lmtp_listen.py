@@ -10,13 +10,13 @@ import stat
 import weakref
 from pathlib import Path
 
-from daemon.config_lmtp import LmtpConfig, group_id
-from daemon.lmtp import LmtpHandler, LmtpServer
-from daemon.lmtp_queue import Backlog, drain
-from daemon.lmtp_store import GroupCommit
-from daemon.pipeline import Processor
-from daemon.terminal import safe_line
-from storage.models import InboundMessage, InboundStatus
+from ticketd.daemon.config_lmtp import LmtpConfig, group_id
+from ticketd.daemon.lmtp import LmtpHandler, LmtpServer
+from ticketd.daemon.lmtp_queue import Backlog, drain
+from ticketd.daemon.lmtp_store import GroupCommit
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.terminal import safe_line
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 log = logging.getLogger("ticketd.lmtp")
 

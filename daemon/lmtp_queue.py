@@ -7,9 +7,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from daemon.pipeline import Processor
-from storage.errors import describe, is_temporary
-from storage.models import InboundMessage
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage.errors import describe, is_temporary
+from ticketd.storage.models import InboundMessage
 
 log = logging.getLogger("ticketd.lmtp")
 

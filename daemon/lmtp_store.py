@@ -9,10 +9,10 @@ from typing import Callable
 
 from tortoise.transactions import in_transaction
 
-from daemon.pipeline import Processor
-from storage import intake
-from storage.errors import describe, is_temporary
-from storage.models import InboundMessage, Mailbox
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage import intake
+from ticketd.storage.errors import describe, is_temporary
+from ticketd.storage.models import InboundMessage, Mailbox
 
 log = logging.getLogger("ticketd.lmtp")
 

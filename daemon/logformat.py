@@ -14,8 +14,8 @@ import re
 import time
 from typing import Any
 
-from daemon import logcontext
-from daemon.terminal import safe_line
+from ticketd.daemon import logcontext
+from ticketd.daemon.terminal import safe_line
 
 FORMATS = ("text", "keyvalue", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -14,10 +14,10 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from daemon.logformat import build
+from ticketd.daemon.logformat import build
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 # Libraries whose debug lines would flood the log (or, aioimaplib's, show a login): WARNING
 # at the most verbose.

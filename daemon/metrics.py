@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from daemon.commit import Outcome
+    from ticketd.daemon.commit import Outcome
 
 # Seconds from a message's arrival (its raw bytes committed) to the SMTP server's 250 for its
 # acknowledgement: the benchmark's target is a p95 within 1 s, an outage shows in the top ones.

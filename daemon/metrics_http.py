@@ -19,10 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from daemon.config_metrics import EndpointError, MetricsConfig
-from daemon.health import MailboxHealth
-from daemon.metrics import Histogram, Metrics
-from storage import clock
+from ticketd.daemon.config_metrics import EndpointError, MetricsConfig
+from ticketd.daemon.health import MailboxHealth
+from ticketd.daemon.metrics import Histogram, Metrics
+from ticketd.storage import clock
 
 log = logging.getLogger("ticketd.metrics")
 

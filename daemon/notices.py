@@ -14,12 +14,12 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from daemon.config import Config, ConfigError
-from daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
-from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
-from daemon.responders import Draft, TicketView
-from daemon.templating import Template, load_template
-from storage import clock
+from ticketd.daemon.config import Config, ConfigError
+from ticketd.daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
+from ticketd.daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
+from ticketd.daemon.responders import Draft, TicketView
+from ticketd.daemon.templating import Template, load_template
+from ticketd.storage import clock
 
 # The commands an agent may write at the top of a reply (daemon.commands), as the mails show them.
 COMMAND_HELP = ("#status open|pending|solved|closed", "#priority P1-P4", "#assign ADDRESS", "#queue NAME",

@@ -6,13 +6,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from daemon.health import HealthWriter
+from ticketd.daemon.health import HealthWriter
 
 if TYPE_CHECKING:
-    from daemon.config import Config
-    from daemon.fetcher import MailboxWorker
-    from daemon.metrics_http import Endpoint
-    from daemon.pipeline import Processor
+    from ticketd.daemon.config import Config
+    from ticketd.daemon.fetcher import MailboxWorker
+    from ticketd.daemon.metrics_http import Endpoint
+    from ticketd.daemon.pipeline import Processor
 
 log = logging.getLogger("ticketd.status")
 
@@ -34,7 +34,7 @@ class Observers:
         """Serve the endpoint (EndpointError if it cannot be), then start writing."""
         metrics = None
         if self.config.metrics is not None:
-            from daemon.metrics_http import Endpoint  # prometheus_client only where [metrics] asks for it
+            from ticketd.daemon.metrics_http import Endpoint  # prometheus_client only where [metrics] asks for it
 
             self.endpoint = Endpoint(self.config.metrics, self.processor.metrics, self.boxes)
             await self.endpoint.start()

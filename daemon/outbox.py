@@ -14,20 +14,20 @@ from typing import Callable
 import aiosmtplib
 from tortoise.expressions import F
 
-from daemon import logcontext
-from daemon.config import SmtpConfig
-from daemon.metrics import Metrics
-from daemon import outbox_pipeline as pipeline
-from daemon.outbox_due import Due, due_rows, next_due
-from daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
-from daemon.outbox_pipeline import FirstFlight
-from daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
-from daemon.outage import Outage
-from daemon.outgoing import one_line
-from daemon.sent import Accepted, SentLedger
-from daemon.turn import WriteTurn
-from storage import clock
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.daemon import logcontext
+from ticketd.daemon.config import SmtpConfig
+from ticketd.daemon.metrics import Metrics
+from ticketd.daemon import outbox_pipeline as pipeline
+from ticketd.daemon.outbox_due import Due, due_rows, next_due
+from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
+from ticketd.daemon.outbox_pipeline import FirstFlight
+from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
+from ticketd.daemon.outage import Outage
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.sent import Accepted, SentLedger
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage import clock
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 
 __all__ = ["DeliveryReport", "Envelope", "EnvelopeError", "OutboxSender", "Unreachable", "plan_envelope"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from tortoise.queryset import QuerySet
 
-from storage import bulk
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage import bulk
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 
 COLUMNS = ("id", "kind", "message_id", "mail_from", "recipients", "attempts", "created_at", "raw_bytes",
            # The ticket's number, for the row's log lines: a primary-key lookup, not a join to scan.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.addresses import is_valid
-from daemon.outgoing import one_line
+from ticketd.daemon.addresses import is_valid
+from ticketd.daemon.outgoing import one_line
 
 
 class EnvelopeError(ValueError):

@@ -6,9 +6,9 @@ import time
 
 import aiosmtplib
 
-from daemon.config import SmtpConfig
-from daemon.imap import tls_context
-from daemon.outgoing import one_line
+from ticketd.daemon.config import SmtpConfig
+from ticketd.daemon.imap import tls_context
+from ticketd.daemon.outgoing import one_line
 
 # Anything that goes wrong with the connection itself (dropped, hung, TLS, refused TCP): the
 # server cannot take mail now, whatever the message.

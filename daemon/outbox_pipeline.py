@@ -22,7 +22,7 @@ from aiosmtplib import SMTPDataError, SMTPReadTimeoutError, SMTPRecipientRefused
 from aiosmtplib import SMTPServerDisconnected
 from aiosmtplib.protocol import COMMAND_INJECTION_REGEX, PERIOD_REGEX, normalize_message_line_endings
 
-from daemon.outbox_envelope import Envelope, EnvelopeError
+from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError
 
 MAX_LINE = 8192  # as aiosmtplib: a reply line, and a whole reply at four times that
 

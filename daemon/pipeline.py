@@ -9,17 +9,17 @@ from typing import Callable
 
 from tortoise.transactions import in_transaction
 
-from daemon.commit import ROW_FIELDS, Commit, Outcome
-from daemon.config import AddressConfig, Config, MailboxConfig
-from daemon.filters import Filter
-from daemon.filters.registry import build_filters
-from daemon.metrics import Metrics
-from daemon.prepare import Clock, Prepared, filter_all, parse_all, utcnow
-from daemon.responders import Responder, build_responders
-from daemon.turn import WriteTurn
-from storage import intake
-from storage.errors import TemporaryFailure, describe, is_temporary
-from storage.models import InboundMessage, InboundStatus
+from ticketd.daemon.commit import ROW_FIELDS, Commit, Outcome
+from ticketd.daemon.config import AddressConfig, Config, MailboxConfig
+from ticketd.daemon.filters import Filter
+from ticketd.daemon.filters.registry import build_filters
+from ticketd.daemon.metrics import Metrics
+from ticketd.daemon.prepare import Clock, Prepared, filter_all, parse_all, utcnow
+from ticketd.daemon.responders import Responder, build_responders
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage import intake
+from ticketd.storage.errors import TemporaryFailure, describe, is_temporary
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 log = logging.getLogger("ticketd.pipeline")
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from daemon import logcontext
-from daemon.filters import ACCEPT, REJECT, Decision, Filter, FilterContext, Verdict, combine
-from daemon.parsers import parse_message
-from daemon.parsers.model import ParsedMessage, UnreadableMessage
-from storage import clock
+from ticketd.daemon import logcontext
+from ticketd.daemon.filters import ACCEPT, REJECT, Decision, Filter, FilterContext, Verdict, combine
+from ticketd.daemon.parsers import parse_message
+from ticketd.daemon.parsers.model import ParsedMessage, UnreadableMessage
+from ticketd.storage import clock
 
 log = logging.getLogger("ticketd.filters")
 

@@ -6,11 +6,11 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from typing import Any
 
-from daemon.config import Config
-from daemon.pipeline import Processor
-from storage import intake, queries
-from storage.db import database
-from storage.models import InboundMessage, InboundStatus
+from ticketd.daemon.config import Config
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage import intake, queries
+from ticketd.storage.db import database
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 SUMMARY_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
 

@@ -13,9 +13,9 @@ import asyncio
 import logging
 from typing import Callable
 
-from daemon.fetcher import MailboxWorker
-from daemon.outbox import OutboxSender
-from daemon.sdnotify import Notifier
+from ticketd.daemon.fetcher import MailboxWorker
+from ticketd.daemon.outbox import OutboxSender
+from ticketd.daemon.sdnotify import Notifier
 
 log = logging.getLogger("ticketd.systemd")
 

@@ -13,12 +13,12 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 
-from daemon.config import Config
-from daemon.config_agents import AgentConfig
-from daemon.outgoing import new_message_id, one_line, reply_subject
-from daemon.parsers.model import Attachment
-from daemon.responders import Draft
-from storage import bulk, clock
+from ticketd.daemon.config import Config
+from ticketd.daemon.config_agents import AgentConfig
+from ticketd.daemon.outgoing import new_message_id, one_line, reply_subject
+from ticketd.daemon.parsers.model import Attachment
+from ticketd.daemon.responders import Draft
+from ticketd.storage import bulk, clock
 
 MAX_REFERENCES = 10  # the first message and the nearest ones are what clients thread by
 

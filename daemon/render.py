@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from daemon.terminal import safe_line as line
-from daemon.terminal import safe_text
+from ticketd.daemon.terminal import safe_line as line
+from ticketd.daemon.terminal import safe_text
 
 # Everything below comes from mail: a subject, an address or a body may carry escape sequences
 # (OSC 52 writes the reader's clipboard) or bidi overrides. Fields are cut to width before

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
-from storage import retention
-from storage.errors import describe, is_temporary
+from ticketd.storage import retention
+from ticketd.storage.errors import describe, is_temporary
 
 if TYPE_CHECKING:
-    from daemon.pipeline import Processor
-    from daemon.turn import WriteTurn
+    from ticketd.daemon.pipeline import Processor
+    from ticketd.daemon.turn import WriteTurn
 
 log = logging.getLogger("ticketd.retention")
 

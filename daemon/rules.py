@@ -70,7 +70,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.parsers.model import ParsedMessage
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 FIELDS = ("subject", "body")

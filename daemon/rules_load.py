@@ -11,8 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from daemon.config import ConfigError, Section
-from daemon.rules import _CONDITIONS, _NAME, FIELDS, PRIORITIES, HelpArticle, Rule, RuleSet
+from ticketd.daemon.config import ConfigError, Section
+from ticketd.daemon.rules import _CONDITIONS, _NAME, FIELDS, PRIORITIES, HelpArticle, Rule, RuleSet
 
 
 def load_rules(section: Section, config_dir: Path) -> RuleSet:

@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from daemon import logcontext
-from storage import bulk
-from storage.errors import describe, is_temporary
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.daemon import logcontext
+from ticketd.storage import bulk
+from ticketd.storage.errors import describe, is_temporary
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 
 log = logging.getLogger("ticketd.smtp")
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from string import Formatter
 
-from daemon import tokens
-from daemon.addresses import MAX_ADDRESS_OCTETS, normalize
-from daemon.authresults import authentication_passed as authentication_passed  # the other proof
-from daemon.tokens import ATOM, LOCAL_MAX, header_addresses, sign
+from ticketd.daemon import tokens
+from ticketd.daemon.addresses import MAX_ADDRESS_OCTETS, normalize
+from ticketd.daemon.authresults import authentication_passed as authentication_passed  # the other proof
+from ticketd.daemon.tokens import ATOM, LOCAL_MAX, header_addresses, sign
 
 # 10 bytes (80 bits) of the MAC, 16 lower-case base32 characters. Forging one is guessing
 # online: the key never leaves the server, each guess costs a delivered mail and a failure

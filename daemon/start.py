@@ -24,11 +24,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from daemon.imap import ImapSession
-from daemon.sdnotify import Notifier
+from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.sdnotify import Notifier
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 
 def parse_pool(workers: int | None = None) -> Executor | None:
@@ -50,7 +50,7 @@ def parse_pool(workers: int | None = None) -> Executor | None:
 
 def _start_worker(parent: int) -> None:
     _die_with_parent(parent)
-    import daemon.prepare  # noqa: F401  (the parser: before the first batch arrives, not with it)
+    import ticketd.daemon.prepare  # noqa: F401  (the parser: before the first batch arrives, not with it)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -66,7 +66,7 @@ def _die_with_parent(parent: int) -> None:
 
 async def run(config: Config, once: bool, pool: Executor | None) -> int:
     """Begin every mailbox's session, import the daemon meanwhile, then run it with both."""
-    from storage.peek import folder_positions
+    from ticketd.storage.peek import folder_positions
 
     paused = gc.isenabled()
     gc.disable()  # as in cli._starting: the imports allocate much and free little
@@ -109,16 +109,16 @@ def _import_daemon(config: Config) -> tuple[asyncio.Future[ModuleType], threadin
             done.set_exception(error) if error is not None else done.set_result(module)  # type: ignore[arg-type]
 
     def work() -> None:
-        from daemon.quickimport import without_source_scans
+        from ticketd.daemon.quickimport import without_source_scans
 
         try:
             with without_source_scans():
-                from daemon import app
-                from daemon.responders import build_responders
+                from ticketd.daemon import app
+                from ticketd.daemon.responders import build_responders
 
                 build_responders(config)
                 if config.metrics is not None:  # prometheus_client, ~45 ms: here, beside the first fetch
-                    importlib.import_module("daemon.metrics_http")
+                    importlib.import_module("ticketd.daemon.metrics_http")
         except BaseException as exc:  # handed to the loop, which raises it where it is awaited
             loop.call_soon_threadsafe(settle, None, exc)
         else:

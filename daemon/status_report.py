@@ -12,11 +12,11 @@ import argparse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.terminal import emit, safe_line
+from ticketd.daemon.terminal import emit, safe_line
 
 if TYPE_CHECKING:
-    from daemon.config import Config
-    from storage.status import MailboxRow, Outbox, Timers
+    from ticketd.daemon.config import Config
+    from ticketd.storage.status import MailboxRow, Outbox, Timers
 
 # Imported by the command line's parser: the database and daemon.health are imported when it runs.
 
@@ -29,9 +29,9 @@ def add_command(sub: Any) -> None:
 
 
 async def status_command(config: Config, args: argparse.Namespace) -> int:
-    from daemon.health import HEARTBEAT
-    from storage import clock, status
-    from storage.db import database
+    from ticketd.daemon.health import HEARTBEAT
+    from ticketd.storage import clock, status
+    from ticketd.storage.db import database
 
     now = clock.now()
     async with database(config.database_url, config.busy_timeout):

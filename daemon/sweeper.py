@@ -7,11 +7,11 @@ import logging
 from datetime import timedelta
 from itertools import groupby
 
-from daemon.config import Config
-from daemon.pipeline import Processor
-from storage import clock
-from storage.errors import TemporaryFailure
-from storage.models import InboundMessage, InboundStatus
+from ticketd.daemon.config import Config
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage import clock
+from ticketd.storage.errors import TemporaryFailure
+from ticketd.storage.models import InboundMessage, InboundStatus
 
 log = logging.getLogger("ticketd.intake")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from daemon.parsers.model import ParsedMessage
-from storage import bulk
-from storage.writes import TicketRow, load_tickets
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.storage import bulk
+from ticketd.storage.writes import TicketRow, load_tickets
 
 _TAG = re.compile(r"\[#(\d{1,18})\]")
 # A reply's nearest ancestors are what thread it; a hostile References header of thousands

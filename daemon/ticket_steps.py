@@ -9,18 +9,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from daemon import lifecycle
-from daemon.relay import thread_of
-from daemon.responders import TicketView
+from ticketd.daemon import lifecycle
+from ticketd.daemon.relay import thread_of
+from ticketd.daemon.responders import TicketView
 from tortoise.expressions import F
 
-from storage import bulk
-from storage.models import DueStep, Ticket
-from storage.writes import TicketRow
+from ticketd.storage import bulk
+from ticketd.storage.models import DueStep, Ticket
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
-    from daemon.config_agents import QueueConfig
+    from ticketd.daemon.commit import Commit
+    from ticketd.daemon.config_agents import QueueConfig
 
 UNASSIGNED_REPORT = "unassigned_report"  # a new ticket nobody took within its queue's timeout
 
@@ -46,7 +46,7 @@ async def change_status(commit: Commit, ticket: TicketRow, new: str, who: str, r
     commit.writes.event(ticket.id, "status_changed", {"from": old, "to": new, **({"reopened": True} if reopened
                                                                                  else {})}, who=who)
     if commit.config.sla is not None:  # pending pauses, solved and closed stop, a reopen resumes
-        from daemon.sla.schedule import reschedule_sla
+        from ticketd.daemon.sla.schedule import reschedule_sla
 
         await reschedule_sla(commit, ticket.id)
     if new == lifecycle.SOLVED and commit.config.survey.enabled and ticket.requester:
@@ -81,7 +81,7 @@ async def _reschedule(commit: Commit, ticket_id: int, old: str, new: str) -> Non
 
 
 async def _survey(commit: Commit, ticket: TicketRow) -> None:
-    from daemon.responders.survey import survey_draft
+    from ticketd.daemon.responders.survey import survey_draft
 
     if ticket.requester in commit.suppressed:
         return
@@ -96,7 +96,7 @@ async def assign_new(commit: Commit, ticket: TicketRow, text: str, queue: QueueC
 
     Left unassigned, it is reported after the queue's ``unassigned_timeout`` (a timed step).
     """
-    from daemon.assign import choose
+    from ticketd.daemon.assign import choose
 
     await commit.writes.flush()  # the open-ticket counts must see this group's new tickets
     team = commit.config.team
@@ -115,8 +115,8 @@ async def assign_new(commit: Commit, ticket: TicketRow, text: str, queue: QueueC
 
 
 def notify_assignee(commit: Commit, ticket: TicketRow, address: str) -> None:
-    from daemon.notices import assigned_draft
-    from daemon.signing import reply_address
+    from ticketd.daemon.notices import assigned_draft
+    from ticketd.daemon.signing import reply_address
 
     signing = commit.config.team.signing
     reply = reply_address(commit.config.support_address(commit.mailbox), ticket.number, signing.key,

@@ -7,8 +7,8 @@ import hmac
 import re
 from collections.abc import Iterable
 
-from daemon.tokens import LOCAL_MAX as LOCAL_MAX, b32, header_addresses, sign
-from daemon.tokens import check_base as _check_base
+from ticketd.daemon.tokens import LOCAL_MAX as LOCAL_MAX, b32, header_addresses, sign
+from ticketd.daemon.tokens import check_base as _check_base
 
 # 10 bytes of the Message-ID's hash name the message, 10 bytes of HMAC-SHA256 sign it: 80 bits
 # each, 16 base32 characters each (10 bytes encode without padding). Lower-case base32, never

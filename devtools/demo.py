@@ -16,7 +16,7 @@ from devtools.smtpsink import SmtpSink
 
 
 def ticketd(config: Path, *args: str) -> int:
-    return subprocess.call([sys.executable, "-m", "daemon", "-c", str(config), *args])
+    return subprocess.call([sys.executable, "-m", "ticketd.daemon", "-c", str(config), *args])
 
 
 def main() -> int:

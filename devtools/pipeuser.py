@@ -40,7 +40,7 @@ def pipe_python(repo: Path, dest: Path, user: str = PIPE_USER) -> Path:
     The dependencies sit in a venv made from Debian's Python, built once per pyproject.toml
     (they change rarely); the code under test changes between runs, so its packages are
     copied afresh into `dest` and put on PYTHONPATH by the returned launcher script:
-    `[launcher, "-m", "daemon", "-c", CONFIG, "ingest"]` is a pipe argv that works.
+    `[launcher, "-m", "ticketd.daemon", "-c", CONFIG, "ingest"]` is a pipe argv that works.
     """
     ensure_pipe_user(user)  # the check below runs as him, whether or not a Postfix made him yet
     repo = Path(repo).resolve()
@@ -58,7 +58,7 @@ def pipe_python(repo: Path, dest: Path, user: str = PIPE_USER) -> Path:
     _make_world_readable(code.parent)
     launcher.chmod(0o755)
     check = subprocess.run([find_program("runuser"), "-u", user, "--", str(launcher), "-c",
-                            "import daemon.cli"], capture_output=True, timeout=60)
+                            "import ticketd.daemon.cli"], capture_output=True, timeout=60)
     if check.returncode != 0:
         raise RuntimeError(f"{user} cannot import ticketd with {launcher}:\n"
                            f"{check.stderr.decode(errors='replace')}")

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.parsers import parse_message
-from daemon.parsers.htmltext import html_to_text
+from ticketd.daemon.parsers import parse_message
+from ticketd.daemon.parsers.htmltext import html_to_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = REPO_ROOT / "tests" / "parsers" / "replies"
@@ -107,7 +107,7 @@ def _quotequail(text: str, html: str | None, html_only: bool) -> str:
 
 
 def _ours(text: str, html: str | None, html_only: bool) -> str:
-    from daemon.parsers.reply_text import new_text
+    from ticketd.daemon.parsers.reply_text import new_text
 
     return new_text(text, html)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from daemon.lmtp_data import ChunkedData
+from ticketd.daemon.lmtp_data import ChunkedData
 from devtools._maildir import deliver as maildir_deliver, make_maildir
 from devtools._process import ManagedServer, LOCALHOST, free_port, port_is_free, wait_until
 

@@ -151,7 +151,7 @@ def timed_run(repo: Path, relay: Relay, config: Path, log: Path, nice: int = 0) 
     relay.commands.clear()
     with log.open("ab") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run", "--once"],
+        proc = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run", "--once"],
                                 stdout=out, stderr=subprocess.STDOUT, env=child_env(repo), cwd=repo,
                                 preexec_fn=_niceness(nice))
         relay.pid = proc.pid
@@ -181,7 +181,7 @@ def import_time(repo: Path, modules: str, nice: int = 0) -> tuple[float, float]:
     return float(wall), float(cpu)
 
 
-IMPORTS = ("daemon.cli", "daemon.cli, daemon.app")
+IMPORTS = ("ticketd.daemon.cli", "daemon.cli, daemon.app")
 
 
 def measure(repos: list[Path], runs: int, scratch: Path, nice: int = 0) -> dict[Path, dict[str, list[float]]]:

@@ -19,7 +19,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields import JSONField
 from tortoise.models import Model
 
-from storage import clock
+from ticketd.storage import clock
 
 
 def client() -> BaseDBAsyncClient:
@@ -62,7 +62,7 @@ async def fetch(sql: str, values: Sequence[Any] = ()) -> list[Any]:
         # Not Tortoise's execute_query: it sends an UPDATE, INSERT or DELETE without reading
         # rows, so a RETURNING would come back empty. (Imported here: asyncpg's module, which
         # a SQLite start-up need not load.)
-        from storage.postgres_backend import fetch_rows
+        from ticketd.storage.postgres_backend import fetch_rows
 
         return await fetch_rows(db, numbered(sql, db), without_nul(values))
     _, rows = await db.execute_query(sql, list(values))

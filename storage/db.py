@@ -12,9 +12,9 @@ from typing import AsyncIterator
 from tortoise import Tortoise, connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 
-from storage import schema
+from ticketd.storage import schema
 
-MODELS = ["storage.models"]
+MODELS = ["ticketd.storage.models"]
 # Bytes of WAL kept after a checkpoint (one checkpoint's worth is ~4 MiB: 1000 pages).
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -30,7 +30,7 @@ def tortoise_config(url: str, busy_timeout: float = 30.0) -> dict[str, object]:
         connection: object = {
             # Our subclass of Tortoise's client: write transactions BEGIN IMMEDIATE, so a
             # writer waits (busy_timeout) for another process instead of failing at once.
-            "engine": "storage.sqlite_backend",
+            "engine": "ticketd.storage.sqlite_backend",
             # WAL with synchronous=FULL: a commit survives a power cut, not only a crash.
             # busy_timeout first: the pragmas run in order, and switching to WAL must wait for
             # a running daemon's transaction instead of failing with "database is locked".
@@ -137,13 +137,13 @@ async def database(url: str, busy_timeout: float = 30.0,
 def _postgres() -> ModuleType:
     # Imported only for a postgres:// URL: it imports asyncpg, which a SQLite site need not
     # have, and which would cost every SQLite start-up its import time.
-    from storage import postgres_backend
+    from ticketd.storage import postgres_backend
 
     return postgres_backend
 
 
 def _redacted(url: str) -> str:
     # Imported here, not at the top: storage otherwise needs nothing from daemon.
-    from daemon.terminal import redact_url
+    from ticketd.daemon.terminal import redact_url
 
     return redact_url(url)

@@ -43,8 +43,8 @@ from typing import Any, AsyncIterator, BinaryIO, Iterator
 
 from tortoise.transactions import in_transaction
 
-from storage import bulk
-from storage.export_schema import BLOB_PAGE_BYTES, FORMAT, VERSION, Table, encode, schema, tables
+from ticketd.storage import bulk
+from ticketd.storage.export_schema import BLOB_PAGE_BYTES, FORMAT, VERSION, Table, encode, schema, tables
 
 PAGE = 1000  # rows per query (and per write) for tables without bytes
 # An article holds a message's text and html, which can run to megabytes: fewer at a time.
@@ -63,7 +63,7 @@ def line(value: Any) -> bytes:
 async def snapshot() -> AsyncIterator[None]:
     """One read transaction around the whole export: every table as of one moment."""
     if bulk.is_postgres(bulk.client()):
-        from storage.postgres_backend import read_snapshot  # imports asyncpg: PostgreSQL sites only
+        from ticketd.storage.postgres_backend import read_snapshot  # imports asyncpg: PostgreSQL sites only
 
         with read_snapshot():
             async with in_transaction():

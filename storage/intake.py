@@ -12,9 +12,9 @@ from typing import Any
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.transactions import in_transaction
 
-from storage import bulk, clock
-from storage.models import InboundMessage, InboundSource, InboundStatus, Mailbox
-from storage.sqlite_backend import ImmediateSqliteClient
+from ticketd.storage import bulk, clock
+from ticketd.storage.models import InboundMessage, InboundSource, InboundStatus, Mailbox
+from ticketd.storage.sqlite_backend import ImmediateSqliteClient
 
 log = logging.getLogger("ticketd.intake")
 

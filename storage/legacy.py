@@ -14,7 +14,7 @@ import re
 
 from tortoise.transactions import in_transaction
 
-from storage import bulk
+from ticketd.storage import bulk
 
 log = logging.getLogger("ticketd.storage")
 

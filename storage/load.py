@@ -21,9 +21,9 @@ from typing import Any, Iterable, Iterator
 
 from tortoise.transactions import in_transaction
 
-from storage import bulk
-from storage.errors import is_temporary
-from storage.export_schema import FORMAT, VERSION, BadValue, Table, decode, tables
+from ticketd.storage import bulk
+from ticketd.storage.errors import is_temporary
+from ticketd.storage.export_schema import FORMAT, VERSION, BadValue, Table, decode, tables
 
 BATCH_ROWS = 500
 BATCH_BYTES = 16 << 20  # of bytes and text per batch: memory stays flat with large messages

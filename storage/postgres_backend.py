@@ -34,7 +34,7 @@ _CREATED = re.compile(r'(?:TABLE|INDEX) IF NOT EXISTS "([^"]+)"')
 def connection_config(url: str, busy_timeout: float) -> dict[str, Any]:
     """Tortoise's connection entry for a postgres:// URL, with our engine and session settings."""
     config = expand_db_url(url.replace("postgresql://", "postgres://", 1))
-    config["engine"] = "storage.postgres_backend"
+    config["engine"] = "ticketd.storage.postgres_backend"
     settings = dict(config["credentials"].get("server_settings") or {})
     # lock_timeout 0 would mean "wait for ever": busy_timeout is > 0 (config), keep it so.
     settings["lock_timeout"] = f"{max(1, round(busy_timeout * 1000))}ms"

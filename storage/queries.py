@@ -7,8 +7,8 @@ from typing import Any
 
 from tortoise.functions import Count
 
-from storage import bulk
-from storage.models import Article, Event, InboundMessage, InboundStatus, Participant, Ticket
+from ticketd.storage import bulk
+from ticketd.storage.models import Article, Event, InboundMessage, InboundStatus, Participant, Ticket
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage import bulk
-from storage.models import Event, InboundStatus, OutboundStatus, Ticket
+from ticketd.storage import bulk
+from ticketd.storage.models import Event, InboundStatus, OutboundStatus, Ticket
 
 CLOSED = "closed"  # daemon.lifecycle.CLOSED; storage does not import the daemon
 EVENT = "raw_removed"

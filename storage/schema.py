@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
-from storage import bulk, columns, legacy
+from ticketd.storage import bulk, columns, legacy
 
 log = logging.getLogger("ticketd.storage")
 
@@ -39,7 +39,7 @@ async def _missing_tables() -> None:
     if bulk.is_postgres(bulk.client()):
         # Imported only there: it imports asyncpg. It looks in the catalog first, as
         # generate_schemas' CREATE INDEX IF NOT EXISTS would wait on a running writer's locks.
-        from storage import postgres_backend
+        from ticketd.storage import postgres_backend
 
         await postgres_backend.create_missing_schema(bulk.client())
     else:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from storage import bulk
-from storage.models import DueStep, InboundStatus, MailboxHealth, OutboundMessage, OutboundStatus
+from ticketd.storage import bulk
+from ticketd.storage.models import DueStep, InboundStatus, MailboxHealth, OutboundMessage, OutboundStatus
 
 _HEALTH = ("name", "connected", "since", "last_check_at", "last_fetch_at", "last_error", "last_error_at",
            "server_messages", "server_unfetched", "updated_at")

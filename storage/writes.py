@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage import bulk
-from storage.models import (Article, Attachment, AttachmentContent, DueStep, Event, OutboundMessage,
+from ticketd.storage import bulk
+from ticketd.storage.models import (Article, Attachment, AttachmentContent, DueStep, Event, OutboundMessage,
                             OutboundStatus, Participant, Ticket)
 
 TICKET_COLUMNS = ("id", "number", "subject", "status", "priority", "category", "queue", "requester",

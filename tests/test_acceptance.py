@@ -15,9 +15,9 @@ from pathlib import Path
 from bench.generate import GeneratedMessage, generate
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from daemon.config import load_config
-from storage.db import database
-from storage.models import Article, OutboundMessage, Ticket
+from ticketd.daemon.config import load_config
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, OutboundMessage, Ticket
 from tests.support.daemon import PROJECT, cli, write_config
 
 _TAG = re.compile(r"\[#(\d+)\]")
@@ -88,7 +88,7 @@ def start(config: Path) -> subprocess.Popen[bytes]:
     # The log goes to a file: an undrained pipe would fill up and freeze the daemon mid-send.
     log = (config.parent / "ticketd.log").open("ab")
     with log:
-        return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run", "--once"],
+        return subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run", "--once"],
                                 env=env, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=log)
 
 

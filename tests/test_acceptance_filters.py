@@ -15,11 +15,11 @@ from pathlib import Path
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
 from devtools.spamd import Spamd
-from daemon.config import load_config
-from daemon.pipeline import Processor
-from storage import intake
-from storage.db import database
-from storage.models import OutboundMessage, Suppression
+from ticketd.daemon.config import load_config
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, Suppression
 from tests.support.daemon import PROJECT, cli, cli_json, run_once, ticket, tickets, write_config
 from tests.support.mail import simple
 
@@ -183,7 +183,7 @@ def test_a_reload_with_a_broken_rules_file_keeps_the_old_rules_working(
     config = with_filters(write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)]),
                           f'[rules]\nfile = "{rules}"\n')
     assert cli(config, "check-config").returncode == 0, cli(config, "check-config").stderr.decode()
-    daemon = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"],
+    daemon = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"],
                               env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -6,10 +6,10 @@ import string
 
 import pytest
 
-from daemon.addresses import is_own, is_valid, local_part, normalize
-from daemon.filters.autoreply import automatic_reason
-from daemon.parsers import parse_message
-from daemon.responders.acknowledgement import reply_address
+from ticketd.daemon.addresses import is_own, is_valid, local_part, normalize
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.parsers import parse_message
+from ticketd.daemon.responders.acknowledgement import reply_address
 from tests.parsers.conftest import build
 
 OWN = frozenset({"support@example.com", "help@example.org"})

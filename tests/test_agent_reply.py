@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from storage.db import database
-from storage.models import AgentAway, InboundMessage, OutboundMessage
+from ticketd.storage.db import database
+from ticketd.storage.models import AgentAway, InboundMessage, OutboundMessage
 from tests.support.desk import ALICE, ANN, Desk, config
 from tests.support.mail import simple
 
@@ -108,7 +108,7 @@ async def test_require_auth_results_trusts_only_the_named_server(tmp_path: Path)
     text = (tmp_path / "ticketd.toml").read_text().replace(
         "[signing]\n", '[signing]\nrequire_auth_results = true\ntrusted_authserv_id = "mx.example.test"\n')
     (tmp_path / "ticketd.toml").write_text(text)
-    from daemon.config import load_config
+    from ticketd.daemon.config import load_config
 
     cfg = load_config(tmp_path / "ticketd.toml")
     async with database(cfg.database_url):

@@ -12,10 +12,10 @@ import pytest
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from daemon.assign import AssignChoice, Unassigned, choose, pointer_name, skill_group
-from daemon.config_agents import QueueConfig, Team
-from storage.db import close_database, database, open_database
-from storage.models import AgentAway, Counter, Ticket
+from ticketd.daemon.assign import AssignChoice, Unassigned, choose, pointer_name, skill_group
+from ticketd.daemon.config_agents import QueueConfig, Team
+from ticketd.storage.db import close_database, database, open_database
+from ticketd.storage.models import AgentAway, Counter, Ticket
 from tests.support import backend
 from tests.test_config_agents import team as load_team
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from daemon.config import Config, load_config
-from storage.db import database
-from storage.models import OutboundMessage
+from ticketd.daemon.config import Config, load_config
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage
 from tests.support.desk import ALICE, Desk, config
 
 BOB = "bob@example.test"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.backup import BackupError, backup
-from storage.db import database
+from ticketd.storage.backup import BackupError, backup
+from ticketd.storage.db import database
 from tests.support.daemon import PROJECT, cli
 from tests.support.data import fill
 from tests.support.desk import Desk, config

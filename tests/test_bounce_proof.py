@@ -9,10 +9,10 @@ import pytest
 
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from daemon import verp
-from daemon.config import ConfigError, load_config
-from storage.db import database
-from storage.models import Event, Suppression
+from ticketd.daemon import verp
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, Suppression
 from tests.support.daemon import run_once, tickets, write_config
 from tests.support.mail import simple
 from tests.test_acceptance_filters import dsn

@@ -87,7 +87,7 @@ def test_run_stops_cleanly_on_sigterm_after_handling_mail(
 
     from tests.support.daemon import PROJECT
     config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)])
-    daemon = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"],
+    daemon = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"],
                               env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -142,14 +142,14 @@ def test_commands_import_only_the_modules_they_use(tmp_path: Path) -> None:
 def test_the_parse_workers_load_the_mime_parser_before_their_first_batch() -> None:
     # `run` forks the pool before it imports the daemon (daemon.start): each worker imports the
     # parser as it starts, on its own core, so that the first batch does not wait for it.
-    probe = "' '.join(m for m in ('daemon.parsers.message', 'mailparser') if m in __import__('sys').modules)"
+    probe = "' '.join(m for m in ('ticketd.daemon.parsers.message', 'mailparser') if m in __import__('sys').modules)"
     code = (f"import sys\nfrom daemon import start\npool = start.parse_pool(1)\n"
             f"print('parent:', 'mailparser' in sys.modules)\nprint(pool.submit(eval, {probe!r}).result())\n"
             "pool.shutdown()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
                           env=dict(os.environ, PYTHONPATH=str(PROJECT)))
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().splitlines() == ["parent: False", "daemon.parsers.message mailparser"]
+    assert done.stdout.decode().splitlines() == ["parent: False", "ticketd.daemon.parsers.message mailparser"]
 
 
 def test_start_up_pauses_the_garbage_collector_and_leaves_it_running(tmp_path: Path) -> None:

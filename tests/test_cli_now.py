@@ -9,8 +9,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from devtools.smtpsink import SmtpSink
-from storage.db import database
-from storage.models import Event, OutboundMessage, Ticket
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, OutboundMessage, Ticket
 from tests.support import backend
 from tests.support.daemon import cli, write_config
 from tests.support.mail import simple

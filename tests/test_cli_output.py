@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 import pytest
 
-from daemon import cli as cli_module
-from daemon.config import load_config
-from daemon.terminal import safe_line, safe_text
-from storage.db import database
-from storage.models import (Article, Attachment, AttachmentContent, Event, InboundMessage, InboundSource, InboundStatus,
+from ticketd.daemon import cli as cli_module
+from ticketd.daemon.config import load_config
+from ticketd.daemon.terminal import safe_line, safe_text
+from ticketd.storage.db import database
+from ticketd.storage.models import (Article, Attachment, AttachmentContent, Event, InboundMessage, InboundSource, InboundStatus,
                             Ticket)
 from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
@@ -156,7 +156,7 @@ def test_tickets_list_into_a_reader_that_goes_away_ends_quietly(tmp_path: Path, 
     asyncio.run(_seed(load_config(config).database_url, tickets=1500))  # far more than a pipe holds
     errors = tmp_path / "stderr"
     with errors.open("wb") as stderr:  # not a pipe: nothing must wait on it to drain
-        process = subprocess.Popen([sys.executable, "-m", "daemon.cli", "-c", str(config), "tickets", "list",
+        process = subprocess.Popen([sys.executable, "-m", "ticketd.daemon.cli", "-c", str(config), "tickets", "list",
                                     *extra], stdout=subprocess.PIPE, stderr=stderr, cwd=PROJECT,
                                    env=dict(os.environ, PYTHONPATH=str(PROJECT)))
         assert process.stdout is not None

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from daemon.commands import away_until, parse
+from ticketd.daemon.commands import away_until, parse
 
 
 def test_the_block_at_the_top_is_read_and_removed_from_the_text() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config
+from ticketd.daemon.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

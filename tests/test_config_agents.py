@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config
-from daemon.config_agents import AgentConfig, QueueConfig, SkillGroup, Team
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.daemon.config_agents import AgentConfig, QueueConfig, SkillGroup, Team
 from tests.test_config import MINIMUM, ROOT, write
 
 SIGNING_COMMENT = "# HMAC key; `ticketd keygen FILE` writes one"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Config, ConfigError, load_config
-from daemon.config_lifecycle import TEMPLATES, NotificationsConfig, SurveyConfig
-from daemon.lifecycle import LifecycleConfig, is_thanks
+from ticketd.daemon.config import Config, ConfigError, load_config
+from ticketd.daemon.config_lifecycle import TEMPLATES, NotificationsConfig, SurveyConfig
+from ticketd.daemon.lifecycle import LifecycleConfig, is_thanks
 from tests.test_config import MINIMUM, ROOT, write
 from tests.test_config_agents import ISSUE, config_text
 

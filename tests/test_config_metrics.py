@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config
-from daemon.config_metrics import MetricsConfig
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.daemon.config_metrics import MetricsConfig
 from tests.support.daemon import cli
 
 BASE = """\

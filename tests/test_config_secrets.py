@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from daemon.config import ConfigError, Section, load_config
-from daemon.credentials import is_secret_key
-from daemon.terminal import redact_url
-from storage.db import _redacted
+from ticketd.daemon.config import ConfigError, Section, load_config
+from ticketd.daemon.credentials import is_secret_key
+from ticketd.daemon.terminal import redact_url
+from ticketd.storage.db import _redacted
 from tests.test_config import MINIMUM, write
 
 PASSWORD_LINE = 'password = "secret"          # or password_file = "/path"'

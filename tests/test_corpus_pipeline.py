@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.config import load_config
-from daemon.pipeline import Processor
-from daemon.responders import build_responders
-from storage import intake
-from storage.db import database
-from storage.models import Article, InboundMessage, InboundStatus
+from ticketd.daemon.config import load_config
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.responders import build_responders
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, InboundMessage, InboundStatus
 from tests.support.daemon import write_config
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daemon.config import Config, load_config
-from daemon.dedup import Earlier, same_message
-from daemon.pipeline import Processor
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.dedup import Earlier, same_message
+from ticketd.daemon.pipeline import Processor
 from devtools.smtpsink import SmtpSink
-from storage import intake
-from storage.db import database
-from storage.models import Event, InboundMessage, InboundStatus
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, InboundMessage, InboundStatus
 from tests.support.daemon import cli, cli_json, write_config
 from tests.support.mail import parsed, simple
 

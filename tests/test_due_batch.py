@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import database
-from storage.models import DueStep, Event, OutboundMessage
+from ticketd.storage.db import database
+from ticketd.storage.models import DueStep, Event, OutboundMessage
 from tests.support.desk import Desk, config
 
 MIN = timedelta(minutes=1)
@@ -49,7 +49,7 @@ async def test_two_steps_of_one_ticket_due_in_one_batch_both_fire_once(tmp_path:
 
 async def test_a_write_that_fails_at_the_end_of_a_batch_costs_only_its_own_step(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon import notices
+    from ticketd.daemon import notices
 
     async with database((cfg := config(tmp_path, SLA)).database_url):
         desk = Desk(cfg)
@@ -77,7 +77,7 @@ async def test_a_write_that_fails_at_the_end_of_a_batch_costs_only_its_own_step(
 
 async def test_a_step_that_raises_is_left_due_and_the_batch_runs_without_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon.sla import fire
+    from ticketd.daemon.sla import fire
 
     async with database((cfg := config(tmp_path, SLA)).database_url):
         desk = Desk(cfg)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from daemon.config import load_config
-from daemon.fetcher import MailboxWorker
-from daemon.imap import ImapSession
+from ticketd.daemon.config import load_config
+from ticketd.daemon.fetcher import MailboxWorker
+from ticketd.daemon.imap import ImapSession
 from tests.support.daemon import eventually, run_once, running, ticket, tickets, write_config
 from tests.support.mail import simple
 
@@ -107,9 +107,9 @@ async def test_crash_between_commit_and_flag_then_restart_makes_no_duplicate(
     for i in range(3):
         dovecot.deliver(fresh_user.address, simple(f"c{i}@example.org", f"Q{i}", f"<k{i}@example.org>"))
     config = load_config(config_path)
-    from daemon.pipeline import Processor
-    from daemon.responders import build_responders
-    from storage.db import database
+    from ticketd.daemon.pipeline import Processor
+    from ticketd.daemon.responders import build_responders
+    from ticketd.storage.db import database
     async with database(config.database_url):
         worker = MailboxWorker(config.mailboxes[0], Processor(config, build_responders(config)),
                                config.max_message_bytes, session_factory=lambda box: CrashAfterCommit(box.imap))
@@ -261,8 +261,8 @@ async def test_a_4xx_answer_is_retried_and_a_5xx_answer_gives_up_with_the_reason
         dovecot.deliver(fresh_user.address, simple("bob@example.org", "perm", "<t5@example.org>"))
         assert await run_once(config) == 1
         assert len(sink.messages) == 1
-    from storage.db import database
-    from storage.models import OutboundMessage
+    from ticketd.storage.db import database
+    from ticketd.storage.models import OutboundMessage
     async with database(load_config(config).database_url):
         failed = await OutboundMessage.get(status="failed")
     assert failed.last_error.startswith("5")

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from tortoise import Tortoise
 
-from storage import export as export_module
-from storage.db import database
-from storage.export import snapshot
-from storage.export_schema import ORDER
-from storage.load import LoadError, load
-from storage.models import InboundMessage, Ticket
+from ticketd.storage import export as export_module
+from ticketd.storage.db import database
+from ticketd.storage.export import snapshot
+from ticketd.storage.export_schema import ORDER
+from ticketd.storage.load import LoadError, load
+from ticketd.storage.models import InboundMessage, Ticket
 from tests.support.daemon import cli, cli_json
 from tests.support.data import exported, fill, rows_of
 from tests.support.desk import Desk

@@ -10,9 +10,9 @@ from typing import NamedTuple
 
 import pytest
 
-from daemon.forwarded import Forwarded, is_forward_subject, original
-from daemon.parsers import Address, Attachment, ParsedMessage, parse_message
-from daemon.parsers.htmltext import html_to_text
+from ticketd.daemon.forwarded import Forwarded, is_forward_subject, original
+from ticketd.daemon.parsers import Address, Attachment, ParsedMessage, parse_message
+from ticketd.daemon.parsers.htmltext import html_to_text
 from tests.support.mail import raw_mail
 
 SAMPLES = Path(__file__).parent / "forwarded"

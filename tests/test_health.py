@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.health import HealthWriter, MailboxHealth
-from daemon.metrics import Metrics
-from daemon.turn import WriteTurn
-from storage import status
-from storage.db import database
+from ticketd.daemon.health import HealthWriter, MailboxHealth
+from ticketd.daemon.metrics import Metrics
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage import status
+from ticketd.storage.db import database
 from tests.support.outbox import row
 
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from tortoise import connections
 
 from bench.generate import generate
-from daemon import sweeper
-from daemon.config import Config, load_config
-from daemon.pipeline import Processor
-from daemon.prepare import Clock, utcnow
-from storage import intake
-from storage.db import database
-from storage.models import Article, InboundMessage, InboundStatus, OutboundMessage, Ticket
+from ticketd.daemon import sweeper
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.prepare import Clock, utcnow
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, InboundMessage, InboundStatus, OutboundMessage, Ticket
 from tests.support import backend
 from tests.support.daemon import write_config
 from tests.support.mail import simple

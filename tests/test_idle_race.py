@@ -10,10 +10,10 @@ from typing import AsyncIterator, Callable
 
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from daemon.app import running_parts
-from daemon.config import ImapConfig, MailboxConfig, load_config
-from daemon.imap import ImapSession
-from storage import queries
+from ticketd.daemon.app import running_parts
+from ticketd.daemon.config import ImapConfig, MailboxConfig, load_config
+from ticketd.daemon.imap import ImapSession
+from ticketd.storage import queries
 from tests.support.daemon import write_config
 from tests.support.mail import simple
 

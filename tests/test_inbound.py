@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from daemon.inbound import STATUSES
-from storage.models import InboundStatus
+from ticketd.daemon.inbound import STATUSES
+from ticketd.storage.models import InboundStatus
 
 
 def test_the_status_choices_are_every_status_a_row_can_have() -> None:

@@ -11,16 +11,16 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from daemon import sweeper
-from daemon.config import load_config
-from daemon.ingest import ingest, read_message
-from daemon.pipeline import Processor
+from ticketd.daemon import sweeper
+from ticketd.daemon.config import load_config
+from ticketd.daemon.ingest import ingest, read_message
+from ticketd.daemon.pipeline import Processor
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
-from storage import intake
-from storage.db import database
-from storage.errors import TemporaryFailure
-from storage.models import InboundMessage, InboundStatus
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.errors import TemporaryFailure
+from ticketd.storage.models import InboundMessage, InboundStatus
 from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, write_config
 from tests.support.mail import simple
@@ -43,7 +43,7 @@ def _config(directory: Path, smtp_port: int, imap_port: int = 10143, imap_user: 
 
 
 def _ingest_process(config: Path, raw: bytes, *args: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "ingest", *args],
+    process = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "ingest", *args],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT)
     assert process.stdin is not None
@@ -54,7 +54,7 @@ def _ingest_process(config: Path, raw: bytes, *args: str) -> subprocess.Popen[by
 
 def _daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"], stdout=out, stderr=out,
+        return subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"], stdout=out, stderr=out,
                                 env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT)
 
 
@@ -222,7 +222,7 @@ async def test_the_daemon_finishes_rows_that_ingest_stored_but_could_not_process
 
 async def test_ingest_in_process_reports_the_ticket(tmp_path: Path, fresh_sink: SmtpSink) -> None:
     config = load_config(_config(tmp_path, fresh_sink.port))
-    from storage.intake import Incoming
+    from ticketd.storage.intake import Incoming
 
     raw = simple("gil@example.org", "In process", "<inproc@example.org>")
     outcome = await ingest(config, Incoming(raw=raw, size=len(raw)), "pipe")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
-from daemon.config import load_config
-from daemon.keygen import EX_CANTCREAT
+from ticketd.daemon.cli import main
+from ticketd.daemon.config import load_config
+from ticketd.daemon.keygen import EX_CANTCREAT
 from tests.test_config import MINIMUM, write
 from tests.test_config_agents import ISSUE
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from daemon.lifecycle import (AUTO_CLOSE, AUTO_SOLVE, PENDING_REMINDER, Change, LifecycleConfig, agent_reply,
+from ticketd.daemon.lifecycle import (AUTO_CLOSE, AUTO_SOLVE, PENDING_REMINDER, Change, LifecycleConfig, agent_reply,
                               customer_reply, due_steps, is_thanks)
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)

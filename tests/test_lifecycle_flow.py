@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import database
-from storage.models import DueStep
+from ticketd.storage.db import database
+from ticketd.storage.models import DueStep
 from tests.support.desk import ALICE, Desk, config
 
 async def test_thanks_keep_a_solved_ticket_solved_and_anything_else_reopens_it(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ async def test_asking_again_while_pending_counts_the_silence_from_then(tmp_path:
 
 async def test_a_step_that_fails_stays_due_and_holds_back_none_due_after_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from daemon import due
+    from ticketd.daemon import due
 
     cfg = config(tmp_path)
     async with database(cfg.database_url):

@@ -19,8 +19,8 @@ import pytest
 from devtools._process import free_port, wait_until
 from devtools.lmtpclient import LmtpClient, message
 from devtools.smtpsink import SmtpSink
-from storage.db import database
-from storage.models import InboundMessage
+from ticketd.storage.db import database
+from ticketd.storage.models import InboundMessage
 from tests.support.daemon import PROJECT, cli, cli_json, running, tickets, write_config
 from tests.support.mail import simple
 from tests.support.locks import hold_write_lock
@@ -63,7 +63,7 @@ async def deliver(target: str | tuple[str, int], recipients: list[str], raw: byt
 
 
 async def stored_rows(config: Path) -> list[InboundMessage]:
-    from daemon.config import load_config
+    from ticketd.daemon.config import load_config
 
     async with database(load_config(config).database_url):
         return await InboundMessage.all().order_by("id").prefetch_related("mailbox", "source")
@@ -248,8 +248,8 @@ def test_a_socket_another_daemon_listens_on_is_refused_and_a_stale_one_replaced(
 
 async def test_a_socket_that_cannot_be_made_stops_the_start_with_one_line(
         tmp_path: Path, fresh_sink: SmtpSink, caplog: pytest.LogCaptureFixture) -> None:
-    from daemon import app
-    from daemon.config import load_config
+    from ticketd.daemon import app
+    from ticketd.daemon.config import load_config
 
     config = load_config(lmtp_config(tmp_path, fresh_sink.port, listen="/nonexistent-dir/lmtp.sock"))
     assert await app.run_forever(config, asyncio.Event(), parse_workers=0) == 1
@@ -299,7 +299,7 @@ def test_sigkill_mid_burst_loses_nothing_that_was_answered_250_and_makes_nothing
 
 def _daemon(config: Path, out: Path) -> subprocess.Popen[bytes]:
     with out.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"], stdout=log, stderr=log,
+        return subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"], stdout=log, stderr=log,
                                 env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config
-from daemon.config_lmtp import LmtpConfig
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.daemon.config_lmtp import LmtpConfig
 
 BASE = """\
 [database]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from daemon.lmtp_data import Data, read_data, unstuff
+from ticketd.daemon.lmtp_data import Data, read_data, unstuff
 
 
 def feed(wire: bytes, pieces: int = 1, limit: int = 2 ** 16) -> asyncio.StreamReader:

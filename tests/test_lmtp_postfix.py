@@ -65,7 +65,7 @@ def test_postfix_delivers_a_burst_over_lmtp_each_a_ticket_unknown_recipients_bou
     sock = server_dir / "lmtp.sock"
     assert cli(config, "check-config").returncode == 0
     with (server_dir / "daemon.out").open("ab") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"], stdout=out,
+        daemon = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"], stdout=out,
                                   stderr=out, env=dict(os.environ, PYTHONPATH=str(PROJECT)), cwd=PROJECT)
     try:
         assert wait_until(sock.exists, 30), (server_dir / "daemon.out").read_text()

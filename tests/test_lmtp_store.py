@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_config
-from daemon.lmtp_store import GroupCommit
-from daemon.pipeline import Processor
-from storage.db import database
-from storage.errors import is_temporary
-from storage.models import InboundMessage, InboundStatus, Mailbox
+from ticketd.daemon.config import load_config
+from ticketd.daemon.lmtp_store import GroupCommit
+from ticketd.daemon.pipeline import Processor
+from ticketd.storage.db import database
+from ticketd.storage.errors import is_temporary
+from ticketd.storage.models import InboundMessage, InboundStatus, Mailbox
 from tests.support.daemon import write_config
 from tests.support.mail import simple
 

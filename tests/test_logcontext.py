@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon import logcontext
-from daemon.logformat import KeyValueFormatter
+from ticketd.daemon import logcontext
+from ticketd.daemon.logformat import KeyValueFormatter
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
 from tests.support.daemon import run_once, write_config

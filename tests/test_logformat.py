@@ -10,8 +10,8 @@ from datetime import datetime
 
 import pytest
 
-from daemon import logcontext
-from daemon.logformat import FORMATS, TEXT, Formatter, JsonFormatter, KeyValueFormatter, build
+from ticketd.daemon import logcontext
+from ticketd.daemon.logformat import FORMATS, TEXT, Formatter, JsonFormatter, KeyValueFormatter, build
 
 CREATED = 1_700_000_000.25
 

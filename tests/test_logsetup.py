@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import load_config
-from daemon.credentials import Secret
-from daemon.imap import ImapSession
-from daemon.logformat import build
-from daemon.logsetup import guard_libraries, on_journal
+from ticketd.daemon.config import load_config
+from ticketd.daemon.credentials import Secret
+from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.logformat import build
+from ticketd.daemon.logsetup import guard_libraries, on_journal
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
 from tests.support.daemon import PROJECT, write_config
@@ -45,7 +45,7 @@ def ticketd(config: Path, *args: str, stderr: Path, journal: bool = False) -> in
         if journal:  # what systemd does: the stream's device and inode, of the stderr it gives us
             stat = os.fstat(err.fileno())
             env["JOURNAL_STREAM"] = f"{stat.st_dev}:{stat.st_ino}"
-        return subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), *args], stderr=err,
+        return subprocess.run([sys.executable, "-m", "ticketd.daemon", "-c", str(config), *args], stderr=err,
                               env=env, cwd=PROJECT, timeout=120).returncode
 
 

@@ -8,13 +8,13 @@ from datetime import datetime, timedelta, timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.commit import Outcome
-from daemon.filters.registry import known_filters
-from daemon.health import MailboxHealth
-from daemon.metrics import (ACKNOWLEDGEMENT, FILTERS, MAX_ARRIVALS, DatabaseFigures, Histogram, Metrics,
+from ticketd.daemon.commit import Outcome
+from ticketd.daemon.filters.registry import known_filters
+from ticketd.daemon.health import MailboxHealth
+from ticketd.daemon.metrics import (ACKNOWLEDGEMENT, FILTERS, MAX_ARRIVALS, DatabaseFigures, Histogram, Metrics,
                             quarantine_reason)
-from daemon.metrics_http import TicketdCollector
-from storage import clock
+from ticketd.daemon.metrics_http import TicketdCollector
+from ticketd.storage import clock
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 

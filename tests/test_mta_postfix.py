@@ -44,7 +44,7 @@ def test_a_burst_through_the_postfix_pipe_makes_one_ticket_each_and_no_bounce(
 ) -> None:
     config = pipe_config(server_dir / "ticketd", fresh_sink.port)
     postfix = postfix_factory(
-        [str(pipe_python), "-m", "daemon", "-c", str(config), "ingest", "--mailbox", "${nexthop}"],
+        [str(pipe_python), "-m", "ticketd.daemon", "-c", str(config), "ingest", "--mailbox", "${nexthop}"],
         domains=["example.test"], routes=ROUTES, pipe_flags="DORq", retry_after=1)
     queue_ids = postfix.send([customer_message(n) for n in range(BURST)], parallel=True)
     # An exit 75 (say the database was busy past its timeout) is a deferral Postfix retries.

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon import signing
-from daemon.config import Config, ConfigError, load_config
-from daemon.notices import (assigned_draft, duration, load_notice_templates, low_csat_draft, notice_draft,
+from ticketd.daemon import signing
+from ticketd.daemon.config import Config, ConfigError, load_config
+from ticketd.daemon.notices import (assigned_draft, duration, load_notice_templates, low_csat_draft, notice_draft,
                             reminder_draft, template)
-from daemon.responders import TicketView, build_responders
+from ticketd.daemon.responders import TicketView, build_responders
 from tests.test_config import write
 from tests.test_config_agents import BOB, ISSUE, KEY, config_text
 

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import MailboxConfig, load_config
-from daemon.fetcher import MailboxWorker
-from daemon.imap import ImapSession
-from daemon.outage import Outage
-from daemon.outbox import OutboxSender
-from daemon.pipeline import Processor
+from ticketd.daemon.config import MailboxConfig, load_config
+from ticketd.daemon.fetcher import MailboxWorker
+from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.outage import Outage
+from ticketd.daemon.outbox import OutboxSender
+from ticketd.daemon.pipeline import Processor
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
-from storage import clock
-from storage.db import database
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage import clock
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 from tests.conftest import ServerFactory
 from tests.support.daemon import eventually, write_config
 from tests.support.outbox import row, smtp_config

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import SmtpConfig
-from daemon.outbox import EnvelopeError, OutboxSender, plan_envelope
+from ticketd.daemon.config import SmtpConfig
+from ticketd.daemon.outbox import EnvelopeError, OutboxSender, plan_envelope
 from devtools.hangserver import HangServer
 from devtools.smtpsink import SmtpSink
-from storage.db import database
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 from tests.support import backend
 from tests.support.daemon import eventually
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
-from daemon.outbox_due import due_rows, due_sql, next_due
-from daemon.turn import WriteTurn
+from ticketd.daemon.outbox_due import due_rows, due_sql, next_due
+from ticketd.daemon.turn import WriteTurn
 from devtools.smtpsink import SmtpSink
-from storage.db import database
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 from tests.support import backend
 from tests.support.outbox import START, outbox, row
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.outbox_pipeline import _Replies, stuffed
+from ticketd.daemon.outbox_pipeline import _Replies, stuffed
 from devtools.postfix import Postfix
 from devtools.smtpsink import SmtpSink
-from storage.db import database
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 from tests.support import backend
 from tests.support.outbox import START, outbox, row
 

@@ -6,7 +6,7 @@ from email.parser import BytesHeaderParser
 
 import pytest
 
-from daemon.outgoing import header_line, new_message_id, one_line, reply_subject
+from ticketd.daemon.outgoing import header_line, new_message_id, one_line, reply_subject
 
 
 def test_reply_subject_adds_re_and_the_tag() -> None:

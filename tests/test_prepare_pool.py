@@ -6,8 +6,8 @@ import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
-from daemon import prepare
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon import prepare
+from ticketd.daemon.parsers.model import ParsedMessage
 
 
 def mail(n: int) -> bytes:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bench.child import child_env
-from daemon.quickimport import without_source_scans
+from ticketd.daemon.quickimport import without_source_scans
 
 
 def test_only_tortoise_models_lose_their_source_and_only_inside() -> None:
@@ -34,9 +34,9 @@ def counting(obj):
     seen.append(getattr(obj, "__module__", ""))
     return real(obj)
 inspect.getsource = counting
-from daemon import cli
+from ticketd.daemon import cli
 with cli._starting():
-    import daemon.app
+    import ticketd.daemon.app
 print(",".join(m for m in seen if m.startswith("tortoise")) or "none")
 """
     out = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True, text=True,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from daemon.parsers.model import Attachment
-from daemon.relay import Thread, relay_draft
+from ticketd.daemon.parsers.model import Attachment
+from ticketd.daemon.relay import Thread, relay_draft
 from tests.support.desk import ALICE, ANN, config
 
 

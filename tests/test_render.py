@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon import render
-from daemon.terminal import safe_text
+from ticketd.daemon import render
+from ticketd.daemon.terminal import safe_text
 
 OSC52 = "\x1b]52;c;aGk=\x07"
 

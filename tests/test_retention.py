@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from daemon import quarantine, render, retention
-from daemon.config import ConfigError, load_config
-from daemon.pipeline import Processor
-from daemon.quarantine import QuarantineError
+from ticketd.daemon import quarantine, render, retention
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.quarantine import QuarantineError
 from devtools.smtpsink import SmtpSink
-from storage import queries
-from storage.db import database
-from storage.models import Article, Event, InboundSource, OutboundMessage
+from ticketd.storage import queries
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, Event, InboundSource, OutboundMessage
 from tests.support.daemon import cli, cli_json
 from tests.support.data import exported, rows_of, with_attachment
 from tests.support.desk import START, Desk, config

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from daemon.config import ConfigError, Section
-from daemon.parsers import ParsedMessage, parse_message
-from daemon.rules import (
+from ticketd.daemon.config import ConfigError, Section
+from ticketd.daemon.parsers import ParsedMessage, parse_message
+from ticketd.daemon.rules import (
     BODY_LIMIT,
     Classification,
     HelpArticle,
@@ -20,7 +20,7 @@ from daemon.rules import (
     classify,
     match_articles,
 )
-from daemon.rules_load import load_rules
+from ticketd.daemon.rules_load import load_rules
 from tests.support.mail import parsed, simple
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

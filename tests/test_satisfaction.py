@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.satisfaction import rating
+from ticketd.daemon.satisfaction import rating
 
 
 @pytest.mark.parametrize("text, expected", [

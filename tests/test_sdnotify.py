@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.sdnotify import Notifier
+from ticketd.daemon.sdnotify import Notifier
 from tests.support.notify import NotifySocket
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.outbox import OutboxSender
+from ticketd.daemon.outbox import OutboxSender
 from devtools.smtpsink import SinkMessage, SmtpSink
-from storage.db import database
-from storage.models import OutboundMessage, OutboundStatus
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage, OutboundStatus
 from tests.support import backend
 from tests.support.daemon import eventually
 from tests.support.outbox import OtherWriter, outbox, row

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from daemon import signing, tokens
-from daemon.authresults import MAX_CHARS, parse
-from daemon.signing import authentication_passed, reply_address, signed_ticket, verify
+from ticketd.daemon import signing, tokens
+from ticketd.daemon.authresults import MAX_CHARS, parse
+from ticketd.daemon.signing import authentication_passed, reply_address, signed_ticket, verify
 
 KEY = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 BASE = "support@example.test"

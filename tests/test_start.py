@@ -10,11 +10,11 @@ import sqlite3
 from pathlib import Path
 
 from devtools.dovecot import Dovecot, MailUser
-from daemon.config import ImapConfig, load_config
-from daemon.imap import ImapSession
-from storage import intake
-from storage.db import database
-from storage.peek import folder_positions
+from ticketd.daemon.config import ImapConfig, load_config
+from ticketd.daemon.imap import ImapSession
+from ticketd.storage import intake
+from ticketd.storage.db import database
+from ticketd.storage.peek import folder_positions
 from tests.support.daemon import cli, write_config
 from tests.support.mail import simple
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from daemon.config import load_config
-from daemon.status_report import render, report
-from storage.status import MailboxRow, Outbox, Timers
+from ticketd.daemon.config import load_config
+from ticketd.daemon.status_report import render, report
+from ticketd.storage.status import MailboxRow, Outbox, Timers
 from tests.support.daemon import write_config
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)

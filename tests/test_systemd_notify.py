@@ -53,7 +53,7 @@ def manager() -> Iterator[NotifySocket]:
 def start(config: Path, manager: NotifySocket, stderr: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     """``ticketd run`` with systemd's variables; the shell's $$ is the pid that exec keeps."""
     env = dict(os.environ, PYTHONPATH=str(PROJECT), NOTIFY_SOCKET=manager.address, WATCHDOG_USEC=str(WATCHDOG_USEC))
-    command = 'WATCHDOG_PID=$$ exec "$0" -m daemon -c "$1" run'
+    command = 'WATCHDOG_PID=$$ exec "$0" -m ticketd.daemon -c "$1" run'
     return subprocess.Popen(["sh", "-c", command, sys.executable, str(config)], env=env, cwd=PROJECT,
                             stdout=subprocess.DEVNULL, stderr=stderr)
 

@@ -14,8 +14,8 @@ import subprocess
 import sysconfig
 from pathlib import Path
 
-from daemon.config import load_config
-from daemon.readiness import READY_WAIT
+from ticketd.daemon.config import load_config
+from ticketd.daemon.readiness import READY_WAIT
 from tests.support.daemon import PROJECT, write_config
 
 UNIT = PROJECT / "systemd" / "ticketd.service"

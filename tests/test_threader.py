@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.threader import referenced_ids, sender_addresses, subject_tags
+from ticketd.daemon.threader import referenced_ids, sender_addresses, subject_tags
 from tests.support.mail import parsed
 
 

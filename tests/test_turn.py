@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from daemon.turn import WriteTurn
+from ticketd.daemon.turn import WriteTurn
 
 
 async def test_sends_share_the_turn() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from daemon import verp
+from ticketd.daemon import verp
 
 BASE = "support@example.test"
 SECRET = b"0123456789abcdef0123456789abcdef"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.parsers.model import ParsedMessage
 
 ACCEPT, TAG, DEFER, QUARANTINE, REJECT = "accept", "tag", "defer", "quarantine", "reject"
 STRENGTH = {ACCEPT: 0, TAG: 1, DEFER: 2, QUARANTINE: 3, REJECT: 4}

@@ -8,7 +8,7 @@ from email.message import Message
 from functools import cache
 from typing import Any
 
-from daemon.filters._bounce_report import plain_address
+from ticketd.daemon.filters._bounce_report import plain_address
 
 log = logging.getLogger("ticketd.bounce")
 

@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.parsers.model import ParsedMessage
 
 # Bounds for hostile input. A bounce of our own mail is a few KB; the delivery-status part comes
 # before the returned message, so the head of a big bounce holds everything we read. Several

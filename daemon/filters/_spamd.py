@@ -15,7 +15,7 @@ from aiospamc.exceptions import AIOSpamcConnectionFailed, BadResponse, ClientExc
 from aiospamc.requests import Request
 from aiospamc.responses import ResponseException
 
-from daemon.filters.spam import SpamSettings, SpamUnavailable
+from ticketd.daemon.filters.spam import SpamSettings, SpamUnavailable
 
 
 class Spamd:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.addresses import is_own, local_part
-from daemon.filters import FilterContext, Verdict
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.addresses import is_own, local_part
+from ticketd.daemon.filters import FilterContext, Verdict
+from ticketd.daemon.parsers.model import ParsedMessage
 
 BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
 ROBOT_HEADERS = ("List-Id", "List-Unsubscribe", "X-Auto-Response-Suppress", "X-Autoreply", "X-Autorespond")

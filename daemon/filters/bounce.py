@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from daemon.config import Section
-from daemon.filters import ACCEPT, FilterContext, Verdict
-from daemon.filters._bounce_flufl import flufl_failures
-from daemon.filters._bounce_report import (POLICY, REPORTS, bounded_head, body_id, merge_failures, one_line,
+from ticketd.daemon.config import Section
+from ticketd.daemon.filters import ACCEPT, FilterContext, Verdict
+from ticketd.daemon.filters._bounce_flufl import flufl_failures
+from ticketd.daemon.filters._bounce_report import (POLICY, REPORTS, bounded_head, body_id, merge_failures, one_line,
                                            outer_parts, read_reports, report_text,
                                            returned_id, reply_id, status_in_text, unsplit_texts)
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.parsers.model import ParsedMessage
 
 log = logging.getLogger("ticketd.bounce")
 

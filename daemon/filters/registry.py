@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from daemon.filters import Filter
+from ticketd.daemon.filters import Filter
 
 if TYPE_CHECKING:
-    from daemon.metrics import Metrics
+    from ticketd.daemon.metrics import Metrics
 
 DEFAULT_PIPELINE = ("bounce", "autoreply", "senders")
 
 
 def _modules() -> dict[str, tuple[ModuleType, str]]:
-    from daemon.filters import autoreply, bounce, senders, spam
+    from ticketd.daemon.filters import autoreply, bounce, senders, spam
 
     return {"bounce": (bounce, "BounceFilter"), "autoreply": (autoreply, "AutoReplyFilter"),
             "senders": (senders, "SendersFilter"), "spam": (spam, "SpamFilter")}

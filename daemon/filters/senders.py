@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from daemon.filters import ACCEPT, REJECT, FilterContext, Verdict
+from ticketd.daemon.filters import ACCEPT, REJECT, FilterContext, Verdict
 
 
 @dataclass(frozen=True)

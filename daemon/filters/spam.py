@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.config import Section
-from daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
-from daemon.metrics import SpamdStats
-from daemon.outage import Outage
-from daemon.parsers.model import ParsedMessage
+from ticketd.daemon.config import Section
+from ticketd.daemon.filters import ACCEPT, DEFER, QUARANTINE, TAG, FilterContext, Verdict
+from ticketd.daemon.metrics import SpamdStats
+from ticketd.daemon.outage import Outage
+from ticketd.daemon.parsers.model import ParsedMessage
 
 log = logging.getLogger("ticketd.spam")
 
@@ -128,7 +128,7 @@ class SpamFilter:
         self._trusted = frozenset(settings.trust_upstream)
         # Imported here, once per filter built: aiospamc (and the loguru it brings) costs ~40 ms
         # at every start, and only a site whose pipeline names "spam" builds this filter.
-        from daemon.filters._spamd import Spamd
+        from ticketd.daemon.filters._spamd import Spamd
 
         self._spamd: Spamd = Spamd(settings)
 

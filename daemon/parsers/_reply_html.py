@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from daemon.parsers import _reply_words as words
-from daemon.parsers.htmltext import MAX_HTML_CHARS
+from ticketd.daemon.parsers import _reply_words as words
+from ticketd.daemon.parsers.htmltext import MAX_HTML_CHARS
 
 # A cheap look before the HTML parser runs: no marker, no parse.
 _MARKERS = re.compile(

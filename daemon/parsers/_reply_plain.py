@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.parsers import _reply_words as words
+from ticketd.daemon.parsers import _reply_words as words
 
 ATTRIBUTION_LINES = 3  # Gmail wraps "On …, Name <address> wrote:" over up to three lines
 ATTRIBUTION_BLANKS = 10  # blank lines an attribution may leave above its quote

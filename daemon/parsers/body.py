@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from daemon.parsers import mimetree, tnef, uuencode
-from daemon.parsers.charsets import Hints, decode_text
-from daemon.parsers.encoded_words import header_text
-from daemon.parsers.htmltext import MAX_HTML_CHARS, html_to_text
-from daemon.parsers.model import Attachment
+from ticketd.daemon.parsers import mimetree, tnef, uuencode
+from ticketd.daemon.parsers.charsets import Hints, decode_text
+from ticketd.daemon.parsers.encoded_words import header_text
+from ticketd.daemon.parsers.htmltext import MAX_HTML_CHARS, html_to_text
+from ticketd.daemon.parsers.model import Attachment
 
 _BODY_TYPES = ("text/plain", "text/html")
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)

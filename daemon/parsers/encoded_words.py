@@ -5,7 +5,7 @@ from __future__ import annotations
 import binascii
 import re
 
-from daemon.parsers.charsets import Hints, decode_text
+from ticketd.daemon.parsers.charsets import Hints, decode_text
 
 # Lenient on purpose: real mail puts spaces and '?' inside Q words and omits B padding.
 # The length bound keeps a header full of unterminated "=?" from costing quadratic time.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from daemon.parsers.model import UnreadableMessage
+from ticketd.daemon.parsers.model import UnreadableMessage
 
 MAX_HEADER_BLOCK = 256_000  # bytes scanned for the end of the header block
 MAX_STRAY_RUN = 50  # unindented lines inside a header block that may be taken as folded

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
-from daemon.addresses import is_local_only, is_valid
-from daemon.parsers.charsets import Hints
-from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
-from daemon.parsers.model import Address
+from ticketd.daemon.addresses import is_local_only, is_valid
+from ticketd.daemon.parsers.charsets import Hints
+from ticketd.daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
+from ticketd.daemon.parsers.model import Address
 
 MAX_ADDRESSES = 1000  # per header; a mass mailing lists more, a ticket needs none of them
 MAX_STRUCTURED_CHARS = 32_000  # address header parsed structurally up to this length

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from daemon.parsers import body, headerblock, mimetree
-from daemon.parsers.charsets import Hints, message_hints
-from daemon.parsers.encoded_words import header_text
-from daemon.parsers.reply_text import new_text
-from daemon.parsers.headers import message_ids, name_only, parse_addresses, parse_date
-from daemon.parsers.model import Address, ParsedMessage
+from ticketd.daemon.parsers import body, headerblock, mimetree
+from ticketd.daemon.parsers.charsets import Hints, message_hints
+from ticketd.daemon.parsers.encoded_words import header_text
+from ticketd.daemon.parsers.reply_text import new_text
+from ticketd.daemon.parsers.headers import message_ids, name_only, parse_addresses, parse_date
+from ticketd.daemon.parsers.model import Address, ParsedMessage
 
 MAX_HEADERS = 1000  # header fields kept in ParsedMessage.headers
 MAX_AUTH_RESULTS = 20  # each MTA on the way adds one; the trusted one is the topmost

@@ -11,9 +11,9 @@ from email.feedparser import BytesFeedParser
 from email.policy import compat32
 from typing import Any
 
-from daemon.parsers.charsets import Hints, decode_text
-from daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
-from daemon.parsers.uuencode import uudecode
+from ticketd.daemon.parsers.charsets import Hints, decode_text
+from ticketd.daemon.parsers.encoded_words import decode_words, raw_header_text, unfold
+from ticketd.daemon.parsers.uuencode import uudecode
 
 MAX_DEPTH = 20  # multipart nesting; real mail stays under 10, deeper is an attack
 MAX_PARTS = 500  # MIME entities per message; parts beyond are not parsed as multiparts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from daemon.addresses import is_valid
+from ticketd.daemon.addresses import is_valid
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from daemon.parsers._reply_html import cut_history
-from daemon.parsers._reply_plain import ATTRIBUTION, NONE, strip_quotes, strip_signature
-from daemon.parsers.htmltext import html_to_text
+from ticketd.daemon.parsers._reply_html import cut_history
+from ticketd.daemon.parsers._reply_plain import ATTRIBUTION, NONE, strip_quotes, strip_signature
+from ticketd.daemon.parsers.htmltext import html_to_text
 
 _NEWLINES = re.compile(r"\r\n?")
 CHECKED_CHARS = 80

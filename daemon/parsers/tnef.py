@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from tnefparse import TNEF
 
-from daemon.parsers.charsets import decode_text
-from daemon.parsers.model import Attachment
-from daemon.parsers.rtf import decompress, rtf_to_text
+from ticketd.daemon.parsers.charsets import decode_text
+from ticketd.daemon.parsers.model import Attachment
+from ticketd.daemon.parsers.rtf import decompress, rtf_to_text
 
 TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 MAX_TNEF_ATTACHMENTS = 200

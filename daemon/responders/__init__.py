@@ -7,10 +7,10 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Protocol
 
-from daemon.config import Config
-from daemon.filters import Decision
-from daemon.parsers.model import ParsedMessage
-from daemon.rules import HelpArticle
+from ticketd.daemon.config import Config
+from ticketd.daemon.filters import Decision
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.rules import HelpArticle
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,14 @@ class Responder(Protocol):
 
 def build_responders(config: Config) -> list[Responder]:
     """The responders in force for ``config``, in the order they run."""
-    from daemon.responders.acknowledgement import Acknowledgement
+    from ticketd.daemon.responders.acknowledgement import Acknowledgement
 
     responders: list[Responder] = []
     if config.acknowledgement.enabled:
         responders.append(Acknowledgement(config))
     if config.team is not None:
-        from daemon.notices import load_notice_templates
-        from daemon.responders.notification import Notification
+        from ticketd.daemon.notices import load_notice_templates
+        from ticketd.daemon.responders.notification import Notification
 
         # First: it compiles every template of the agents' mail, the survey and the reminder
         # (again where a file changed, on reload), so a broken one stops start-up here.

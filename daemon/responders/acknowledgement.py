@@ -6,14 +6,14 @@ import logging
 from email.utils import format_datetime
 from pathlib import Path
 
-from daemon.addresses import is_own
-from daemon.config import Config, ConfigError
-from daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
-from daemon.parsers.model import ParsedMessage
-from daemon.filters.autoreply import automatic_reason
-from daemon.responders import Draft, ResponseContext, TicketView, Withheld
-from daemon.templating import Template, load_template
-from storage import clock
+from ticketd.daemon.addresses import is_own
+from ticketd.daemon.config import Config, ConfigError
+from ticketd.daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.responders import Draft, ResponseContext, TicketView, Withheld
+from ticketd.daemon.templating import Template, load_template
+from ticketd.storage import clock
 
 log = logging.getLogger("ticketd.responders")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from daemon import signing
-from daemon.config import Config
-from daemon.filters.autoreply import automatic_reason
-from daemon.notices import COMMAND_HELP, message_headers, template
-from daemon.outgoing import new_message_id, one_line, text_message
-from daemon.responders import Draft, ResponseContext, Withheld
+from ticketd.daemon import signing
+from ticketd.daemon.config import Config
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.notices import COMMAND_HELP, message_headers, template
+from ticketd.daemon.outgoing import new_message_id, one_line, text_message
+from ticketd.daemon.responders import Draft, ResponseContext, Withheld
 
 log = logging.getLogger("ticketd.responders")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from daemon.config import Config
-from daemon.notices import message_headers, template
-from daemon.outgoing import new_message_id, one_line, reply_subject, text_message
-from daemon.responders import Draft, TicketView
+from ticketd.daemon.config import Config
+from ticketd.daemon.notices import message_headers, template
+from ticketd.daemon.outgoing import new_message_id, one_line, reply_subject, text_message
+from ticketd.daemon.responders import Draft, TicketView
 
 
 def survey_draft(config: Config, ticket: TicketView, recipient: str, in_reply_to: str,

@@ -10,11 +10,11 @@ import argparse
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.cli import instant
-from storage import clock
+from ticketd.daemon.cli import instant
+from ticketd.storage import clock
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 AT_RISK = ("warned", "breached")
 
@@ -29,7 +29,7 @@ def add_commands(sub: Any) -> None:
     status.add_argument("--now", type=instant, help="as if it were this ISO 8601 time (default: now)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
-    from daemon.sla.report_cli import add_report_command  # here: report_cli imports this module
+    from ticketd.daemon.sla.report_cli import add_report_command  # here: report_cli imports this module
 
     add_report_command(sub)  # `report`
 
@@ -46,10 +46,10 @@ def _no_sla(config: Config) -> bool:
 async def _run(config: Config, args: argparse.Namespace) -> int:
     if _no_sla(config):
         return 1
-    from daemon import due
-    from daemon.pipeline import Processor
-    from storage.db import database
-    from storage.errors import TemporaryFailure
+    from ticketd.daemon import due
+    from ticketd.daemon.pipeline import Processor
+    from ticketd.storage.db import database
+    from ticketd.storage.errors import TemporaryFailure
 
     now = clock.now()
     async with database(config.database_url):
@@ -65,8 +65,8 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 async def _status(config: Config, args: argparse.Namespace) -> int:
     if _no_sla(config):
         return 1
-    from daemon.terminal import emit
-    from storage.db import database
+    from ticketd.daemon.terminal import emit
+    from ticketd.storage.db import database
 
     async with database(config.database_url):
         rows = await at_risk(config, clock.now())
@@ -75,9 +75,9 @@ async def _status(config: Config, args: argparse.Namespace) -> int:
 
 async def at_risk(config: Config, now: datetime) -> list[dict[str, Any]]:
     """Open tickets with a target warned or breached, the soonest due first (served by ticket(status))."""
-    from daemon import lifecycle
-    from daemon.sla.clock import summary
-    from storage.models import Ticket
+    from ticketd.daemon import lifecycle
+    from ticketd.daemon.sla.clock import summary
+    from ticketd.storage.models import Ticket
 
     rows = []
     for ticket in await Ticket.filter(status__in=(lifecycle.NEW, lifecycle.OPEN, lifecycle.PENDING)) \
@@ -93,7 +93,7 @@ async def at_risk(config: Config, now: datetime) -> list[dict[str, Any]]:
 
 
 def _human(rows: list[dict[str, Any]]) -> str:
-    from daemon.terminal import safe_line as line
+    from ticketd.daemon.terminal import safe_line as line
 
     lines = [f"#{r['number']:<6} {r['state']:<8} {r['target']:<14} due {r['due'][:16].replace('T', ' ')}  "
              f"{line(r['priority']):<3} {line((r['assignee'] or '-')[:24]):<24} {line(r['subject'][:60])}"

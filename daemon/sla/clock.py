@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon import lifecycle
-from daemon.sla.config import SlaConfig
-from daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status, update_start
-from daemon.sla.policy import TARGETS, Policy
-from storage import bulk
-from storage.clock import now as clock_now
-from storage.models import Event, Ticket
+from ticketd.daemon import lifecycle
+from ticketd.daemon.sla.config import SlaConfig
+from ticketd.daemon.sla.due import Pause, SlaStatus, TargetStatus, sla_status, update_start
+from ticketd.daemon.sla.policy import TARGETS, Policy
+from ticketd.storage import bulk
+from ticketd.storage.clock import now as clock_now
+from ticketd.storage.models import Event, Ticket
 
 if TYPE_CHECKING:
-    from daemon.rules import RuleSet
+    from ticketd.daemon.rules import RuleSet
 
 STOPPED = (lifecycle.SOLVED, lifecycle.CLOSED)  # no clock runs; a reopen resumes them
 PAUSED = (lifecycle.PENDING, *STOPPED)

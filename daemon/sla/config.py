@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from daemon.config_section import Section
-from daemon.sla.calendar import ALWAYS_OPEN, HOURS_EXPECTED, OFFICE, OFFICE_HOURS, WEEKDAYS, Calendar, parse_hours
-from daemon.sla.policy import (DEFAULT_POLICIES, DURATION_EXPECTED, MAX_BUSINESS_DAYS, MAX_TARGET, PRIORITIES,
+from ticketd.daemon.config_section import Section
+from ticketd.daemon.sla.calendar import ALWAYS_OPEN, HOURS_EXPECTED, OFFICE, OFFICE_HOURS, WEEKDAYS, Calendar, parse_hours
+from ticketd.daemon.sla.policy import (DEFAULT_POLICIES, DURATION_EXPECTED, MAX_BUSINESS_DAYS, MAX_TARGET, PRIORITIES,
                                TARGETS, BusinessDays, Policy, Target, format_duration, parse_duration)
-from daemon.sla.triggers import Triggers, triggers_config
+from ticketd.daemon.sla.triggers import Triggers, triggers_config
 
 BUILT_IN = "24x7"  # always open; cannot be redefined
 DATE_EXPECTED = 'a date like "2026-12-24" or a range like "2026-12-25..2026-12-26"'
@@ -81,7 +81,7 @@ def sla_config(section: Section) -> SlaConfig:
     triggers = triggers_config(section.sub("triggers", {}))
     oncall = None
     if "oncall" in section.data:
-        from daemon.sla.oncall import oncall_config
+        from ticketd.daemon.sla.oncall import oncall_config
 
         oncall = oncall_config(section.sub("oncall"), calendars, PRIORITIES)
     section.done()
@@ -93,7 +93,7 @@ def with_team(sla: SlaConfig, file: Path, team: Any) -> SlaConfig:
 
     Names that are no agent, group or queue stop start-up here, not at a breach.
     """
-    from daemon.config_agents import expand_notify
+    from ticketd.daemon.config_agents import expand_notify
 
     for address in sla.oncall.rotation if sla.oncall is not None else ():
         if team is None or team.agent_by_address(address) is None:  # pages go to agents, as notices do

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from daemon.sla.calendar import Calendar, add_business, business_between, merged_spans
-from daemon.sla.policy import Policy, Target, budget
+from ticketd.daemon.sla.calendar import Calendar, add_business, business_between, merged_spans
+from ticketd.daemon.sla.policy import Policy, Target, budget
 
 WARN_FRACTION = 0.75  # warned once this share of the budget is used
 ZERO = timedelta(0)

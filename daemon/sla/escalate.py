@@ -18,16 +18,16 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.outgoing import one_line
-from daemon.sla.clock import ESCALATED, Clock
-from daemon.sla.due import TargetStatus
-from daemon.sla.levels import next_breach_step, next_tier, still_breached
-from daemon.sla.mail import send, when
-from daemon.ticket_steps import change_queue
-from storage.writes import TicketRow
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.sla.clock import ESCALATED, Clock
+from ticketd.daemon.sla.due import TargetStatus
+from ticketd.daemon.sla.levels import next_breach_step, next_tier, still_breached
+from ticketd.daemon.sla.mail import send, when
+from ticketd.daemon.ticket_steps import change_queue
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
+    from ticketd.daemon.commit import Commit
 
 log = logging.getLogger("ticketd.sla")
 

@@ -11,18 +11,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from daemon.sla.calendar import business_between
-from daemon.sla.clock import BREACH, UPDATE, WARNING, Clock, load_clock
-from daemon.sla.config import SlaConfig
-from daemon.sla.due import TargetStatus
-from daemon.sla.escalate import climb
-from daemon.sla.mail import duration, owners, send, when, words
-from daemon.sla.policy import TARGETS
-from daemon.sla.schedule import ESCALATE, FIRE_BREACH, PREFIX, WARN, reschedule_sla
-from storage.writes import TicketRow
+from ticketd.daemon.sla.calendar import business_between
+from ticketd.daemon.sla.clock import BREACH, UPDATE, WARNING, Clock, load_clock
+from ticketd.daemon.sla.config import SlaConfig
+from ticketd.daemon.sla.due import TargetStatus
+from ticketd.daemon.sla.escalate import climb
+from ticketd.daemon.sla.mail import duration, owners, send, when, words
+from ticketd.daemon.sla.policy import TARGETS
+from ticketd.daemon.sla.schedule import ESCALATE, FIRE_BREACH, PREFIX, WARN, reschedule_sla
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
+    from ticketd.daemon.commit import Commit
 
 log = logging.getLogger("ticketd.sla")
 

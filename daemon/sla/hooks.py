@@ -13,19 +13,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from daemon.filters.autoreply import automatic_reason
-from daemon.parsers.model import ParsedMessage
-from daemon.sla.clock import Clock, load_clock
-from daemon.sla.escalate import escalate
-from daemon.sla.mail import duration
-from daemon.sla.schedule import reschedule_sla
-from daemon.sla.triggers import (CSAT, MANAGER, REPEAT, SECURITY, UNASSIGNED, VIP, Triggers, first_phrase,
+from ticketd.daemon.filters.autoreply import automatic_reason
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.sla.clock import Clock, load_clock
+from ticketd.daemon.sla.escalate import escalate
+from ticketd.daemon.sla.mail import duration
+from ticketd.daemon.sla.schedule import reschedule_sla
+from ticketd.daemon.sla.triggers import (CSAT, MANAGER, REPEAT, SECURITY, UNASSIGNED, VIP, Triggers, first_phrase,
                                  low_rating, normalise_subject, vip_tier)
-from storage.models import Ticket
-from storage.writes import TicketRow
+from ticketd.storage.models import Ticket
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
+    from ticketd.daemon.commit import Commit
 
 REPEAT_LOOKBACK = 200  # the requester's latest tickets read: a robot's thousands stay unread
 

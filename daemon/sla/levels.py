@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from daemon.sla.due import TargetStatus
+from ticketd.daemon.sla.due import TargetStatus
 
 Step = TypeVar("Step")  # daemon.sla.config.EscalationStep; any sequence of steps will do
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from daemon.sla.clock import Clock
-from daemon.sla.levels import current_tier
-from daemon.ticket_steps import ticket_view
-from storage.writes import TicketRow
+from ticketd.daemon.sla.clock import Clock
+from ticketd.daemon.sla.levels import current_tier
+from ticketd.daemon.ticket_steps import ticket_view
+from ticketd.storage.writes import TicketRow
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
-    from daemon.config import Config
+    from ticketd.daemon.commit import Commit
+    from ticketd.daemon.config import Config
 
 
 def send(commit: Commit, people: tuple[str, ...], name: str, ticket: TicketRow, subject: str,
          **values: object) -> None:
     """One outbox row per address, in the transaction of the step that decided it."""
-    from daemon.notices import sla_draft
+    from ticketd.daemon.notices import sla_draft
 
     view = ticket_view(ticket)
     for address in people:
@@ -40,7 +40,7 @@ def owners(config: Config, clock: Clock) -> tuple[str, ...]:
 
 
 def duration(span: timedelta) -> str:
-    from daemon.notices import duration as words
+    from ticketd.daemon.notices import duration as words
 
     return words(span)
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.config_section import Section
-from daemon.sla.calendar import Calendar, is_open, next_open
+from ticketd.daemon.config_section import Section
+from ticketd.daemon.sla.calendar import Calendar, is_open, next_open
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
-    from daemon.sla.config import SlaConfig
-    from storage.writes import TicketRow
+    from ticketd.daemon.commit import Commit
+    from ticketd.daemon.sla.config import SlaConfig
+    from ticketd.storage.writes import TicketRow
 
 ROTATION_EXPECTED = "a non-empty array of agent addresses, one a week in turn"
 
@@ -76,7 +76,7 @@ def after_hours(commit: Commit, ticket: TicketRow) -> dict[str, Any]:
 
 
 def _page(commit: Commit, ticket: TicketRow, agent: str) -> None:
-    from daemon.notices import notice_draft
+    from ticketd.daemon.notices import notice_draft
 
     draft = notice_draft(commit.config, agent, f"On call: [#{ticket.number}] {ticket.subject}", [
         f"A {ticket.priority} ticket came in after hours: #{ticket.number}, queue {ticket.queue or 'none'}, "

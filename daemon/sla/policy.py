@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from daemon.sla.calendar import Calendar, add_business_days, business_between
+from ticketd.daemon.sla.calendar import Calendar, add_business_days, business_between
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 TARGETS = ("first_response", "next_update", "resolution")

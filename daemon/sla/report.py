@@ -71,11 +71,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from tortoise.expressions import Q
 
-from daemon.sla.policy import PRIORITIES, TARGETS
-from storage.models import Event, Ticket
+from ticketd.daemon.sla.policy import PRIORITIES, TARGETS
+from ticketd.storage.models import Event, Ticket
 
 if TYPE_CHECKING:
-    from daemon.sla.config import SlaConfig
+    from ticketd.daemon.sla.config import SlaConfig
 
 HOUR = 3600.0
 DONE = ("solved", "closed")

@@ -9,11 +9,11 @@ import argparse
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from daemon.cli import instant
-from storage import clock
+from ticketd.daemon.cli import instant
+from ticketd.storage import clock
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from ticketd.daemon.config import Config
 
 DATE_EXPECTED = "YYYY-MM-DD (00:00 UTC) or an ISO 8601 time with an offset (2026-12-01T09:00+01:00)"
 
@@ -48,9 +48,9 @@ def period_date(text: str) -> datetime:
 async def run_report(config: Config, args: argparse.Namespace) -> int:
     import sys
 
-    from daemon.sla.report import build
-    from daemon.terminal import emit
-    from storage.db import database
+    from ticketd.daemon.sla.report import build
+    from ticketd.daemon.terminal import emit
+    from ticketd.storage.db import database
 
     now = clock.now()
     until = args.until or now
@@ -61,7 +61,7 @@ async def run_report(config: Config, args: argparse.Namespace) -> int:
     async with database(config.database_url):
         report = await build(args.since, until, now, config.sla)
     if args.html:
-        from daemon.sla.report_html import render
+        from ticketd.daemon.sla.report_html import render
 
         try:
             with open(args.html, "w", encoding="utf-8") as out:
@@ -87,7 +87,7 @@ def _pct(value: float | None) -> str:
 
 def human(report: dict[str, Any]) -> str:
     """A short table for a terminal; every value comes from the report, escaped all the same."""
-    from daemon.terminal import safe_line
+    from ticketd.daemon.terminal import safe_line
 
     v, fr, res, health = report["volume"], report["first_response"], report["resolution"], report["health"]
     csat = report["csat"]

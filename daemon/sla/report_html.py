@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from daemon.sla.report_cli import _pct, _seconds
+from ticketd.daemon.sla.report_cli import _pct, _seconds
 
 COLOURS = {"healthy": "#2e7d32", "warning": "#e0a000", "critical": "#c62828", None: "#9e9e9e"}
 NEW, SOLVED = "#3f6ad8", "#26a69a"

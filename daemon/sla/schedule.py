@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from daemon.sla.clock import BREACH, WARNING, Clock, load_clock
-from daemon.sla.config import SlaConfig
-from daemon.sla.levels import next_breach_step, still_breached
-from daemon.sla.policy import TARGETS
+from ticketd.daemon.sla.clock import BREACH, WARNING, Clock, load_clock
+from ticketd.daemon.sla.config import SlaConfig
+from ticketd.daemon.sla.levels import next_breach_step, still_breached
+from ticketd.daemon.sla.policy import TARGETS
 
 if TYPE_CHECKING:
-    from daemon.commit import Commit
+    from ticketd.daemon.commit import Commit
 
 PREFIX = "sla_"
 WARN, FIRE_BREACH, ESCALATE = "sla_warn", "sla_breach", "sla_escalate"  # kinds are "<level>:<target>"

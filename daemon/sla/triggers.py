@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from daemon.config_section import Section
-from daemon.sla.policy import parse_duration
+from ticketd.daemon.config_section import Section
+from ticketd.daemon.sla.policy import parse_duration
 
 MANAGER_PHRASES = ("speak to a manager", "speak with a manager", "talk to a manager", "speak to your manager",
                    "talk to your manager", "speak to someone in charge", "supervisor", "escalate", "escalation",

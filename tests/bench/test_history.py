@@ -14,12 +14,12 @@ from bench.generate import generate
 from bench.copies import Template, copy_message_id, copy_raw, history_id, templates
 from bench.history import fill
 from bench.servers import USER, write_imap_config
-from daemon.config import Config, load_config
-from daemon.dedup import load_earlier
-from daemon.threader import Threads
-from storage.db import database
-from storage.intake import header_message_id
-from storage.models import (Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource, InboundStatus,
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.dedup import load_earlier
+from ticketd.daemon.threader import Threads
+from ticketd.storage.db import database
+from ticketd.storage.intake import header_message_id
+from ticketd.storage.models import (Attachment, AttachmentContent, Counter, Event, InboundMessage, InboundSource, InboundStatus,
                             Mailbox, OutboundMessage, OutboundStatus, Participant, Ticket)
 from tests.support import backend
 

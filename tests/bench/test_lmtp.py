@@ -20,7 +20,7 @@ from bench.child import Running
 from bench.generate import generate
 from bench.lmtp import push, wait_for_greeting
 from bench.servers import USER, write_lmtp_config
-from daemon.config import ConfigError, load_config
+from ticketd.daemon.config import ConfigError, load_config
 from tests.support import backend
 
 

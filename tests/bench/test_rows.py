@@ -12,8 +12,8 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from bench.rows import MissingValue, Table
-from storage.db import database
-from storage.models import InboundMessage, OutboundMessage, Ticket
+from ticketd.storage.db import database
+from ticketd.storage.models import InboundMessage, OutboundMessage, Ticket
 from tests.support import backend
 
 NOW = datetime(2024, 3, 4, 12, 30, 15, 123456, tzinfo=timezone.utc)

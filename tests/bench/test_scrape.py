@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.scrape import COLUMNS, Watch, free_port, watched_run
 from bench.servers import write_imap_config
-from daemon.config import load_config
+from ticketd.daemon.config import load_config
 from devtools.dovecot import Dovecot, MailUser
 from devtools.smtpsink import SmtpSink
 from tests.support.daemon import write_config
@@ -48,7 +48,7 @@ def test_a_running_daemon_is_scraped_as_it_works_and_its_status_read_once(
     later.start()
     try:
         # `run` never ends by itself: the run's timeout (Running's watchdog) kills it after 7 s.
-        child, watch = watched_run([sys.executable, "-m", "daemon", "-c", str(config), "run"],
+        child, watch = watched_run([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"],
                                    tmp_path / "ticketd.log", 7.0, port, config, n=8)
     finally:
         later.cancel()

@@ -88,7 +88,7 @@ def test_exit_75_defers_and_exit_1_bounces(postfix_factory: Callable[..., Postfi
 
 def test_the_pipe_user_runs_the_checkouts_ticketd(pipe_python: Path) -> None:
     done = subprocess.run(["runuser", "-u", PIPE_USER, "--", str(pipe_python), "-c",
-                           "import daemon, sys; print(daemon.__file__, sys.executable)"],
+                           "import sys, ticketd.daemon as d; print(d.__file__, sys.executable)"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     module, executable = done.stdout.split()

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from flufl.bounce import all_failures
 
-from daemon.config import ConfigError, Section
-from daemon.filters import FilterContext, Verdict
-from daemon.filters.bounce import (
+from ticketd.daemon.config import ConfigError, Section
+from ticketd.daemon.filters import FilterContext, Verdict
+from ticketd.daemon.filters.bounce import (
     Bounce,
     BounceFilter,
     BounceSettings,
     load_settings,
     parse_bounce,
 )
-from daemon.parsers import UnreadableMessage, parse_message
+from ticketd.daemon.parsers import UnreadableMessage, parse_message
 from tests.support.mail import raw_mail, simple
 
 DATA = Path(__file__).parent / "data" / "bounces"

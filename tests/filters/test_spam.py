@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from daemon.config import ConfigError, Section
-from daemon.filters import FilterContext
-from daemon.filters.spam import SpamFilter, SpamSettings, load_settings, relay_is_trusted
-from daemon.outage import Outage
-from daemon.parsers import parse_message
+from ticketd.daemon.config import ConfigError, Section
+from ticketd.daemon.filters import FilterContext
+from ticketd.daemon.filters.spam import SpamFilter, SpamSettings, load_settings, relay_is_trusted
+from ticketd.daemon.outage import Outage
+from ticketd.daemon.parsers import parse_message
 from devtools.spamd import Spamd
 from tests.support.mail import raw_mail
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from daemon.parsers import ParsedMessage, UnreadableMessage, parse_message
+from ticketd.daemon.parsers import ParsedMessage, UnreadableMessage, parse_message
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.parsers import Address, parse_message
-from daemon.parsers.headers import drop_trailing_junk
+from ticketd.daemon.parsers import Address, parse_message
+from ticketd.daemon.parsers.headers import drop_trailing_junk
 from tests.parsers.conftest import build
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.parsers.charsets import codec_for, decode_text, message_hints
+from ticketd.daemon.parsers.charsets import codec_for, decode_text, message_hints
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.parsers import ParsedMessage, UnreadableMessage, parse_message
+from ticketd.daemon.parsers import ParsedMessage, UnreadableMessage, parse_message
 from tests.parsers.peer_expectations import CORPUS
 
 # Expected outputs, licences and notes: not messages.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from daemon.parsers import parse_message
+from ticketd.daemon.parsers import parse_message
 from tests.parsers.conftest import build
 
 

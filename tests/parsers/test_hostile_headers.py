@@ -7,8 +7,8 @@ from datetime import UTC
 
 import pytest
 
-from daemon.addresses import is_local_only, is_valid
-from daemon.parsers import ParsedMessage, parse_message
+from ticketd.daemon.addresses import is_local_only, is_valid
+from ticketd.daemon.parsers import ParsedMessage, parse_message
 
 TOP_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To",
                "References", "Content-Type", "Content-Transfer-Encoding", "MIME-Version", "Auto-Submitted")

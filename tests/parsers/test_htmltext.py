@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.parsers.htmltext import MAX_HTML_CHARS, html_to_text
+from ticketd.daemon.parsers.htmltext import MAX_HTML_CHARS, html_to_text
 
 
 def test_hidden_elements_are_dropped() -> None:

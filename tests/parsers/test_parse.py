@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from daemon.parsers import Address, ParsedMessage, UnreadableMessage, parse_message
+from ticketd.daemon.parsers import Address, ParsedMessage, UnreadableMessage, parse_message
 
 Build = Callable[[str], bytes]
 

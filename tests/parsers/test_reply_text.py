@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from daemon.parsers.htmltext import html_to_text
-from daemon.parsers.reply_text import Stripped, new_text, strip_reply
+from ticketd.daemon.parsers.htmltext import html_to_text
+from ticketd.daemon.parsers.reply_text import Stripped, new_text, strip_reply
 from devtools.reply_measure import SAMPLES, Case, load_samples, normalized
 
 CASES = load_samples()

@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from daemon.parsers.rtf import MAX_RTF_BYTES, decompress
-from daemon.parsers.tnef import unpack
+from ticketd.daemon.parsers.rtf import MAX_RTF_BYTES, decompress
+from ticketd.daemon.parsers.tnef import unpack
 from tests.parsers.conftest import lzfu, tnef_blob
 
 RTF = rb"{\rtf1\ansi\ansicpg1252{\fonttbl{\f0 Arial;}}\pard Hello from Outlook\par Gr\'fc\'dfe}"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, load_config
-from daemon.responders import Draft, ResponseContext, TicketView, Withheld
-from daemon.responders.acknowledgement import Acknowledgement, is_automatic
+from ticketd.daemon.config import ConfigError, load_config
+from ticketd.daemon.responders import Draft, ResponseContext, TicketView, Withheld
+from ticketd.daemon.responders.acknowledgement import Acknowledgement, is_automatic
 from tests.support.mail import parsed
 from tests.test_config import MINIMUM, write
 
@@ -112,7 +112,7 @@ def test_non_ascii_subjects_and_names_survive_the_round_trip(tmp_path: Path) -> 
 
 
 def test_a_queue_template_wins_and_sees_priority_first_response_and_articles(tmp_path: Path) -> None:
-    from daemon.rules import HelpArticle
+    from ticketd.daemon.rules import HelpArticle
 
     billing = tmp_path / "billing.j2"
     billing.write_text("Billing {{ ticket.priority }} within {{ first_response }}: "

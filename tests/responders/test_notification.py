@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon import signing
-from daemon.config import Config, ConfigError, load_config
-from daemon.parsers.model import ParsedMessage
-from daemon.responders import Draft, ResponseContext, TicketView, Withheld, build_responders
-from daemon.responders.acknowledgement import Acknowledgement
-from daemon.responders.notification import MAX_TEXT, Notification
+from ticketd.daemon import signing
+from ticketd.daemon.config import Config, ConfigError, load_config
+from ticketd.daemon.parsers.model import ParsedMessage
+from ticketd.daemon.responders import Draft, ResponseContext, TicketView, Withheld, build_responders
+from ticketd.daemon.responders.acknowledgement import Acknowledgement
+from ticketd.daemon.responders.notification import MAX_TEXT, Notification
 from tests.support.mail import parsed
 from tests.test_config import MINIMUM, write
 from tests.test_config_agents import BOB, ISSUE, KEY, config_text

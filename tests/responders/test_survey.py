@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import Config, load_config
-from daemon.config_lifecycle import TEMPLATES
-from daemon.responders import TicketView
-from daemon.responders.survey import survey_draft
-from daemon.satisfaction import rating
-from daemon.templating import load_template
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.config_lifecycle import TEMPLATES
+from ticketd.daemon.responders import TicketView
+from ticketd.daemon.responders.survey import survey_draft
+from ticketd.daemon.satisfaction import rating
+from ticketd.daemon.templating import load_template
 from tests.test_config import write
 from tests.test_config_agents import ISSUE, config_text
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.sla.calendar import (ALWAYS_OPEN, MAX_CLOSED_DAYS, OFFICE, WEEKDAYS, Calendar, add_business,
+from ticketd.daemon.sla.calendar import (ALWAYS_OPEN, MAX_CLOSED_DAYS, OFFICE, WEEKDAYS, Calendar, add_business,
                                  add_business_days, business_between, day_spans, is_holiday, is_open, next_open,
                                  parse_hours, weekly_hours)
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.sla.calendar import (ALWAYS_OPEN, WEEKDAYS, Calendar, add_business, add_business_days,
+from ticketd.daemon.sla.calendar import (ALWAYS_OPEN, WEEKDAYS, Calendar, add_business, add_business_days,
                                  business_between, day_spans, is_open, next_open, parse_hours)
 
 ZERO = timedelta(0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from storage.db import database
-from storage.models import OutboundMessage
+from ticketd.storage.db import database
+from ticketd.storage.models import OutboundMessage
 from tests.sla.test_schedule import MIN, SLA
 from tests.support.daemon import cli, cli_json
 from tests.support.desk import START, Desk, config

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from daemon.sla.clock import shown
-from storage.db import database
+from ticketd.daemon.sla.clock import shown
+from ticketd.storage.db import database
 from tests.sla.test_schedule import MIN, SLA
 from tests.support.daemon import cli, cli_json
 from tests.support.desk import START, Desk, config

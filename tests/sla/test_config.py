@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config_section import ConfigError, Section
-from daemon.sla.calendar import ALWAYS_OPEN, OFFICE, add_business, parse_hours
-from daemon.sla.config import DEFAULT, EscalationStep, SlaConfig, sla_config
-from daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy
-from daemon.sla.triggers import Triggers
+from ticketd.daemon.config_section import ConfigError, Section
+from ticketd.daemon.sla.calendar import ALWAYS_OPEN, OFFICE, add_business, parse_hours
+from ticketd.daemon.sla.config import DEFAULT, EscalationStep, SlaConfig, sla_config
+from ticketd.daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy
+from ticketd.daemon.sla.triggers import Triggers
 
 FILE = Path("/etc/ticketd/ticketd.toml")
 H = timedelta(hours=1)
@@ -236,7 +236,7 @@ def test_errors_name_the_key_and_what_was_expected(text: str, message: str) -> N
 
 
 def test_the_daemon_config_reads_sla_only_when_the_file_has_it(tmp_path: Path) -> None:
-    from daemon.config import load_config
+    from ticketd.daemon.config import load_config
     from tests.test_config import MINIMUM, write
 
     assert load_config(write(tmp_path, MINIMUM), environ={}).sla is None

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from daemon.sla.calendar import ALWAYS_OPEN, WEEKDAYS, Calendar, weekly_hours
-from daemon.sla.due import SlaStatus, TargetStatus, sla_status
-from daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy
+from ticketd.daemon.sla.calendar import ALWAYS_OPEN, WEEKDAYS, Calendar, weekly_hours
+from ticketd.daemon.sla.due import SlaStatus, TargetStatus, sla_status
+from ticketd.daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy
 
 H = timedelta(hours=1)
 WEEK = Calendar(ZoneInfo("UTC"), weekly_hours({day: "09:00-18:00" for day in WEEKDAYS[:5]}))

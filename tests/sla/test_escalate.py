@@ -13,12 +13,12 @@ from pathlib import Path
 
 from tortoise.transactions import in_transaction
 
-from daemon.commit import Commit
-from daemon.sla.clock import shown
-from daemon.sla.fire import fire
-from storage.db import database
-from storage.models import Event, OutboundMessage
-from storage.writes import load_tickets
+from ticketd.daemon.commit import Commit
+from ticketd.daemon.sla.clock import shown
+from ticketd.daemon.sla.fire import fire
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, OutboundMessage
+from ticketd.storage.writes import load_tickets
 from tests.sla.test_schedule import MIN, events, undone
 from tests.support.desk import ALICE, START, Desk, config
 

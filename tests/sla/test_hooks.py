@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from daemon.config import Config
-from storage.db import database
-from storage.models import Event, OutboundMessage
+from ticketd.daemon.config import Config
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, OutboundMessage
 from tests.sla.test_schedule import events
 from tests.support.desk import ALICE, ANN, SUPPORT, Desk, config
 from tests.support.mail import simple

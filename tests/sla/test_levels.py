@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from daemon.sla.due import TargetStatus
-from daemon.sla.levels import current_tier, next_breach_step, next_tier, still_breached
+from ticketd.daemon.sla.due import TargetStatus
+from ticketd.daemon.sla.levels import current_tier, next_breach_step, next_tier, still_breached
 
 TIERS = ("Tier 2", "Engineering", "Management")
 AT = datetime(2026, 12, 1, 9, tzinfo=UTC)

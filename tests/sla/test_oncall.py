@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.config_section import ConfigError, Section
-from daemon.sla.calendar import OFFICE
-from daemon.sla.oncall import OnCall, oncall_config
-from daemon.sla.policy import PRIORITIES
-from storage.db import database
-from storage.models import Event, OutboundMessage
+from ticketd.daemon.config_section import ConfigError, Section
+from ticketd.daemon.sla.calendar import OFFICE
+from ticketd.daemon.sla.oncall import OnCall, oncall_config
+from ticketd.daemon.sla.policy import PRIORITIES
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, OutboundMessage
 from tests.support.desk import ALICE, Desk, config
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.sla.calendar import OFFICE, WEEKDAYS, Calendar, weekly_hours
-from daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy, budget, format_duration, parse_duration
+from ticketd.daemon.sla.calendar import OFFICE, WEEKDAYS, Calendar, weekly_hours
+from ticketd.daemon.sla.policy import DEFAULT_POLICIES, BusinessDays, Policy, budget, format_duration, parse_duration
 
 H = timedelta(hours=1)
 

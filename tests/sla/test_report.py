@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from daemon.sla.config import DEFAULT
-from daemon.sla.report import HEALTH, build, nearest_rank
-from daemon.sla.report_cli import human
-from daemon.sla.report_html import render
-from storage.db import database
-from storage.models import Event, Ticket
+from ticketd.daemon.sla.config import DEFAULT
+from ticketd.daemon.sla.report import HEALTH, build, nearest_rank
+from ticketd.daemon.sla.report_cli import human
+from ticketd.daemon.sla.report_html import render
+from ticketd.storage.db import database
+from ticketd.storage.models import Event, Ticket
 from tests.support import backend
 
 H = timedelta(hours=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.db import database
+from ticketd.storage.db import database
 from tests.sla.test_report import (EXPECTED_FIRST, EXPECTED_HEALTH, EXPECTED_RESOLUTION, EXPECTED_VOLUME, NONE,
                                    fixture, rate)
 from tests.sla.test_schedule import SLA

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from tortoise.transactions import in_transaction
 
-from daemon.commit import Commit
-from daemon.sla.clock import load_clock
-from daemon.sla.fire import fire
-from storage.db import database
-from storage.models import DueStep, Event, OutboundMessage, Ticket
-from storage.writes import load_tickets
+from ticketd.daemon.commit import Commit
+from ticketd.daemon.sla.clock import load_clock
+from ticketd.daemon.sla.fire import fire
+from ticketd.storage.db import database
+from ticketd.storage.models import DueStep, Event, OutboundMessage, Ticket
+from ticketd.storage.writes import load_tickets
 from tests.support.desk import ALICE, START, Desk, config
 
 MIN = timedelta(minutes=1)

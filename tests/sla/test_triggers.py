@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.sla.triggers import (MAX_TEXT, Triggers, first_phrase, low_rating, normalise_subject, phrase_pattern,
+from ticketd.daemon.sla.triggers import (MAX_TEXT, Triggers, first_phrase, low_rating, normalise_subject, phrase_pattern,
                                  vip_tier)
 
 DEFAULT = Triggers()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from storage import clock
+from ticketd.storage import clock
 
 BERLIN_EVENING = "2026-12-04T17:30:00+01:00"
 

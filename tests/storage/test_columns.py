@@ -11,10 +11,10 @@ from types import SimpleNamespace
 from tortoise.backends.base.client import Capabilities
 from tortoise.backends.base_postgres.schema_generator import BasePostgresSchemaGenerator
 
-from storage import columns
-from storage.db import database
-from storage.models import Article, Event, Participant, Ticket
-from storage.writes import GroupWrites
+from ticketd.storage import columns
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, Event, Participant, Ticket
+from ticketd.storage.writes import GroupWrites
 from tests.support import backend
 
 # The four tables as the release before them created them (its generate_schemas, on SQLite),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tortoise import connections
 
-from storage.db import database
+from ticketd.storage.db import database
 from tests.support import backend
 
 

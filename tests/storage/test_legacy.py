@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from storage import bulk, intake, legacy
-from storage.db import database
-from storage.models import Attachment, AttachmentContent, InboundMessage, InboundSource
+from ticketd.storage import bulk, intake, legacy
+from ticketd.storage.db import database
+from ticketd.storage.models import Attachment, AttachmentContent, InboundMessage, InboundSource
 from tests.support import backend
 
 # The two tables as the previous release created them (from its generate_schemas), one row each.

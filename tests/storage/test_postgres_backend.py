@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from tortoise.transactions import in_transaction
 
-from daemon.config import Config
-from daemon.pipeline import Processor
+from ticketd.daemon.config import Config
+from ticketd.daemon.pipeline import Processor
 from devtools.postgres import Postgres, SyncConnection
-from storage import bulk, columns, intake
-from storage.db import DatabaseError, database
-from storage.errors import is_temporary
-from storage.models import InboundStatus, Ticket
-from storage.postgres_backend import WRITE_LOCK
-from storage.writes import GroupWrites
+from ticketd.storage import bulk, columns, intake
+from ticketd.storage.db import DatabaseError, database
+from ticketd.storage.errors import is_temporary
+from ticketd.storage.models import InboundStatus, Ticket
+from ticketd.storage.postgres_backend import WRITE_LOCK
+from ticketd.storage.writes import GroupWrites
 from tests.support import backend
 from tests.support.daemon import PROJECT
 from tests.support.desk import config
@@ -221,8 +221,8 @@ async def test_a_wrong_password_is_refused_without_showing_it(pg: str) -> None:
 # A fresh process: the ORM's statements must first be built for SQLite.
 _SQLITE_THEN_POSTGRES = """
 import asyncio, sys
-from storage.db import database
-from storage.models import Ticket
+from ticketd.storage.db import database
+from ticketd.storage.models import Ticket
 
 async def main():
     for url, subject in zip(sys.argv[1:], ("s", "p")):

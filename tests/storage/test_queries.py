@@ -8,9 +8,9 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from storage import queries
-from storage.db import database
-from storage.models import Article, Event, Participant, Ticket
+from ticketd.storage import queries
+from ticketd.storage.db import database
+from ticketd.storage.models import Article, Event, Participant, Ticket
 from tests.support import backend
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from devtools.smtpsink import SmtpSink
-from storage import schema
-from storage.db import DatabaseError, database
+from ticketd.storage import schema
+from ticketd.storage.db import DatabaseError, database
 from tests.support.daemon import PROJECT, cli, write_config
 from tests.support.mail import simple
 
@@ -39,6 +39,7 @@ def release_tree(directory: Path) -> Path:
 
 def old_cli(tree: Path, config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, PYTHONPATH=str(tree))  # its packages before this checkout's installed ones
+    # 0.1.0 installed its packages at the top level: `python -m daemon` is that release's ticketd.
     return subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), *args], input=stdin,
                           capture_output=True, timeout=120, env=env, cwd=tree)
 

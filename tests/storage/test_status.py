@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
-from storage import intake, status
-from storage.db import database
-from storage.models import DueStep, InboundMessage, InboundStatus, OutboundMessage, OutboundStatus, Ticket
+from ticketd.storage import intake, status
+from ticketd.storage.db import database
+from ticketd.storage.models import DueStep, InboundMessage, InboundStatus, OutboundMessage, OutboundStatus, Ticket
 from tests.support.outbox import START, row
 
 

@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from daemon import app
-from daemon.config import Config, load_config
-from storage import queries
-from storage.db import database
+from ticketd.daemon import app
+from ticketd.daemon.config import Config, load_config
+from ticketd.storage import queries
+from ticketd.storage.db import database
 from tests.support import backend
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ timeout = 10
 def cli(config: Path, *args: str, stdin: bytes | None = None, timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
     """``ticketd -c CONFIG ARGS`` as a real process."""
     env = dict(os.environ, PYTHONPATH=str(PROJECT))
-    return subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "ticketd.daemon", "-c", str(config), *args], input=stdin,
                           capture_output=True, timeout=timeout, env=env, cwd=PROJECT)
 
 

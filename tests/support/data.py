@@ -8,9 +8,9 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from storage import intake
-from storage.export import export
-from storage.models import Suppression
+from ticketd.storage import intake
+from ticketd.storage.export import export
+from ticketd.storage.models import Suppression
 from tests.support.desk import ANN, SUPPORT, Desk
 
 PDF = b"%PDF-1.4 pretend\x00\xff" * 40

@@ -6,12 +6,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from daemon import due
-from daemon.config import Config, load_config
-from daemon.pipeline import Processor
-from daemon.signing import reply_address
-from storage import intake, queries
-from storage.models import OutboundMessage
+from ticketd.daemon import due
+from ticketd.daemon.config import Config, load_config
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.signing import reply_address
+from ticketd.storage import intake, queries
+from ticketd.storage.models import OutboundMessage
 from tests.support.daemon import write_config
 from tests.support.mail import simple
 

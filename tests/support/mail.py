@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from daemon.parsers import ParsedMessage, parse_message
+from ticketd.daemon.parsers import ParsedMessage, parse_message
 
 
 def raw_mail(text: str) -> bytes:

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 from itertools import count
 from pathlib import Path
 
-from daemon.config import SmtpConfig
-from daemon.outbox import OutboxSender
-from daemon.turn import WriteTurn
-from storage.models import OutboundMessage
+from ticketd.daemon.config import SmtpConfig
+from ticketd.daemon.outbox import OutboxSender
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage.models import OutboundMessage
 from tests.support.locks import OtherConnection
 
 _numbers = count(1)

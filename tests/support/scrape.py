@@ -37,7 +37,7 @@ def with_metrics(config: Path, port: int, extra: str = "") -> Path:
 def daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``ticketd run`` until the block ends, then SIGTERM; it must stop cleanly (its log says why not)."""
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "daemon", "-c", str(config), "run"], cwd=PROJECT,
+        process = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "run"], cwd=PROJECT,
                                    env=dict(os.environ, PYTHONPATH=str(PROJECT)), stdout=out, stderr=out)
         try:
             yield process
