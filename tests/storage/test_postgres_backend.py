@@ -19,7 +19,7 @@ from tortoise.transactions import in_transaction
 from ticketd.daemon.config import Config
 from ticketd.daemon.pipeline import Processor
 from devtools.postgres import Postgres, SyncConnection
-from ticketd.storage import bulk, columns, intake
+from ticketd.storage import bulk, columns, intake, schema
 from ticketd.storage.db import DatabaseError, database
 from ticketd.storage.errors import is_temporary
 from ticketd.storage.models import InboundStatus, Ticket
@@ -183,6 +183,7 @@ async def test_an_old_database_gets_the_new_columns_as_a_new_one_has_them(
     try:
         for table, column, *_ in columns.ADDED:  # the release before them
             old.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+        old.execute(f'DROP TABLE "{schema.TABLE}"')  # 0.1.0 recorded no schema version
         old.execute("INSERT INTO ticket (id, number, subject, status, priority, category, queue, mailbox, "
                     "requester, requester_name, fired_rules, tags, created_at, updated_at) VALUES (1, 1, 's', "
                     "'new', 'P3', '', '', '', 'a@example.org', '', '[]', '[]', now(), now())")
@@ -191,8 +192,8 @@ async def test_an_old_database_gets_the_new_columns_as_a_new_one_has_them(
                     "'', '', '', false, now())")
     finally:
         old.close()
-    async with database(pg):
-        assert await columns.add_missing() == []  # the open added them
+    async with database(pg, upgrade=True):  # `ticketd db upgrade`
+        assert await columns.add_missing() == []  # the upgrade added them
         assert [r[0] for r in await bulk.fetch("SELECT author FROM article")] == ["system"]  # our own mail
     assert _definitions(pg) == _definitions(fresh)
 
