@@ -62,6 +62,21 @@ async def test_an_export_imported_into_a_new_database_exports_the_same_bytes(tmp
     assert first.splitlines()[1:] == second.splitlines()[1:]
 
 
+@pytest.mark.parametrize("into_sqlite", [True, False], ids=["to-sqlite", "from-sqlite"])
+async def test_an_export_moves_between_sqlite_and_the_backend_under_test(tmp_path: Path, into_sqlite: bool) -> None:
+    # A migration from SQLite to PostgreSQL (or back) is what export and import are for.
+    cfg = config(tmp_path / "a")
+    sqlite_file = f"sqlite://{tmp_path}/other.db"
+    source, target = (cfg.database_url, sqlite_file) if into_sqlite else (sqlite_file, url(tmp_path / "b.db"))
+    async with database(source):
+        desk = Desk(cfg)
+        await fill(desk)
+        first = await exported(desk)
+    async with database(target):
+        await load(io.BytesIO(first), "dump")
+        assert (await exported(desk)).splitlines()[1:] == first.splitlines()[1:]
+
+
 async def test_a_duplicate_of_a_message_stored_after_it_survives_the_round_trip(tmp_path: Path) -> None:
     cfg = config(tmp_path / "a")
     async with database(cfg.database_url):
