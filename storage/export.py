@@ -18,7 +18,7 @@ The format (version 1), one JSON object per line, ASCII only (``\\u`` escapes), 
 
   Columns are the database's (a foreign key is ``ticket_id``). ``datetime``: ISO 8601 with its
   offset (UTC); ``bytes``: base64 (the raw messages, attachment contents, outbound mail);
-  ``json``: the value itself; null where the column is empty.
+  ``json``: the value itself, its objects' keys sorted; null where the column is empty.
 - the last line, without which an import refuses the file as cut off::
 
     {"end": {"rows": {"ticket": 3, ...}, "last_ids": {"ticket": 3, ...}}}

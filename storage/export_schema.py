@@ -104,6 +104,18 @@ def encode(column: Column, value: Any) -> Any:
         return value.isoformat()
     if column.kind == "bytes":
         return base64.b64encode(bytes(value)).decode("ascii")
+    if column.kind == "json":
+        return _sorted(value)
+    return value
+
+
+def _sorted(value: Any) -> Any:
+    """JSON with every object's keys sorted: PostgreSQL's jsonb keeps them in an order of its
+    own, SQLite's text as written, and the same rows must export the same bytes on either."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
     return value
 
 

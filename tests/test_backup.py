@@ -10,11 +10,14 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from ticketd.storage.backup import BackupError, backup
+from ticketd.daemon.config import load_config
 from ticketd.storage.db import database
+from tests.support.backend import POSTGRES, sqlite_only
 from tests.support.daemon import PROJECT, cli
 from tests.support.data import fill
 from tests.support.desk import Desk, config
@@ -61,6 +64,7 @@ class PairWriter(threading.Thread):
                 self.commits += 1
 
 
+@sqlite_only("the online backup API copies a SQLite file")
 async def test_a_backup_while_another_process_writes_is_consistent_and_opens(tmp_path: Path) -> None:
     await desk_database(tmp_path)
     source, target = tmp_path / "ticketd.db", tmp_path / "copy.db"
@@ -86,6 +90,7 @@ async def test_a_backup_while_another_process_writes_is_consistent_and_opens(tmp
     assert orphans == 0 and articles - before[1] == tickets - before[0] == pairs >= 200
 
 
+@sqlite_only("the online backup API copies a SQLite file")
 async def test_an_open_write_transaction_neither_blocks_the_backup_nor_gets_into_it(tmp_path: Path) -> None:
     await desk_database(tmp_path)
     source, target = tmp_path / "ticketd.db", tmp_path / "copy.db"
@@ -102,6 +107,7 @@ async def test_an_open_write_transaction_neither_blocks_the_backup_nor_gets_into
     assert counts(target) == before
 
 
+@sqlite_only("the online backup API copies a SQLite file")
 async def test_a_new_backup_replaces_the_old_one_and_a_stale_tmp_file(tmp_path: Path) -> None:
     await desk_database(tmp_path)
     target = tmp_path / "copy.db"
@@ -111,6 +117,7 @@ async def test_a_new_backup_replaces_the_old_one_and_a_stale_tmp_file(tmp_path: 
     assert counts(target) == counts(tmp_path / "ticketd.db") and not (tmp_path / "copy.db.tmp").exists()
 
 
+@sqlite_only("the online backup API copies a SQLite file")
 @pytest.mark.parametrize("name, message", [
     ("ticketd.db", "is the database itself"),
     (".", "is a directory"),
@@ -125,6 +132,7 @@ async def test_a_backup_that_cannot_be_made_says_why_and_leaves_nothing(tmp_path
     assert sorted(tmp_path.iterdir()) == files
 
 
+@sqlite_only("the online backup API copies a SQLite file")
 def test_backup_from_the_command_line(tmp_path: Path) -> None:
     import asyncio
 
@@ -138,11 +146,11 @@ def test_backup_from_the_command_line(tmp_path: Path) -> None:
 
 def test_backup_of_postgresql_points_to_pg_dump(tmp_path: Path) -> None:
     path = config(tmp_path).path
-    path.write_text(path.read_text().replace(f"sqlite://{tmp_path}/ticketd.db", "postgres://tk:hunter2@db/tk"))
+    path.write_text(path.read_text().replace(load_config(path).database_url, "postgres://tk:hunter2@db/tk"))
     # asyncpg is not installed here: the configuration check is told it is, as on a PostgreSQL site.
     code = ("import importlib.util, sys\nfrom importlib.machinery import ModuleSpec\nreal = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda n, p=None: ModuleSpec(n, None) if n == 'asyncpg' else real(n, p)\n"
-            "from daemon.cli import main\n"
+            "from ticketd.daemon.cli import main\n"
             f"code = main(['-c', {str(path)!r}, 'db', 'backup', {str(tmp_path / 'c.db')!r}])\n"
             "print('tortoise' in sys.modules)\nsys.exit(code)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=PROJECT,
@@ -150,3 +158,16 @@ def test_backup_of_postgresql_points_to_pg_dump(tmp_path: Path) -> None:
     assert done.returncode == 1 and b"use pg_dump" in done.stderr and b"hunter2" not in done.stderr
     assert done.stdout == b"False\n"  # refused before any database code was even imported
     assert not (tmp_path / "c.db").exists()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="PostgreSQL only: the database under test is a server's")
+def test_backup_of_the_postgresql_desk_database_is_refused_with_a_pointer_to_pg_dump(tmp_path: Path) -> None:
+    import asyncio
+
+    path = asyncio.run(desk_database(tmp_path))
+    password = urlsplit(load_config(path).database_url).password
+    done = cli(path, "db", "backup", str(tmp_path / "copy.db"))
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert b"db backup copies a SQLite database" in done.stderr and b"use pg_dump" in done.stderr
+    assert password and password.encode() not in done.stderr + done.stdout
+    assert not (tmp_path / "copy.db").exists() and not (tmp_path / "copy.db.tmp").exists()

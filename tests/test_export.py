@@ -18,6 +18,7 @@ from ticketd.storage.export import snapshot
 from ticketd.storage.export_schema import ORDER
 from ticketd.storage.load import LoadError, load
 from ticketd.storage.models import InboundMessage, Ticket
+from tests.support.backend import POSTGRES, url
 from tests.support.daemon import cli, cli_json
 from tests.support.data import exported, fill, rows_of
 from tests.support.desk import Desk
@@ -53,12 +54,27 @@ async def test_an_export_imported_into_a_new_database_exports_the_same_bytes(tmp
     first = await filled(tmp_path / "a")
     counts = json.loads(first.splitlines()[-1])["end"]["rows"]
     assert all(counts[name] > 0 for name in ORDER), counts  # the round trip covers every table
-    async with database(f"sqlite://{tmp_path}/b.db"):
+    async with database(url(tmp_path / "b.db")):
         assert await load(io.BytesIO(first), "dump") == counts
         second = await exported()
     one, two = header(first), header(second)
     assert one.pop("exported_at") != two.pop("exported_at") and one == two
     assert first.splitlines()[1:] == second.splitlines()[1:]
+
+
+@pytest.mark.parametrize("into_sqlite", [True, False], ids=["to-sqlite", "from-sqlite"])
+async def test_an_export_moves_between_sqlite_and_the_backend_under_test(tmp_path: Path, into_sqlite: bool) -> None:
+    # A migration from SQLite to PostgreSQL (or back) is what export and import are for.
+    cfg = config(tmp_path / "a")
+    sqlite_file = f"sqlite://{tmp_path}/other.db"
+    source, target = (cfg.database_url, sqlite_file) if into_sqlite else (sqlite_file, url(tmp_path / "b.db"))
+    async with database(source):
+        desk = Desk(cfg)
+        await fill(desk)
+        first = await exported(desk)
+    async with database(target):
+        await load(io.BytesIO(first), "dump")
+        assert (await exported(desk)).splitlines()[1:] == first.splitlines()[1:]
 
 
 async def test_a_duplicate_of_a_message_stored_after_it_survives_the_round_trip(tmp_path: Path) -> None:
@@ -68,12 +84,14 @@ async def test_a_duplicate_of_a_message_stored_after_it_survives_the_round_trip(
         await fill(desk)
         # A piped row left "received" and finished by the sweep after a later IMAP copy was
         # processed: the duplicate's id is the smaller one, so its reference points forward.
-        await InboundMessage.filter(id=1).update(status="duplicate", duplicate_of_id=2)
-        await InboundMessage.filter(id=2).update(status="processed", duplicate_of_id=None)
+        # (Ids as the database handed them out: PostgreSQL's come in chunks, with gaps.)
+        one, two = await InboundMessage.all().order_by("id").limit(2).values_list("id", flat=True)
+        await InboundMessage.filter(id=one).update(status="duplicate", duplicate_of_id=two)
+        await InboundMessage.filter(id=two).update(status="processed", duplicate_of_id=None)
         first = await exported(desk)
-    async with database(f"sqlite://{tmp_path}/b.db"):
+    async with database(url(tmp_path / "b.db")):
         await load(io.BytesIO(first), "dump")
-        assert (await InboundMessage.get(id=1)).duplicate_of_id == 2
+        assert (await InboundMessage.get(id=one)).duplicate_of_id == two
         assert (await exported()).splitlines()[1:] == first.splitlines()[1:]
 
 
@@ -101,23 +119,43 @@ async def test_paging_in_small_pages_writes_the_same_file(tmp_path: Path, monkey
     assert paged == whole
 
 
+class OtherWriter:
+    """Another client of the same database, outside ticketd: autocommit, no lock of ours."""
+
+    def __init__(self, path: Path, database_url: str) -> None:
+        self.path, self.url, self.connection = path, database_url, None
+
+    async def __aenter__(self) -> "OtherWriter":
+        if POSTGRES:
+            import asyncpg
+
+            self.connection = await asyncpg.connect(self.url.replace("postgres://", "postgresql://", 1))
+        else:
+            self.connection = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close() if POSTGRES else self.connection.close()
+
+    async def execute(self, sql: str) -> None:
+        await self.connection.execute(sql) if POSTGRES else self.connection.execute(sql)
+
+
 async def test_the_export_reads_one_moment_while_another_process_writes(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     async with database(cfg.database_url):
         desk = Desk(cfg)
         await fill(desk)
-        other = sqlite3.connect(tmp_path / "ticketd.db", isolation_level=None, timeout=10)
-        try:
+        async with OtherWriter(tmp_path / "ticketd.db", cfg.database_url) as other:
             async with snapshot():
                 before = await export_module.bulk.fetch("SELECT count(*) FROM ticket")
-                other.execute("UPDATE counter SET value = value + 1")  # not blocked: the export only reads
-                other.execute("INSERT INTO ticket (number, subject, status, priority, category, queue, mailbox, "
-                              "requester, requester_name, fired_rules, tags, created_at, updated_at) VALUES "
-                              "(99, 's', 'new', 'P3', '', '', '', 'x@example.org', '', '[]', '[]', "
-                              "'2026-12-01 09:00:00+00:00', '2026-12-01 09:00:00+00:00')")
+                await other.execute("UPDATE counter SET value = value + 1")  # not blocked: the export only reads
+                await other.execute(
+                    "INSERT INTO ticket (number, subject, status, priority, category, queue, mailbox, "
+                    "requester, requester_name, fired_rules, tags, created_at, updated_at) VALUES "
+                    "(99, 's', 'new', 'P3', '', '', '', 'x@example.org', '', '[]', '[]', "
+                    "'2026-12-01 09:00:00+00:00', '2026-12-01 09:00:00+00:00')")
                 assert await export_module.bulk.fetch("SELECT count(*) FROM ticket") == before
-        finally:
-            other.close()
         assert await Ticket.filter(number=99).exists()
 
 
@@ -127,9 +165,13 @@ async def test_new_mail_after_an_import_gets_new_numbers_and_ids_never_used_befo
         desk = Desk(cfg)
         await fill(desk)
         held = await InboundMessage.filter(status="quarantined").order_by("-id").first()
-        assert held is not None and held.id == await InboundMessage.all().count()  # the last id
+        assert held is not None and held == await InboundMessage.all().order_by("-id").first()  # the last id
         await held.delete()  # its id stays used: no new message may take it (logs name it)
         data = await exported(desk)
+    # The highest id handed out: the deleted row's on SQLite; on PostgreSQL the end of the
+    # sequence's last chunk (storage.bulk.Ids takes them 32 at a time), past the row's.
+    handed_out = json.loads(data.splitlines()[-1])["end"]["last_ids"]["inbound_message"]
+    assert handed_out > held.id if POSTGRES else handed_out == held.id
     cfg_b = config(tmp_path / "b")
     async with database(cfg_b.database_url):
         await load(io.BytesIO(data), "dump")
@@ -137,7 +179,7 @@ async def test_new_mail_after_an_import_gets_new_numbers_and_ids_never_used_befo
         outcome = await desk_b.customer("After the migration.")
         assert outcome.new_ticket and outcome.ticket_number == 3
         newest = await InboundMessage.all().order_by("-id").first()
-        assert newest is not None and newest.id == held.id + 1
+        assert newest is not None and newest.id == handed_out + 1
         assert await Ticket.all().count() == 3
 
 
@@ -170,7 +212,7 @@ CASES = [
 async def test_a_malformed_line_is_named_by_file_and_line_and_nothing_is_imported(
         tmp_path: Path, number: int, text: str, message: str) -> None:
     data = await filled(tmp_path / "a")
-    async with database(f"sqlite://{tmp_path}/b.db"):
+    async with database(url(tmp_path / "b.db")):
         with pytest.raises(LoadError) as caught:
             await load(io.BytesIO(_broken(data, number, text)), "dump.jsonl")
         assert str(caught.value).startswith(f"dump.jsonl:{message}"), caught.value
@@ -187,7 +229,7 @@ async def test_a_value_that_does_not_fit_its_column_names_the_column(tmp_path: P
                                     ("number", "7", "ticket.number: expected an integer, got '7'"),
                                     ("subject", None, "ticket.subject: expected a string, got null")):
         broken = dict(row, row=dict(row["row"], **{column: value}))
-        async with database(f"sqlite://{tmp_path}/{column}{value}.db"):
+        async with database(url(tmp_path / f"{column}{value}.db")):
             with pytest.raises(LoadError, match=f"^dump:{number}: {expected}"):
                 await load(io.BytesIO(_broken(data, number, json.dumps(broken))), "dump")
             assert await _rows_anywhere() == 0
@@ -196,7 +238,7 @@ async def test_a_value_that_does_not_fit_its_column_names_the_column(tmp_path: P
 async def test_a_cut_off_or_edited_export_is_refused_whole(tmp_path: Path) -> None:
     data = await filled(tmp_path / "a")
     lines = data.splitlines()
-    async with database(f"sqlite://{tmp_path}/b.db"):
+    async with database(url(tmp_path / "b.db")):
         with pytest.raises(LoadError, match=f"^dump:{len(lines) - 1}: the export ends without its end line"):
             await load(io.BytesIO(b"\n".join(lines[:-1])), "dump")
         dropped = [line for line in lines if not line.startswith(b'{"table":"due_step"')]
@@ -213,7 +255,7 @@ async def test_a_row_the_database_refuses_is_named_by_its_line(tmp_path: Path) -
     number = next(i for i, line in enumerate(lines, 1) if line.startswith(b'{"table":"article"'))
     orphan = json.loads(lines[number - 1])
     orphan["row"]["ticket_id"] = 999  # no such ticket: the foreign key refuses it
-    async with database(f"sqlite://{tmp_path}/b.db"):
+    async with database(url(tmp_path / "b.db")):
         with pytest.raises(LoadError, match=f"^dump:{number}: the database refused this article row"):
             await load(io.BytesIO(_broken(data, number, json.dumps(orphan))), "dump")
         assert await _rows_anywhere() == 0

@@ -53,7 +53,7 @@ async def three_tickets(desk: Desk, sink: SmtpSink) -> int:
         await sender.deliver_due(ignore_schedule=True)  # the acknowledgements, notices and the reply go out
     finally:
         await sender.close()
-    waiting = await OutboundMessage.filter(ticket_id=1).order_by("-id").first()
+    waiting = await OutboundMessage.filter(ticket__number=1).order_by("-id").first()
     assert waiting is not None and waiting.status == "sent"
     await OutboundMessage.filter(id=waiting.id).update(status="pending")  # as if its delivery were deferred
     desk.clock.now = START + timedelta(days=25)
@@ -75,7 +75,7 @@ async def test_only_the_bytes_of_tickets_closed_longer_ago_go(tmp_path: Path, fr
         before = by_key(await exported(desk))
         removed = await retention.prune(DAYS, START + timedelta(days=DAYS, hours=1))
         after = by_key(await exported(desk))
-        mails = {a.inbound_id for a in await Article.filter(ticket_id=1, inbound_id__not_isnull=True)}
+        mails = {a.inbound_id for a in await Article.filter(ticket__number=1, inbound_id__not_isnull=True)}
         attachments = {k[1] for k, row in before.items() if k[0] == "attachment" and row["filename"] == "shot1.png"}
         sent = {k[1] for k, row in before.items() if k[0] == "outbound_message" and row["ticket_id"] == 1} - {waiting}
     assert len(mails) == 2 and len(attachments) == 1 and len(sent) >= 2  # the customer's and the agent's mail
@@ -115,8 +115,8 @@ async def test_show_commands_say_what_retention_removed(tmp_path: Path, fresh_si
         desk = Desk(cfg)
         await three_tickets(desk, fresh_sink)
         await retention.prune(DAYS, START + timedelta(days=DAYS, hours=1))
-        pruned = await Article.filter(ticket_id=1, direction="in").order_by("id").first()
-        kept = await Article.filter(ticket_id=3).first()
+        pruned = await Article.filter(ticket__number=1, direction="in").order_by("id").first()
+        kept = await Article.filter(ticket__number=3).first()
         assert pruned is not None and kept is not None
         one, three = await queries.ticket_detail(1), await queries.ticket_detail(3)
     assert one is not None and three is not None
@@ -158,7 +158,7 @@ async def test_the_daemon_prunes_on_its_own_schedule(tmp_path: Path, fresh_sink:
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
-        assert await Event.filter(what="raw_removed", ticket_id=1).count() == 1  # once, however many passes
+        assert await Event.filter(what="raw_removed", ticket__number=1).count() == 1  # once, however many passes
 
 
 def test_db_prune_on_the_command_line(tmp_path: Path, fresh_sink: SmtpSink) -> None:

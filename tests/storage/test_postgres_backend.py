@@ -183,7 +183,7 @@ async def test_an_old_database_gets_the_new_columns_as_a_new_one_has_them(
     try:
         for table, column, *_ in columns.ADDED:  # the release before them
             old.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
-        old.execute(f"DROP TABLE {schema.TABLE}")  # which recorded no schema version either
+        old.execute(f'DROP TABLE "{schema.TABLE}"')  # 0.1.0 recorded no schema version
         old.execute("INSERT INTO ticket (id, number, subject, status, priority, category, queue, mailbox, "
                     "requester, requester_name, fired_rules, tags, created_at, updated_at) VALUES (1, 1, 's', "
                     "'new', 'P3', '', '', '', 'a@example.org', '', '[]', '[]', now(), now())")

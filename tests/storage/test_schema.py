@@ -20,7 +20,7 @@ import pytest
 from devtools.smtpsink import SmtpSink
 from ticketd.storage import schema
 from ticketd.storage.db import DatabaseError, database
-from tests.support import backend
+from tests.support.backend import sqlite_only
 from tests.support.daemon import PROJECT, cli, write_config
 from tests.support.mail import simple
 
@@ -52,8 +52,7 @@ def rows(path: Path) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
         return {t: db.execute(f'SELECT * FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
 
 
-@backend.sqlite_only("the previous release's database is a SQLite file, read row by row with sqlite3 (on "
-                     "PostgreSQL: test_postgres_backend's old database)")
+@sqlite_only("0.1.0 had no PostgreSQL support: a database of the previous release is a SQLite file")
 def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_row_kept(
         tmp_path: Path, fresh_sink: SmtpSink) -> None:
     tree = release_tree(tmp_path)

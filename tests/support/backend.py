@@ -71,7 +71,7 @@ class Databases:
         """
         self.cluster.drop_database(TEMPLATE)
         template_url = self.cluster.create_database(TEMPLATE, template="template0")
-        script = "import asyncio, sys; from storage.db import database\n" \
+        script = "import asyncio, sys; from ticketd.storage.db import database\n" \
                  "async def main():\n    async with database(sys.argv[1]): pass\n" \
                  "asyncio.run(main())"
         done = subprocess.run([sys.executable, "-c", script, template_url], cwd=PROJECT, capture_output=True,

@@ -8,7 +8,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from ticketd.storage import intake
+from ticketd.storage import intake, status
 from ticketd.storage.export import export
 from ticketd.storage.models import Suppression
 from tests.support.desk import ANN, SUPPORT, Desk
@@ -31,7 +31,7 @@ def with_attachment(message_id: str, body: str, filename: str = "invoice.pdf", c
 
 async def fill(desk: Desk) -> None:
     """Tickets with attachments, a Cc, a duplicate, an agent's reply, due steps, an agent away,
-    a held message, a suppression, and a mailbox with its UID state."""
+    a held message, a suppression, a mailbox with its UID state and its health as the fetcher writes it."""
     box = await intake.mailbox_state("support")
     await intake.reset_uidvalidity(box, 7)  # as the fetcher does when it first sees the folder
     first = with_attachment("<first@example.org>", "My printer is broken.", cc="Bob <bob@example.org>")
@@ -45,6 +45,8 @@ async def fill(desk: Desk) -> None:
     await desk.mail(b"")  # unreadable: quarantined, no ticket
     await Suppression.create(address="gone@example.org", until=desk.clock.now + timedelta(days=60),
                              reason="550 5.1.1 no such user")
+    await status.write_mailboxes([status.MailboxRow("support", True, desk.clock.now, desk.clock.now, desk.clock.now,
+                                                    "", None, 3, 0)], desk.clock.now)
 
 
 async def exported(desk: Desk | None = None) -> bytes:
