@@ -9,21 +9,8 @@ import pytest
 from ticketd.daemon.config import ConfigError, load_config
 from ticketd.daemon.config_metrics import MetricsConfig
 from tests.support.daemon import cli
+from tests.test_lmtp_config import BASE  # a site of [[addresses]] only: the smallest that loads
 
-BASE = """\
-[database]
-url = "sqlite:///var/lib/ticketd/ticketd.db"
-
-[smtp]
-host = "127.0.0.1"
-port = 2525
-security = "none"
-from = "Example Support <support@example.test>"
-
-[[addresses]]
-name = "support"
-address = "support@example.test"
-"""
 
 
 def write(tmp_path: Path, metrics: str) -> Path:
