@@ -148,7 +148,12 @@ class HealthWriter:
             for waiting in waits:
                 waiting.cancel()
         if not stop.is_set() and any(b.urgent.is_set() for b in self.boxes):
-            await asyncio.sleep(QUICK)
+            # Coalesce a flapping server's errors, but never hold up a stop: run --once ends
+            # with its mailboxes going down, an urgent change, and waited here half a second.
+            try:
+                await asyncio.wait_for(stop.wait(), QUICK)
+            except asyncio.TimeoutError:
+                pass
 
 
 def _row(box: MailboxHealth) -> status.MailboxRow:
