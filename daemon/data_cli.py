@@ -102,12 +102,9 @@ def _output(name: str) -> Iterator[BinaryIO]:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from ticketd.storage.schema import installed_version
 
-    try:
-        return version("ticketd")
-    except PackageNotFoundError:
-        return "unknown"
+    return installed_version("unknown")
 
 
 async def _import(config: Config, args: argparse.Namespace) -> int:

@@ -126,8 +126,13 @@ def _release(schema: int) -> str:
     return RELEASES.get(schema, "?")
 
 
-def _current() -> str:
+def installed_version(fallback: str) -> str:
+    """This distribution's version as installed; ``fallback`` in a checkout that was never installed."""
     try:
         return version("ticketd")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return RELEASES[VERSION]
+    except PackageNotFoundError:
+        return fallback
+
+
+def _current() -> str:
+    return installed_version(RELEASES[VERSION])

@@ -23,7 +23,7 @@ from tests.sla.test_schedule import MIN, events, undone
 from tests.support.desk import ALICE, START, Desk, config
 
 BOB, CAROL = "bob@example.test", "carol@example.test"
-MATRIX = f"""
+AGENTS = f"""
 [[agents]]
 name = "Bob Second"
 address = "{BOB}"
@@ -33,7 +33,8 @@ groups = ["tier2"]
 name = "Carol Engineer"
 address = "{CAROL}"
 groups = ["eng"]
-
+"""
+MATRIX = AGENTS + """
 [queues.eng]
 notify = ["eng"]
 

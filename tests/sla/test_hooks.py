@@ -12,22 +12,11 @@ from pathlib import Path
 from ticketd.daemon.config import Config
 from ticketd.storage.db import database
 from ticketd.storage.models import Event, OutboundMessage
+from tests.sla.test_escalate import AGENTS, BOB
 from tests.sla.test_schedule import events
 from tests.support.desk import ALICE, ANN, SUPPORT, Desk, config
 from tests.support.mail import simple
 
-BOB, CAROL = "bob@example.test", "carol@example.test"
-AGENTS = f"""
-[[agents]]
-name = "Bob Second"
-address = "{BOB}"
-groups = ["tier2"]
-
-[[agents]]
-name = "Carol Engineer"
-address = "{CAROL}"
-groups = ["eng"]
-"""
 MATRIX = """
 [sla]
 
