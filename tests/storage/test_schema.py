@@ -1,18 +1,13 @@
 """Schema versions: a database made by the previous release is refused until `ticketd db upgrade`, then keeps every row.
 
-The previous release is the tag v0.1.0 on main, checked out of this repository by `git archive`
-and run as it was (its own `daemon` and `storage` packages first on the path): it makes and
-fills the database through its own pipeline, so the test sees that release's real schema.
+The previous release's database is the one 0.1.0 made through its own pipeline, committed as SQL
+(tests.support.release, which remakes it from the tag v0.1.0): so the test sees that release's
+real schema without needing the tag, or any history, in the checkout.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import sqlite3
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,29 +15,10 @@ import pytest
 from devtools.smtpsink import SmtpSink
 from ticketd.storage import schema
 from ticketd.storage.db import DatabaseError, database
+from tests.support import release
 from tests.support.backend import sqlite_only
-from tests.support.daemon import PROJECT, cli, write_config
+from tests.support.daemon import cli, write_config
 from tests.support.mail import simple
-
-RELEASE = "v0.1.0"
-
-
-def release_tree(directory: Path) -> Path:
-    """The previous release's files, as tagged."""
-    archive = subprocess.run(["git", "-C", str(PROJECT), "archive", RELEASE], capture_output=True)
-    assert archive.returncode == 0, (f"the previous release's tag {RELEASE} is not in this checkout "
-                                     f"(clone with tags): {archive.stderr.decode()}")
-    tree = directory / RELEASE
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(tree, filter="data")
-    return tree
-
-
-def old_cli(tree: Path, config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(tree))  # its packages before this checkout's installed ones
-    # 0.1.0 installed its packages at the top level: `python -m daemon` is that release's ticketd.
-    return subprocess.run([sys.executable, "-m", "daemon", "-c", str(config), *args], input=stdin,
-                          capture_output=True, timeout=120, env=env, cwd=tree)
 
 
 def rows(path: Path) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
@@ -55,16 +31,9 @@ def rows(path: Path) -> dict[str, list[tuple]]:  # type: ignore[type-arg]
 @sqlite_only("0.1.0 had no PostgreSQL support: a database of the previous release is a SQLite file")
 def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_row_kept(
         tmp_path: Path, fresh_sink: SmtpSink) -> None:
-    tree = release_tree(tmp_path)
     config = write_config(tmp_path, 10143, fresh_sink.port, [("support", "support@example.test")])
-    mails = [simple("Ann <ann@example.org>", "Printer jams", "<p1@example.org>", body="It jams."),
-             simple("Bob <bob@example.org>", "Invoice", "<i1@example.org>", body="Wrong total."),
-             simple("Ann <ann@example.org>", "Re: Printer jams [#1]", "<p2@example.org>", body="Still jams.",
-                    extra="In-Reply-To: <p1@example.org>")]
-    for raw in mails:
-        done = old_cli(tree, config, "ingest", stdin=raw)
-        assert done.returncode == 0, done.stderr.decode()
     path = tmp_path / "ticketd.db"
+    release.restore(path)
     before = rows(path)
     assert schema.TABLE not in sqlite3.connect(path).execute(  # the old code made it: no version recorded
         "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
