@@ -1,0 +1,232 @@
+"""The webhook sender: POST committed webhook_delivery rows, one webhook's in order, retrying with backoff.
+
+Each webhook has its own task, so a slow or dead endpoint holds up only its own events; mail
+never waits for any of them (the HTTP request holds no database turn, and the two short
+writes around it take the shared turn as an SMTP send does, daemon.turn).
+
+Order: a webhook's rows go one at a time in order of id (storage.webhooks claims only the
+first pending one), so a chat channel shows a ticket's events as they happened. A row being
+retried therefore holds back the rows after it; that is what we want, as what fails it (the
+endpoint down, slow, overloaded: a condition of the endpoint) fails them too. A row the
+endpoint refuses for good (a 4xx) is marked failed and the next one goes: one bad request
+never blocks the rest.
+
+Exactly once, as for mail: a row is marked delivered by a commit right after the 2xx. A
+crash between the two sends it again after its claim expires; the X-Ticketd-Event-Id header
+(and Idempotency-Key) lets the receiver drop the copy. ``windows`` records how long that gap
+was, as daemon.outbox does for SMTP's 250.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import hmac
+import logging
+import random
+import ssl
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+import httpx
+
+from ticketd.daemon.config_webhooks import WebhookConfig
+from ticketd.daemon.instance import instance_id
+from ticketd.daemon.metrics import Metrics
+from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.turn import WriteTurn
+from ticketd.storage import clock, webhooks
+from ticketd.storage.errors import describe, is_temporary
+
+log = logging.getLogger("ticketd.webhook")
+
+POLL = 1.0  # seconds between looks for rows when not woken (events of the scheduler, another instance)
+CLAIM_MARGIN = 30.0  # a claim outlives the request's timeout by this much
+MAX_RETRY_AFTER = 3600.0  # an endpoint's Retry-After is honoured up to this
+HEADER = "X-Ticketd-Signature"
+FIGURES = 10.0  # seconds between reads of the pending counts for the metrics
+
+Clock = Callable[[], datetime]
+
+
+class WebhookSender:
+    def __init__(self, hooks: tuple[WebhookConfig, ...], write_turn: WriteTurn | None = None,
+                 metrics: Metrics | None = None, clock: Clock = clock.now, instance: str | None = None,
+                 poll: float = POLL) -> None:
+        self.hooks = {h.name: h for h in hooks}
+        self.write_turn = write_turn or WriteTurn()
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.instance = instance or instance_id()
+        self.poll = poll
+        self.wake = {name: asyncio.Event() for name in self.hooks}
+        self.windows: list[float] = []  # seconds from a 2xx to the commit of "delivered"
+        self.client = httpx.AsyncClient(verify=ssl.create_default_context(), follow_redirects=False,
+                                        headers={"User-Agent": "ticketd"})
+
+    def notify(self) -> None:
+        for event in self.wake.values():
+            event.set()
+
+    def reconfigure(self, hooks: tuple[WebhookConfig, ...]) -> None:
+        """A reload's URLs and keys for the webhooks running; new or removed ones wait for a restart."""
+        self.hooks = {name: next((h for h in hooks if h.name == name), old) for name, old in self.hooks.items()}
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(self._figures(stop), *(self._loop(name, stop) for name in self.hooks))
+
+    async def _figures(self, stop: asyncio.Event, every: float = FIGURES) -> None:
+        """The pending rows per webhook, for the metrics: every instance's, as the database holds them."""
+        while not stop.is_set():
+            try:
+                found = await webhooks.waiting()
+                self.metrics.webhook_pending = {name: found[name].pending if name in found else 0
+                                                for name in {*self.hooks, *found}}
+            except Exception as exc:
+                log.debug("webhook figures not read: %s", exc)
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except asyncio.TimeoutError:
+                pass
+
+    async def deliver_due(self, deadline: float | None = None) -> int:
+        """Each webhook's due rows until none is due or ``deadline`` (time.monotonic()); the rows tried."""
+        counts = await asyncio.gather(*(self._pass(name, deadline) for name in self.hooks))
+        return sum(counts)
+
+    async def _loop(self, name: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._pass(name, None, stop)
+                wait = await self._idle_for(name)
+            except Exception as exc:  # the database away: the rows stay, try again later
+                log.warning("webhook %s: waiting: %s", name, describe(exc) if is_temporary(exc) else exc)
+                wait = self.poll * 5
+            wake = self.wake[name]
+            try:
+                await asyncio.wait_for(_either(stop, wake), wait)
+            except asyncio.TimeoutError:
+                pass
+            wake.clear()
+
+    async def _idle_for(self, name: str) -> float:
+        due = await webhooks.next_due(name)
+        if due is None:
+            return self.poll
+        return min(self.poll, max(0.0, (due - self.clock()).total_seconds()))
+
+    async def _pass(self, name: str, deadline: float | None, stop: asyncio.Event | None = None) -> int:
+        tried = 0
+        while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
+            hook, now = self.hooks[name], self.clock()
+            async with self.write_turn.shared() as turn:
+                turn.accepted()  # one short statement: no reason to hold transactions back
+                row = await webhooks.claim(name, self.instance, now,
+                                           now + timedelta(seconds=hook.timeout + CLAIM_MARGIN))
+            if row is None:
+                return tried
+            tried += 1
+            await self._deliver(hook, row)
+
+    async def _deliver(self, hook: WebhookConfig, row: webhooks.Claimed) -> None:
+        try:
+            async with asyncio.timeout(hook.timeout):  # the whole request, not each read
+                response = await self.client.post(hook.url.reveal(), content=row.body.encode("utf-8"),
+                                                  headers=headers(hook, row))
+        except (httpx.TransportError, TimeoutError) as exc:
+            await self._again(hook, row, f"no answer from {hook.where}: {type(exc).__name__} {one_line(str(exc))}"
+                              .strip(), None)
+            return
+        status = response.status_code
+        if 200 <= status < 300:
+            answered = time.monotonic()
+            async with self.write_turn.shared() as turn:
+                turn.accepted()
+                mine = await webhooks.delivered(row.id, self.instance, self.clock())
+            self.windows.append(time.monotonic() - answered)
+            self.metrics.webhook_delivered[hook.name] += 1
+            if not mine:
+                log.warning("webhook %s: event %s delivered after our claim ran out (another instance may have "
+                            "sent it too; the receiver de-duplicates by X-Ticketd-Event-Id)", hook.name, row.event_id)
+            log.info("webhook %s: %s event %s delivered (HTTP %d)", hook.name, row.event, row.event_id, status)
+            return
+        reason = f"HTTP {status} from {hook.where}"
+        if status in (408, 429) or status >= 500 or 300 <= status < 400:
+            # A condition of the endpoint (down, overloaded, asking us to slow down; a redirect:
+            # a URL to correct in the config, which a reload picks up): the same request may succeed later.
+            await self._again(hook, row, reason, retry_after(response.headers.get("Retry-After"), self.clock()))
+            return
+        # Any other 4xx is the endpoint's judgement of this request (a payload it will not take,
+        # a token it refuses): sending the same bytes again cannot change it. Failed, with the
+        # reason, and the next row goes: no retry storm, and `ticketd status` counts them.
+        await self._fail(hook, row, f"{reason}: {one_line(response.text, 200)}".rstrip(": "))
+
+    async def _again(self, hook: WebhookConfig, row: webhooks.Claimed, reason: str, wait: float | None) -> None:
+        now = self.clock()
+        if (now - row.created_at).total_seconds() >= hook.give_up_after:
+            await self._fail(hook, row, f"gave up after {hook.give_up_after:.0f} s: {reason}")
+            return
+        delay = max(backoff(hook, row.attempts), min(wait or 0.0, MAX_RETRY_AFTER))
+        async with self.write_turn.shared() as turn:
+            turn.accepted()
+            await webhooks.retry(row.id, self.instance, now + timedelta(seconds=delay), reason)
+        self.metrics.webhook_retried[hook.name] += 1
+        log.warning("webhook %s: event %s not delivered (%s); next try in %.1f s", hook.name, row.event_id, reason,
+                    delay)
+
+    async def _fail(self, hook: WebhookConfig, row: webhooks.Claimed, reason: str) -> None:
+        async with self.write_turn.shared() as turn:
+            turn.accepted()
+            await webhooks.failed(row.id, self.instance, reason)
+        self.metrics.webhook_failed[hook.name] += 1
+        log.error("webhook %s: event %s failed: %s", hook.name, row.event_id, reason)
+
+
+def headers(hook: WebhookConfig, row: webhooks.Claimed) -> dict[str, str]:
+    """The event's id twice (ours, and the Idempotency-Key draft's name for it), and the signature."""
+    out = {"Content-Type": "application/json", "X-Ticketd-Event": row.event, "X-Ticketd-Event-Id": row.event_id,
+           "Idempotency-Key": row.event_id, "X-Ticketd-Delivery-Attempt": str(row.attempts + 1)}
+    if hook.secret is not None:
+        out[HEADER] = signature(hook.secret.reveal(), row.body.encode("utf-8"))
+    return out
+
+
+def signature(key: str, body: bytes) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of the exact body bytes with the webhook's secret."""
+    return "sha256=" + hmac.new(key.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def backoff(hook: WebhookConfig, attempts: int) -> float:
+    """Exponential, capped at retry_max, with jitter: instances and webhooks retrying at once spread out."""
+    delay = min(hook.retry_max, hook.retry_base * 2 ** min(attempts, 30))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds the Retry-After header asks for (a number or an HTTP date, RFC 9110 10.2.3); None if none."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
