@@ -100,6 +100,7 @@ async def _drain_once(config: Config, parse_workers: int | None, pool: Executor 
         await sending
         if processor.webhook_sender is not None:  # one try each: an endpoint that is down waits for the next run
             await processor.webhook_sender.deliver_due(time.monotonic() + config.outbox_drain)
+            processor.webhook_sender.log_windows()
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
         failed = sender.totals.failed
         _log_windows(sender.totals.windows)
@@ -228,6 +229,9 @@ def reload(processor: Processor, path: Path) -> bool:
         processor.reconfigure(new)  # builds responders and filters first: a broken template stops here
         if processor.webhook_sender is not None:
             processor.webhook_sender.reconfigure(new.webhooks)
+        elif new.webhooks:
+            log.warning("reload: [[webhooks]] where there were none take effect at the next restart "
+                        "(their events are kept until then)")
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False

@@ -28,7 +28,7 @@ import random
 import ssl
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Awaitable, Callable, TypeVar
 
 import httpx
 
@@ -49,6 +49,7 @@ HEADER = "X-Ticketd-Signature"
 FIGURES = 10.0  # seconds between reads of the pending counts for the metrics
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 class WebhookSender:
@@ -62,6 +63,8 @@ class WebhookSender:
         self.instance = instance or instance_id()
         self.poll = poll
         self.wake = {name: asyncio.Event() for name in self.hooks}
+        self._stop: asyncio.Event | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # webhook -> its loop, while it runs
         self.windows: list[float] = []  # seconds from a 2xx to the commit of "delivered"
         self.client = httpx.AsyncClient(verify=ssl.create_default_context(), follow_redirects=False,
                                         headers={"User-Agent": "ticketd"})
@@ -71,14 +74,35 @@ class WebhookSender:
             event.set()
 
     def reconfigure(self, hooks: tuple[WebhookConfig, ...]) -> None:
-        """A reload's URLs and keys for the webhooks running; new or removed ones wait for a restart."""
-        self.hooks = {name: next((h for h in hooks if h.name == name), old) for name, old in self.hooks.items()}
+        """A reload's webhooks: new URLs and keys at the next request, a new webhook's task started.
+
+        A webhook removed from the file stops after its row in hand; its pending rows stay in the
+        table (`ticketd status` counts them) and go once a webhook of that name is configured again.
+        """
+        self.hooks = {h.name: h for h in hooks}
+        if self._stop is not None and not self._stop.is_set():
+            for name in self.hooks:
+                if name not in self._tasks:
+                    self._start(name)
 
     async def close(self) -> None:
         await self.client.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(self._figures(stop), *(self._loop(name, stop) for name in self.hooks))
+        """One task per webhook (and one for a reload's new ones) until ``stop``; a row in hand is finished."""
+        self._stop = stop
+        for name in self.hooks:
+            self._start(name)
+        figures = asyncio.create_task(self._figures(stop), name="webhook figures")
+        await stop.wait()
+        while self._tasks:  # each ends after its row in hand, which the request's timeout bounds
+            await asyncio.gather(*list(self._tasks.values()))
+        await figures
+
+    def _start(self, name: str) -> None:
+        assert self._stop is not None
+        self.wake.setdefault(name, asyncio.Event())
+        self._tasks[name] = asyncio.create_task(self._loop(name, self._stop), name=f"webhook:{name}")
 
     async def _figures(self, stop: asyncio.Event, every: float = FIGURES) -> None:
         """The pending rows per webhook, for the metrics: every instance's, as the database holds them."""
@@ -100,19 +124,25 @@ class WebhookSender:
         return sum(counts)
 
     async def _loop(self, name: str, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._pass(name, None, stop)
-                wait = await self._idle_for(name)
-            except Exception as exc:  # the database away: the rows stay, try again later
-                log.warning("webhook %s: waiting: %s", name, describe(exc) if is_temporary(exc) else exc)
-                wait = self.poll * 5
-            wake = self.wake[name]
-            try:
-                await asyncio.wait_for(_either(stop, wake), wait)
-            except asyncio.TimeoutError:
-                pass
-            wake.clear()
+        try:
+            while not stop.is_set() and name in self.hooks:
+                try:
+                    await self._pass(name, None, stop)
+                    wait = await self._idle_for(name)
+                except Exception as exc:  # the rows stay where they are: tried again in a moment
+                    if is_temporary(exc):
+                        log.warning("webhook %s: waiting for the database: %s", name, describe(exc))
+                    else:  # a bug, or a row no code expects: logged, and the daemon goes on
+                        log.exception("webhook %s: delivery failed; trying again shortly", name)
+                    wait = self.poll * 5
+                wake = self.wake[name]
+                try:
+                    await asyncio.wait_for(_either(stop, wake), wait)
+                except asyncio.TimeoutError:
+                    pass
+                wake.clear()
+        finally:
+            self._tasks.pop(name, None)
 
     async def _idle_for(self, name: str) -> float:
         due = await webhooks.next_due(name)
@@ -123,11 +153,11 @@ class WebhookSender:
     async def _pass(self, name: str, deadline: float | None, stop: asyncio.Event | None = None) -> int:
         tried = 0
         while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
-            hook, now = self.hooks[name], self.clock()
-            async with self.write_turn.shared() as turn:
-                turn.accepted()  # one short statement: no reason to hold transactions back
-                row = await webhooks.claim(name, self.instance, now,
-                                           now + timedelta(seconds=hook.timeout + CLAIM_MARGIN))
+            hook, now = self.hooks.get(name), self.clock()
+            if hook is None:  # removed by a reload
+                return tried
+            row = await self._write(lambda: webhooks.claim(name, self.instance, now,
+                                                           now + timedelta(seconds=hook.timeout + CLAIM_MARGIN)))
             if row is None:
                 return tried
             tried += 1
@@ -145,9 +175,7 @@ class WebhookSender:
         status = response.status_code
         if 200 <= status < 300:
             answered = time.monotonic()
-            async with self.write_turn.shared() as turn:
-                turn.accepted()
-                mine = await webhooks.delivered(row.id, self.instance, self.clock())
+            mine = await self._write(lambda: webhooks.delivered(row.id, self.instance, self.clock()), retry=True)
             self.windows.append(time.monotonic() - answered)
             self.metrics.webhook_delivered[hook.name] += 1
             if not mine:
@@ -172,19 +200,42 @@ class WebhookSender:
             await self._fail(hook, row, f"gave up after {hook.give_up_after:.0f} s: {reason}")
             return
         delay = max(backoff(hook, row.attempts), min(wait or 0.0, MAX_RETRY_AFTER))
-        async with self.write_turn.shared() as turn:
-            turn.accepted()
-            await webhooks.retry(row.id, self.instance, now + timedelta(seconds=delay), reason)
+        await self._write(lambda: webhooks.retry(row.id, self.instance, now + timedelta(seconds=delay), reason),
+                          retry=True)
         self.metrics.webhook_retried[hook.name] += 1
         log.warning("webhook %s: event %s not delivered (%s); next try in %.1f s", hook.name, row.event_id, reason,
                     delay)
 
     async def _fail(self, hook: WebhookConfig, row: webhooks.Claimed, reason: str) -> None:
-        async with self.write_turn.shared() as turn:
-            turn.accepted()
-            await webhooks.failed(row.id, self.instance, reason)
+        await self._write(lambda: webhooks.failed(row.id, self.instance, reason), retry=True)
         self.metrics.webhook_failed[hook.name] += 1
         log.error("webhook %s: event %s failed: %s", hook.name, row.event_id, reason)
+
+
+    async def _write(self, statement: Callable[[], Awaitable[T]], retry: bool = False) -> T:
+        """One short statement in a shared turn (daemon.turn), as an SMTP send's "sent" is written.
+
+        ``retry``: what became of a row we hold is tried again while our claim lasts (a locked
+        database, a PostgreSQL fail-over): given up, the row is sent again once its claim expires.
+        """
+        deadline = time.monotonic() + CLAIM_MARGIN / 2
+        while True:
+            try:
+                async with self.write_turn.shared() as turn:
+                    turn.accepted()  # one short statement: no reason to hold transactions back
+                    return await statement()
+            except Exception as exc:
+                if not (retry and is_temporary(exc)) or time.monotonic() > deadline:
+                    raise
+                log.warning("webhook: recording a delivery waits for the database: %s", describe(exc))
+                await asyncio.sleep(0.5)
+
+    def log_windows(self) -> None:
+        """How long a crash could have made us POST twice: the 2xx-to-commit gap (as daemon.app logs SMTP's)."""
+        if self.windows:
+            ordered = sorted(self.windows)
+            log.info("webhooks: %d delivered; 2xx-to-commit window median %.2f ms, max %.2f ms", len(ordered),
+                     ordered[len(ordered) // 2] * 1000, ordered[-1] * 1000)
 
 
 def headers(hook: WebhookConfig, row: webhooks.Claimed) -> dict[str, str]:

@@ -343,7 +343,7 @@ class WebhookDelivery(Model):
     id = fields.BigIntField(primary_key=True)  # the order a webhook's deliveries go in
     webhook = fields.CharField(max_length=100)  # [[webhooks]] name
     event = fields.CharField(max_length=30)  # "created", "agent_reply", ... (daemon.config_webhooks.EVENTS)
-    event_id = fields.CharField(max_length=64, unique=True)  # the payload's "id" and X-Ticketd-Event-Id
+    event_id = fields.CharField(max_length=64)  # the payload's "id" and X-Ticketd-Event-Id: one per event
     ticket: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
         "models.Ticket", related_name="webhook_deliveries", null=True, on_delete=fields.SET_NULL)
     body = fields.TextField()  # the JSON POSTed, as written
@@ -359,5 +359,6 @@ class WebhookDelivery(Model):
 
     class Meta:
         table = "webhook_delivery"
+        unique_together = (("webhook", "event_id"),)  # an event once per webhook
         # (webhook, status, id): a webhook's first pending row, the one its sender claims next.
         indexes = (("webhook", "status", "id"), ("status", "created_at"), ("ticket",))

@@ -53,9 +53,11 @@ class Webhook:
             kind, ticket = event_kind(what, detail), tickets.get(ticket_id)
             if kind is None or ticket is None:
                 continue
+            event_id = str(uuid.uuid4())  # the same for every webhook told of this event
             for hook in self.hooks:
                 if hook.wants(kind, ticket["queue"]):
-                    payload = event_payload(kind, ticket, detail, who, now, texts if hook.include_text else None)
+                    payload = event_payload(kind, event_id, ticket, detail, who, now,
+                                            texts if hook.include_text else None)
                     rows.append({"webhook": hook.name, "event": kind, "event_id": payload["id"],
                                  "ticket_id": ticket_id, "body": webhook_format.body(hook.format, payload),
                                  "status": WebhookStatus.PENDING, "attempts": 0, "next_try_at": now,
@@ -72,11 +74,11 @@ def event_kind(what: str, detail: dict[str, Any]) -> str | None:
     return kind
 
 
-def event_payload(kind: str, ticket: dict[str, Any], detail: dict[str, Any], who: str, now: datetime,
-                  texts: dict[int, str] | None) -> dict[str, Any]:
-    """Our JSON for one event. The "id" is new for each (event, webhook): the receiver's de-duplication key."""
+def event_payload(kind: str, event_id: str, ticket: dict[str, Any], detail: dict[str, Any], who: str,
+                  now: datetime, texts: dict[int, str] | None) -> dict[str, Any]:
+    """Our JSON for one event; "id" is the receiver's key to drop a copy (README "Webhooks")."""
     view = {k: ticket[k] for k in _TICKET[1:]}
-    return {"event": kind, "id": str(uuid.uuid4()), "occurred_at": now.isoformat(), "ticket": view,
+    return {"event": kind, "id": event_id, "occurred_at": now.isoformat(), "ticket": view,
             "detail": _detail(kind, detail, who, texts)}
 
 
