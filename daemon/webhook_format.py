@@ -3,8 +3,9 @@
 Pure functions over plain data. Everything a customer wrote (a subject above all) is escaped
 for the target, so a subject can neither format the chat message, nor link, nor ping a
 channel: Slack's mrkdwn is escaped as Slack documents it (&, <, >: a mention or link needs
-``<...>``); Mattermost's and Teams' Markdown by backslashes, and an ``@`` there is kept from
-starting a mention (``@channel`` in a subject would page everyone).
+``<...>``); Mattermost's Markdown by backslashes, and an ``@`` there is kept from starting a
+mention (``@channel`` in a subject would page everyone); a Teams card's few Markdown
+characters by backslashes (a Teams mention needs an entity, never plain text).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _LINES = {
     "csat": "Ticket #{n} rated {rating}/5: {s}",
 }
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Adaptive Cards know only emphasis, links and lists of Markdown; an @ mentions nobody there
+# (a mention is an <at> entity), and a backslash before other characters would show.
+_CARD = re.compile(r"([\\*_\[\]()~`])")
 _MENTION = "@\u2060"  # WORD JOINER after @: shown the same, no longer a mention
 
 
@@ -53,9 +57,9 @@ def line(payload: dict[str, Any], escape: Any) -> str:
 
 def teams_card(payload: dict[str, Any]) -> dict[str, Any]:
     """An Adaptive Card in the message envelope Teams' incoming webhooks (and Workflows) take."""
-    facts = [{"title": k.capitalize(), "value": markdown_escape(str(v))} for k, v in _facts(payload)]
+    facts = [{"title": k.capitalize(), "value": card_escape(str(v))} for k, v in _facts(payload)]
     card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
-            "version": "1.4", "body": [{"type": "TextBlock", "text": line(payload, markdown_escape), "wrap": True,
+            "version": "1.4", "body": [{"type": "TextBlock", "text": line(payload, card_escape), "wrap": True,
                                         "weight": "Bolder"}, {"type": "FactSet", "facts": facts}]}
     return {"type": "message",
             "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
@@ -72,7 +76,12 @@ def slack_escape(text: str) -> str:
 
 
 def markdown_escape(text: str) -> str:
+    """Mattermost: every Markdown character, and no @mention."""
     return _MARKDOWN.sub(r"\\\1", text).replace("@", _MENTION)
+
+
+def card_escape(text: str) -> str:
+    return _CARD.sub(r"\\\1", text)
 
 
 class _Default(dict[str, Any]):

@@ -11,13 +11,16 @@ stdlib http.server in a thread, so it runs beside any event loop (the daemon's, 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from devtools._process import LOCALHOST, free_port
+from devtools.dovecot import _make_self_signed_cert
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,10 @@ class Request:
 
 
 class WebhookServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, tls_dir: Path | None = None) -> None:
+        """``tls_dir``: serve https with a self-signed certificate made there (no client trusts it)."""
         self.port = port or free_port()
+        self.tls_dir = tls_dir
         self.requests: list[Request] = []  # the ones answered 2xx, and the others: see ``answered``
         self.answered: list[int] = []  # the status each request got, in the same order
         self.status, self.retry_after, self.delay = 200, None, 0.0
@@ -42,7 +47,7 @@ class WebhookServer:
         self._thread: threading.Thread | None = None
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://{LOCALHOST}:{self.port}{path}"
+        return f"{'https' if self.tls_dir else 'http'}://{LOCALHOST}:{self.port}{path}"
 
     def answer(self, status: int, retry_after: str | None = None, delay: float = 0.0) -> None:
         """What every request gets from now on; ``delay``: seconds before the answer (a slow endpoint)."""
@@ -64,10 +69,21 @@ class WebhookServer:
                 time.sleep(0.1)
         else:
             raise OSError(f"port {self.port} stays taken")
+        if self.tls_dir is not None:
+            self._server.socket = self._tls().wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
         return self
+
+    def _tls(self) -> ssl.SSLContext:
+        assert self.tls_dir is not None
+        cert, key = self.tls_dir / "cert.pem", self.tls_dir / "key.pem"
+        if not cert.exists():
+            _make_self_signed_cert(cert, key)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        return context
 
     def stop(self) -> None:
         """Down: the listening socket is closed, new connections are refused."""
