@@ -10,7 +10,9 @@ stdlib http.server in a thread, so it runs beside any event loop (the daemon's, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
 import threading
 import time
@@ -43,6 +45,7 @@ class WebhookServer:
         self.answered: list[int] = []  # the status each request got, in the same order
         self.status, self.retry_after, self.delay = 200, None, 0.0
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()  # kept-alive connections: a server that goes down drops them too
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -91,6 +94,11 @@ class WebhookServer:
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._lock:
+            connections, self._open = list(self._open), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
 
@@ -104,6 +112,16 @@ class WebhookServer:
 def _handler(owner: WebhookServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with owner._lock:
+                owner._open.add(self.connection)
+
+        def finish(self) -> None:
+            with owner._lock:
+                owner._open.discard(self.connection)
+            super().finish()
 
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             length = int(self.headers.get("Content-Length") or 0)

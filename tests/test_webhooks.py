@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -244,3 +245,94 @@ async def test_queues_and_events_choose_what_a_webhook_gets(tmp_path: Path, serv
         await desk.agent(1, "#status solved\nDone.")
         rows = await WebhookDelivery.all().values_list("webhook", "event")
     assert rows == [("solved", "solved")]
+
+
+async def test_breaches_and_escalations_are_events_too(tmp_path: Path, server: WebhookServer) -> None:
+    from tests.sla.test_escalate import MATRIX
+
+    cfg = config(tmp_path, MATRIX + hooks(tmp_path, server, 'name = "sla"\nevents = ["breached", "escalated"]'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("The site is down.")
+        await desk.later(timedelta(minutes=45))  # warned (no webhook event)
+        await desk.later(timedelta(minutes=15))  # the first response is breached; Tier 2 at once
+        rows = await WebhookDelivery.all().order_by("id")
+    bodies = [json.loads(r.body) for r in rows]
+    assert [b["event"] for b in bodies] == ["breached", "escalated"]
+    assert bodies[0]["detail"]["target"] == "first_response" and "due" in bodies[0]["detail"]
+    assert {k: bodies[1]["detail"][k] for k in ("tier", "level", "target")} == {
+        "tier": "Tier 2", "level": 1, "target": "first_response"}
+    assert bodies[1]["ticket"]["priority"] == "P1"
+
+
+async def test_include_text_puts_an_excerpt_of_the_mail_in(tmp_path: Path, server: WebhookServer) -> None:
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "with"\ninclude_text = true', 'name = "without"'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("The printer is on fire." + " x" * 400)
+        rows = {r.webhook: json.loads(r.body) for r in await WebhookDelivery.all()}
+    assert rows["with"]["detail"]["text"].startswith("The printer is on fire.")
+    assert len(rows["with"]["detail"]["text"]) == 500 and "text" not in rows["without"]["detail"]
+    assert rows["with"]["id"] == rows["without"]["id"]  # one event, told to two webhooks
+
+
+async def test_tls_is_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = WebhookServer(tls_dir=tmp_path / "tls").start()
+    try:
+        cfg = config(tmp_path, hooks(tmp_path, server, 'name = "tls"'))
+        async with database(cfg.database_url):
+            desk = Desk(cfg)
+            await desk.customer("Hello")
+            untrusting = WebhookSender(cfg.webhooks, instance="one", clock=running_clock(desk))
+            try:
+                await untrusting.deliver_due()
+            finally:
+                await untrusting.close()
+            [row] = await WebhookDelivery.all()
+            assert row.status == "pending" and "CERTIFICATE_VERIFY_FAILED" in row.last_error
+            assert server.requests == []
+            monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls" / "cert.pem"))  # now the test's CA is trusted
+            trusting = WebhookSender(cfg.webhooks, instance="two", clock=running_clock(desk))
+            try:
+                await deliver_all(trusting)
+            finally:
+                await trusting.close()
+    finally:
+        server.stop()
+    assert [r.json["event"] for r in server.delivered()] == ["created"]
+
+
+async def test_retention_empties_the_bodies_of_a_closed_tickets_delivered_events(
+        tmp_path: Path, server: WebhookServer) -> None:
+    from ticketd.daemon.retention import prune
+
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        sender = WebhookSender(cfg.webhooks, instance="one", clock=running_clock(desk))
+        try:
+            await desk.customer("Hello")
+            await desk.agent(1, "#status closed\nDone.")
+            await deliver_all(sender)
+            server.stop()
+            await desk.customer("Another")
+            await desk.agent(2, "#status closed\nDone too.")
+            await sender.deliver_due()  # refused: ticket 2's events stay pending
+        finally:
+            await sender.close()
+        assert (await prune(1, desk.clock.now + timedelta(days=2))).tickets == 2
+        rows = await WebhookDelivery.all().order_by("id").values_list("ticket__number", "status", "body")
+    assert [(n, status, body == "") for n, status, body in rows] == [
+        (1, "delivered", True), (1, "delivered", True), (2, "pending", False), (2, "pending", False)]
+
+
+async def test_status_counts_what_waits(tmp_path: Path, server: WebhookServer) -> None:
+    from tests.support.daemon import cli_json
+
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await desk.customer("Hello")
+    [hook] = cli_json(cfg.path, "status", "--json")["webhooks"]
+    assert (hook["name"], hook["url"], hook["pending"], hook["failed"]) == (
+        "chat", f"http://127.0.0.1:{server.port}", 1, 0)
