@@ -175,12 +175,12 @@ class WebhookSender:
         status = response.status_code
         if 200 <= status < 300:
             answered = time.monotonic()
-            mine = await self._write(lambda: webhooks.delivered(row.id, self.instance, self.clock()), retry=True)
+            first = await self._write(lambda: webhooks.delivered(row.id, self.clock()), retry=True)
             self.windows.append(time.monotonic() - answered)
             self.metrics.webhook_delivered[hook.name] += 1
-            if not mine:
-                log.warning("webhook %s: event %s delivered after our claim ran out (another instance may have "
-                            "sent it too; the receiver de-duplicates by X-Ticketd-Event-Id)", hook.name, row.event_id)
+            if not first:
+                log.warning("webhook %s: event %s was delivered twice: our claim ran out and another instance "
+                            "sent it too (the receiver de-duplicates by X-Ticketd-Event-Id)", hook.name, row.event_id)
             log.info("webhook %s: %s event %s delivered (HTTP %d)", hook.name, row.event, row.event_id, status)
             return
         reason = f"HTTP {status} from {hook.where}"

@@ -62,13 +62,21 @@ async def next_due(webhook: str) -> datetime | None:
     return _py(rows[0][0]) if rows else None
 
 
-async def delivered(row_id: int, instance: str, now: datetime) -> bool:
-    """Mark the row delivered; False if our claim had been taken over meanwhile (it was sent twice)."""
-    return await _finish(row_id, instance, "status = ?, delivered_at = ?, attempts = attempts + 1, last_error = ''",
-                         [WebhookStatus.DELIVERED, _db(now)])
+async def delivered(row_id: int, now: datetime) -> bool:
+    """Mark the row delivered, whoever holds its claim now: the endpoint has it, which is a fact.
+
+    (Our claim may have run out while the database kept us waiting: another instance then
+    POSTs it too, and its record of a failure or a retry finds the row delivered and changes
+    nothing.) False if it was delivered already.
+    """
+    changed = await bulk.execute("UPDATE webhook_delivery SET status = ?, delivered_at = ?, attempts = attempts + 1, "
+                                 "last_error = '', claimed_by = NULL, claimed_until = NULL WHERE id = ? AND status = ?",
+                                 [WebhookStatus.DELIVERED, _db(now), row_id, WebhookStatus.PENDING])
+    return changed == 1
 
 
 async def failed(row_id: int, instance: str, reason: str) -> bool:
+    """Failed for good; False (nothing changed) where our claim was taken over meanwhile."""
     return await _finish(row_id, instance, "status = ?, attempts = attempts + 1, last_error = ?",
                          [WebhookStatus.FAILED, reason[:2000]])
 

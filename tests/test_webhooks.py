@@ -336,3 +336,40 @@ async def test_status_counts_what_waits(tmp_path: Path, server: WebhookServer) -
     [hook] = cli_json(cfg.path, "status", "--json")["webhooks"]
     assert (hook["name"], hook["url"], hook["pending"], hook["failed"]) == (
         "chat", f"http://127.0.0.1:{server.port}", 1, 0)
+
+
+async def test_a_claim_holds_until_it_expires_and_only_the_first_pending_row_is_claimable(
+        tmp_path: Path, server: WebhookServer) -> None:
+    from ticketd.storage import webhooks
+
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        await three_tickets(desk)
+        now = desk.clock.now
+        first = await webhooks.claim("chat", "dead", now, now + timedelta(seconds=30))  # then it crashed
+        assert first is not None and first.event == "created"
+        assert await webhooks.claim("chat", "alive", now + timedelta(seconds=29), now + timedelta(seconds=60)) is None
+        again = await webhooks.claim("chat", "alive", now + timedelta(seconds=31), now + timedelta(seconds=60))
+        assert again is not None and again.id == first.id  # the expired claim is free again, and still first
+        assert not await webhooks.retry(first.id, "dead", now, "late")  # no longer its claim: refused
+        assert await webhooks.delivered(first.id, now)  # a 2xx is a fact, whoever got it
+        assert not await webhooks.retry(first.id, "alive", now, "HTTP 500")  # the other's outcome changes nothing
+        assert not await webhooks.delivered(first.id, now)  # once
+        second = await webhooks.claim("chat", "alive", now, now + timedelta(seconds=60))
+        assert second is not None and second.id > first.id
+
+
+def test_the_metrics_name_each_webhook() -> None:
+    from ticketd.daemon.metrics import Metrics
+    from ticketd.daemon.metrics_http import TicketdCollector
+
+    metrics = Metrics()
+    metrics.webhook_delivered["chat"] += 2
+    metrics.webhook_failed["chat"] += 1
+    metrics.webhook_pending = {"chat": 4}
+    samples = {(s.name, s.labels.get("webhook")): s.value for family in TicketdCollector(metrics, []).collect()
+               for s in family.samples}
+    assert samples[("ticketd_webhook_delivered_total", "chat")] == 2
+    assert samples[("ticketd_webhook_failed_total", "chat")] == 1
+    assert samples[("ticketd_webhook_pending", "chat")] == 4
