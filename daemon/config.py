@@ -214,7 +214,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
         team = unassigned_default(team, sla)
     raw_after_days = _retention(top.sub("retention", {}))
-    webhooks = _webhooks(top, env)
+    webhooks = _webhooks(top, env) if "webhooks" in top.data else ()
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
@@ -222,9 +222,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
 
 def _webhooks(top: Section, env: dict[str, str]) -> tuple[Any, ...]:
-    """``[[webhooks]]``; the module is imported only where there are some (`ingest` starts per message)."""
-    if "webhooks" not in top.data:
-        return ()
+    """``[[webhooks]]``: its module is imported only where there are some (`ingest` starts per message)."""
     from ticketd.daemon.config_webhooks import load_webhooks
 
     return load_webhooks(top, env)

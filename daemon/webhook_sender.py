@@ -46,6 +46,7 @@ POLL = 1.0  # seconds between looks for rows when not woken (events of the sched
 CLAIM_MARGIN = 30.0  # a claim outlives the request's timeout by this much
 MAX_RETRY_AFTER = 3600.0  # an endpoint's Retry-After is honoured up to this
 HEADER = "X-Ticketd-Signature"
+ANSWER = 2000  # bytes of an endpoint's answer kept (a refusal's reason)
 FIGURES = 10.0  # seconds between reads of the pending counts for the metrics
 
 Clock = Callable[[], datetime]
@@ -165,14 +166,11 @@ class WebhookSender:
 
     async def _deliver(self, hook: WebhookConfig, row: webhooks.Claimed) -> None:
         try:
-            async with asyncio.timeout(hook.timeout):  # the whole request, not each read
-                response = await self.client.post(hook.url.reveal(), content=row.body.encode("utf-8"),
-                                                  headers=headers(hook, row))
+            status, wait, said = await self._post(hook, row)
         except (httpx.TransportError, TimeoutError) as exc:
             await self._again(hook, row, f"no answer from {hook.where}: {type(exc).__name__} {one_line(str(exc))}"
                               .strip(), None)
             return
-        status = response.status_code
         if 200 <= status < 300:
             answered = time.monotonic()
             first = await self._write(lambda: webhooks.delivered(row.id, self.clock()), retry=True)
@@ -187,12 +185,25 @@ class WebhookSender:
         if status in (408, 429) or status >= 500 or 300 <= status < 400:
             # A condition of the endpoint (down, overloaded, asking us to slow down; a redirect:
             # a URL to correct in the config, which a reload picks up): the same request may succeed later.
-            await self._again(hook, row, reason, retry_after(response.headers.get("Retry-After"), self.clock()))
+            await self._again(hook, row, reason, retry_after(wait, self.clock()))
             return
         # Any other 4xx is the endpoint's judgement of this request (a payload it will not take,
         # a token it refuses): sending the same bytes again cannot change it. Failed, with the
         # reason, and the next row goes: no retry storm, and `ticketd status` counts them.
-        await self._fail(hook, row, f"{reason}: {one_line(response.text, 200)}".rstrip(": "))
+        await self._fail(hook, row, f"{reason}: {one_line(said, 200)}".rstrip(": "))
+
+    async def _post(self, hook: WebhookConfig, row: webhooks.Claimed) -> tuple[int, str | None, str]:
+        """(status, Retry-After, the start of the answer): an endpoint's body is read up to ANSWER bytes only."""
+        async with asyncio.timeout(hook.timeout):  # the whole request, not each read
+            async with self.client.stream("POST", hook.url.reveal(), content=row.body.encode("utf-8"),
+                                          headers=headers(hook, row)) as response:
+                head = b""
+                async for chunk in response.aiter_raw():
+                    head += chunk
+                    if len(head) >= ANSWER:
+                        break
+                return response.status_code, response.headers.get("Retry-After"), \
+                    head[:ANSWER].decode("utf-8", "replace")
 
     async def _again(self, hook: WebhookConfig, row: webhooks.Claimed, reason: str, wait: float | None) -> None:
         now = self.clock()

@@ -26,7 +26,8 @@ def refused(tmp_path: Path, table: str) -> str:
 def test_the_defaults(tmp_path: Path) -> None:
     key = tmp_path / "webhook.key"
     key.write_text("0123456789abcdef0123\n")
-    [hook] = load(tmp_path, f'name = "chat"\nurl = "https://hooks.example.test/{TOKEN}"\nsecret_file = "{key}"').webhooks
+    table = f'name = "chat"\nurl = "https://hooks.example.test/{TOKEN}"\nsecret_file = "{key}"'
+    [hook] = load(tmp_path, table).webhooks
     assert (hook.name, hook.format, hook.timeout, hook.queues, hook.include_text) == (
         "chat", "json", 10.0, frozenset(), False)
     assert hook.events == {"created", "agent_reply", "escalated", "breached", "solved", "csat"}
@@ -67,7 +68,8 @@ def test_mistakes_name_the_key_and_show_no_secret(tmp_path: Path, table: str, sa
 
 
 def test_names_are_unique(tmp_path: Path) -> None:
-    said = refused(tmp_path, f'name = "a"\nurl = "https://x.example/1"\n[[webhooks]]\nname = "a"\nurl = "https://x.example/2"')
+    said = refused(tmp_path, 'name = "a"\nurl = "https://x.example/1"\n'
+                             '[[webhooks]]\nname = "a"\nurl = "https://x.example/2"')
     assert "webhooks[1].name: expected a unique name" in said
 
 

@@ -21,7 +21,8 @@ def test_json_is_the_payload_itself() -> None:
 
 
 def test_slack_gets_one_line_of_text() -> None:
-    assert json.loads(body("slack", payload())) == {"text": "New ticket #7: Printer on fire (priority P2, queue support)"}
+    text = "New ticket #7: Printer on fire (priority P2, queue support)"
+    assert json.loads(body("slack", payload())) == {"text": text}
 
 
 def test_each_event_has_its_line() -> None:
