@@ -153,9 +153,9 @@ class GroupWrites:
             rows = self._rows.pop(table, None)
             if rows:
                 await table.insert(rows)
-        if self._hooked:  # after the tickets: it reads them as this group leaves them
+        if self._hooked and self.hook is not None:  # after the tickets: it reads them as this group leaves them
             hooked, self._hooked = self._hooked, []
-            await self.hook.write(hooked, self.now)  # type: ignore[union-attr]
+            await self.hook.write(hooked, self.now)
         if self._tags:
             tags = Ticket._meta.fields_map["tags"]
             await bulk.execute_many("UPDATE ticket SET tags = ?, updated_at = ? WHERE id = ?",

@@ -373,3 +373,38 @@ def test_the_metrics_name_each_webhook() -> None:
     assert samples[("ticketd_webhook_delivered_total", "chat")] == 2
     assert samples[("ticketd_webhook_failed_total", "chat")] == 1
     assert samples[("ticketd_webhook_pending", "chat")] == 4
+
+
+async def test_the_same_mail_twice_is_one_event(tmp_path: Path, server: WebhookServer) -> None:
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        raw = simple(ANN, "Twice", "<twice@example.org>", to=SUPPORT)
+        first, second = await desk.mail(raw), await desk.mail(raw)
+        assert (first.status, second.status) == ("processed", "duplicate")
+        assert await WebhookDelivery.all().values_list("event", flat=True) == ["created"]
+
+
+async def test_a_group_rolled_back_and_done_again_writes_each_event_once(
+        tmp_path: Path, server: WebhookServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ticketd.daemon import commit
+    from ticketd.storage import intake
+
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
+    real, calls = commit.bulk.update_rows, []
+
+    async def failing_once(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:  # the group's last statement, after its webhook rows were written
+            raise RuntimeError("the end of the group failed")
+        return await real(*args)
+
+    monkeypatch.setattr(commit.bulk, "update_rows", failing_once)
+    async with database(cfg.database_url):
+        desk = Desk(cfg)
+        raws = [simple(ANN, subject, f"<{subject}@example.org>", to=SUPPORT) for subject in ("One", "Two", "Three")]
+        rows = [await intake.store_one(intake.Incoming(raw=raw, size=len(raw)), cfg.max_message_bytes) for raw in raws]
+        outcomes = await desk.processor.process(rows, cfg.mailboxes[0])  # one group: rolled back, then one by one
+        assert [o.status for o in outcomes] == ["processed"] * 3 and len(calls) == 4
+        bodies = await WebhookDelivery.all().order_by("id").values_list("body", flat=True)
+    assert [json.loads(b)["ticket"]["subject"] for b in bodies] == ["One", "Two", "Three"]
