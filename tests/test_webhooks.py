@@ -327,7 +327,7 @@ async def test_retention_empties_the_bodies_of_a_closed_tickets_delivered_events
 
 
 async def test_status_counts_what_waits(tmp_path: Path, server: WebhookServer) -> None:
-    from tests.support.daemon import cli_json
+    from tests.support.daemon import cli, cli_json
 
     cfg = config(tmp_path, hooks(tmp_path, server, 'name = "chat"'))
     async with database(cfg.database_url):
@@ -336,6 +336,8 @@ async def test_status_counts_what_waits(tmp_path: Path, server: WebhookServer) -
     [hook] = cli_json(cfg.path, "status", "--json")["webhooks"]
     assert (hook["name"], hook["url"], hook["pending"], hook["failed"]) == (
         "chat", f"http://127.0.0.1:{server.port}", 1, 0)
+    shown = cli(cfg.path, "status")
+    assert shown.returncode == 0 and f"webhook chat (http://127.0.0.1:{server.port}): 1 pending" in shown.stdout.decode()
 
 
 async def test_a_claim_holds_until_it_expires_and_only_the_first_pending_row_is_claimable(
@@ -408,3 +410,38 @@ async def test_a_group_rolled_back_and_done_again_writes_each_event_once(
         assert [o.status for o in outcomes] == ["processed"] * 3 and len(calls) == 4
         bodies = await WebhookDelivery.all().order_by("id").values_list("body", flat=True)
     assert [json.loads(b)["ticket"]["subject"] for b in bodies] == ["One", "Two", "Three"]
+
+
+async def test_a_webhook_added_by_a_reload_is_delivered_and_a_removed_one_stops(
+        tmp_path: Path, server: WebhookServer) -> None:
+    from ticketd.daemon.config import load_config
+
+    cfg = config(tmp_path, hooks(tmp_path, server, 'name = "old"'))
+    both = load_config(config(tmp_path, hooks(tmp_path, server, 'name = "old"', 'name = "new"')).path)
+    async with database(cfg.database_url):
+        desk = Desk(both)  # the events are written for both (the pipeline's half of the reload)
+        sender = WebhookSender(cfg.webhooks, instance="one", poll=0.05, clock=running_clock(desk))
+        stop = asyncio.Event()
+        running = asyncio.create_task(sender.run(stop))
+        try:
+            await desk.customer("Hello")
+            assert await eventually(lambda: _delivered_to("/old", server), timeout=10)
+            sender.reconfigure(both.webhooks)
+            assert await eventually(lambda: _delivered_to("/new", server), timeout=10)
+            sender.reconfigure(tuple(h for h in both.webhooks if h.name == "new"))
+            assert await eventually(lambda: _stopped(sender, "old"), timeout=10)
+            await desk.customer("Again")
+            assert await eventually(lambda: _delivered_to("/new", server, 2), timeout=10)
+        finally:
+            stop.set()
+            await running
+            await sender.close()
+        assert await WebhookDelivery.filter(webhook="old", status="pending").count() == 1  # kept, not lost
+
+
+async def _delivered_to(path: str, server: WebhookServer, n: int = 1) -> bool:
+    return len([r for r in server.delivered() if r.path == path]) >= n
+
+
+async def _stopped(sender: WebhookSender, name: str) -> bool:
+    return name not in sender._tasks
