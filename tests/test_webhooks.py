@@ -337,7 +337,8 @@ async def test_status_counts_what_waits(tmp_path: Path, server: WebhookServer) -
     assert (hook["name"], hook["url"], hook["pending"], hook["failed"]) == (
         "chat", f"http://127.0.0.1:{server.port}", 1, 0)
     shown = cli(cfg.path, "status")
-    assert shown.returncode == 0 and f"webhook chat (http://127.0.0.1:{server.port}): 1 pending" in shown.stdout.decode()
+    line = f"webhook chat (http://127.0.0.1:{server.port}): 1 pending"
+    assert shown.returncode == 0 and line in shown.stdout.decode()
 
 
 async def test_a_claim_holds_until_it_expires_and_only_the_first_pending_row_is_claimable(
