@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -50,6 +51,7 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
             sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics)
             processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
                                   metrics=metrics)
+            _webhooks(processor)
             workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
                        for box in config.mailboxes]
             observers = Observers(config, processor, workers)
@@ -59,10 +61,22 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
             finally:
                 await observers.stop()
                 await sender.close()
+                if processor.webhook_sender is not None:
+                    await processor.webhook_sender.close()
     finally:
         await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _webhooks(processor: Processor) -> None:
+    """The webhook sender beside the outbox's, where [[webhooks]] are configured (httpx imported only then)."""
+    if processor.config.webhooks:
+        from ticketd.daemon.webhook_sender import WebhookSender
+
+        processor.webhook_sender = hooks = WebhookSender(processor.config.webhooks, processor.write_turn,
+                                                         processor.metrics)
+        processor.on_webhook = hooks.notify
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
@@ -84,6 +98,9 @@ async def _drain_once(config: Config, parse_workers: int | None, pool: Executor 
         results.append(await _due_once(processor))
         stop_sender.set()
         await sending
+        if processor.webhook_sender is not None:  # one try each: an endpoint that is down waits for the next run
+            await processor.webhook_sender.deliver_due(time.monotonic() + config.outbox_drain)
+            processor.webhook_sender.log_windows()
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
         failed = sender.totals.failed
         _log_windows(sender.totals.windows)
@@ -153,6 +170,8 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
         tasks.append(asyncio.create_task(due.run_forever(processor, stop_intake), name="due"))
         tasks.append(asyncio.create_task(retention.run_forever(processor, stop_intake), name="retention"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
+        hooks = [asyncio.create_task(processor.webhook_sender.run(stop_sender), name="webhooks")] \
+            if processor.webhook_sender is not None else []
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
                  len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")
         async with _ready_then_alive(state, stop):
@@ -164,7 +183,7 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
                 worker.stop.set()
             await _finish(tasks, config.stop_grace)
             stop_sender.set()
-            await _finish([sending], config.stop_grace)
+            await _finish([sending, *hooks], config.stop_grace)
             report = await sender.drain(config.outbox_drain)
         log.info("stopped; outbox: %d sent on the way out", report.sent)
     return 0
@@ -208,6 +227,11 @@ def reload(processor: Processor, path: Path) -> bool:
     try:
         new = load_config(path)
         processor.reconfigure(new)  # builds responders and filters first: a broken template stops here
+        if processor.webhook_sender is not None:
+            processor.webhook_sender.reconfigure(new.webhooks)
+        elif new.webhooks:
+            log.warning("reload: [[webhooks]] where there were none take effect at the next restart "
+                        "(their events are kept until then)")
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False

@@ -130,6 +130,7 @@ class Config:
     raw_after_days: int = 0
     log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
     metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
+    webhooks: tuple[Any, ...] = ()  # daemon.config_webhooks.WebhookConfig: where ticket events are POSTed
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -213,10 +214,18 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
         team = unassigned_default(team, sla)
     raw_after_days = _retention(top.sub("retention", {}))
+    webhooks = _webhooks(top, env) if "webhooks" in top.data else ()
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
-                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics)
+                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics, webhooks=webhooks)
+
+
+def _webhooks(top: Section, env: dict[str, str]) -> tuple[Any, ...]:
+    """``[[webhooks]]``: its module is imported only where there are some (`ingest` starts per message)."""
+    from ticketd.daemon.config_webhooks import load_webhooks
+
+    return load_webhooks(top, env)
 
 
 def _retention(section: Section) -> int:

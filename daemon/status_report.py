@@ -29,6 +29,7 @@ def add_command(sub: Any) -> None:
 
 
 async def status_command(config: Config, args: argparse.Namespace) -> int:
+    from ticketd.daemon import webhook_status
     from ticketd.daemon.health import HEARTBEAT
     from ticketd.storage import clock, status
     from ticketd.storage.db import database
@@ -37,8 +38,12 @@ async def status_command(config: Config, args: argparse.Namespace) -> int:
     async with database(config.database_url, config.busy_timeout):
         rows, backlog = await status.mailboxes(), await status.backlog()
         outbox, timers = await status.outbox(), await status.timers(now)
+        hooks = await webhook_status.read(config, now)
     # Three missed heartbeats: the daemon is not running, or hangs.
-    return emit(report(config, now, rows, backlog, outbox, timers, 3 * HEARTBEAT), args.json, render)
+    data = report(config, now, rows, backlog, outbox, timers, 3 * HEARTBEAT)
+    if hooks:
+        data["webhooks"] = hooks
+    return emit(data, args.json, render)
 
 
 def report(config: Config, now: datetime, rows: dict[str, MailboxRow], backlog: dict[str, int],
@@ -96,7 +101,9 @@ def render(data: dict[str, Any]) -> str:
     upcoming = (f"; next {_ago(timers['next_due_at'], now)} ({safe_line(timers['next_kind'])})"
                 if timers["next_due_at"] else "")
     lines.append(f"timers: {timers['due']} due now{upcoming}")
-    return "\n".join(lines)
+    from ticketd.daemon.webhook_status import lines as webhook_lines
+
+    return "\n".join(lines + webhook_lines(data))
 
 
 def _box_lines(box: dict[str, Any], now: datetime) -> list[str]:

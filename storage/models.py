@@ -324,3 +324,41 @@ class MailboxHealth(Model):
 
     class Meta:
         table = "mailbox_health"
+
+
+class WebhookStatus:
+    PENDING = "pending"
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # refused for good (4xx other than 408 / 429), or still failing after give_up_after
+
+
+class WebhookDelivery(Model):
+    """One ticket event for one configured webhook: written with the event, POSTed by daemon.webhook_sender.
+
+    The body is fixed when the row is written (the event as it was); the URL and signing key are
+    the configuration's at delivery, so a corrected URL or a new key takes effect on a reload.
+    """
+
+    _no_comments = True
+    id = fields.BigIntField(primary_key=True)  # the order a webhook's deliveries go in
+    webhook = fields.CharField(max_length=100)  # [[webhooks]] name
+    event = fields.CharField(max_length=30)  # "created", "agent_reply", ... (daemon.config_webhooks.EVENTS)
+    event_id = fields.CharField(max_length=64)  # the payload's "id" and X-Ticketd-Event-Id: one per event
+    ticket: fields.ForeignKeyNullableRelation[Ticket] = fields.ForeignKeyField(
+        "models.Ticket", related_name="webhook_deliveries", null=True, on_delete=fields.SET_NULL)
+    body = fields.TextField()  # the JSON POSTed, as written
+    status = fields.CharField(max_length=10, default=WebhookStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    next_try_at = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+    delivered_at = fields.DatetimeField(null=True)
+    last_error = fields.TextField(default="")
+    # Which instance (daemon.instance) is POSTing it, until when; an expired claim is free again.
+    claimed_by = fields.CharField(max_length=200, null=True)
+    claimed_until = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "webhook_delivery"
+        unique_together = (("webhook", "event_id"),)  # an event once per webhook
+        # (webhook, status, id): a webhook's first pending row, the one its sender claims next.
+        indexes = (("webhook", "status", "id"), ("status", "created_at"), ("ticket",))

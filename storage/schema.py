@@ -25,9 +25,9 @@ from ticketd.storage import bulk, columns, legacy
 
 log = logging.getLogger("ticketd.storage")
 
-VERSION = 2  # the schema this code reads and writes
+VERSION = 3  # the schema this code reads and writes
 TABLE = "ticketd_schema"
-RELEASES = {1: "0.1.0", 2: "0.2.0"}  # the release that introduced each version, for messages
+RELEASES = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}  # the release that introduced each version, for messages
 
 
 class SchemaError(Exception):
@@ -54,7 +54,17 @@ async def _to_2() -> None:
     await columns.add_missing()
 
 
-STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2}  # version reached -> the step that reaches it
+async def _to_3_webhooks() -> None:
+    """0.2.0 -> 0.3.0, webhooks: the webhook_delivery table (a new table, nothing existing changes)."""
+    await _missing_tables()
+
+
+async def _to_3() -> None:
+    """0.2.0 -> 0.3.0: each part's step (the integrator merges other parts' steps here)."""
+    await _to_3_webhooks()
+
+
+STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3}  # version reached -> the step that reaches it
 
 
 async def stored_version() -> int | None:
