@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from devtools.smtpsink import SmtpSink
-from ticketd.storage import schema
+from ticketd.storage import bulk, leases, schema
 from ticketd.storage.db import DatabaseError, database
 from tests.support import release
-from tests.support.backend import sqlite_only
+from tests.support.backend import sqlite_only, url
 from tests.support.daemon import cli, write_config
 from tests.support.mail import simple
 
@@ -42,17 +42,17 @@ def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_
     refused = cli(config, "run", "--once")
     assert refused.returncode == 75
     said = refused.stderr.decode()
-    assert "schema is version 1 (ticketd 0.1.0), older than this ticketd's version 2" in said
+    assert f"schema is version 1 (ticketd 0.1.0), older than this ticketd's version {schema.VERSION}" in said
     assert "ticketd db backup FILE" in said and "ticketd db upgrade" in said
     assert rows(path) == before  # refused before anything was written
 
     upgraded = cli(config, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr.decode()
-    assert upgraded.stdout.decode().strip() == "database schema: upgraded from version 1 to 2"
+    assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 1 to {schema.VERSION}"
     after = rows(path)
     assert {t: after[t] for t in before} == before  # every ticket, article, outbox row... as it was
     again = cli(config, "db", "upgrade")
-    assert again.stdout.decode().strip() == "database schema: version 2, up to date"
+    assert again.stdout.decode().strip() == f"database schema: version {schema.VERSION}, up to date"
 
     done = cli(config, "ingest", stdin=simple("Cy <cy@example.org>", "New one", "<n1@example.org>"))
     assert done.returncode == 0, done.stderr.decode()
@@ -78,3 +78,20 @@ async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match=rf"schema is version {schema.VERSION + 1} .* newer than this ticketd"):
         async with database(f"sqlite://{path}"):
             pass
+
+
+async def test_a_version_2_database_gains_the_lease_tables_at_the_upgrade_to_3(tmp_path: Path) -> None:
+    db_url = url(tmp_path / "v2.db")
+    async with database(db_url):  # made at the current version, then taken back to 0.2.0's schema
+        for table in ("mailbox_lease", "instance"):
+            await bulk.execute(f'DROP TABLE "{table}"')
+        await bulk.execute(f"UPDATE {schema.TABLE} SET version = 2 WHERE version = 3")
+        assert await schema.stored_version() == 2
+    with pytest.raises(DatabaseError, match="schema is version 2 .*older than this ticketd's version 3"):
+        async with database(db_url):
+            pass
+    async with database(db_url, upgrade=True) as versions:
+        assert versions == (2, 3)
+        run, clock = leases.tortoise_run()
+        assert await leases.claim(run, clock, "h:1:abc", ["support"], 30) == {"support"}
+        assert [i.id for i in await leases.instances(run, clock)] == []
