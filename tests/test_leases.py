@@ -1,5 +1,6 @@
-"""daemon.leases: work stops when its lease goes; keepers take over a silent holder's mailboxes within
-the lease, a long write does not hold up a renewal, a database outage stops the fetching in time."""
+"""daemon.leases: work stops when its lease goes (a mailbox worker lets go of the server); keepers take
+over a silent holder's mailboxes within the lease, a long write does not hold up a renewal, a database
+outage stops the fetching in time."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ from pathlib import Path
 import pytest
 from tortoise.transactions import in_transaction
 
+from devtools.dovecot import Dovecot, MailUser
 from devtools.postgres import Postgres
+from devtools.smtpsink import SmtpSink
+from ticketd.daemon.config import MailboxConfig, load_config
+from ticketd.daemon.fetcher import MailboxWorker
+from ticketd.daemon.imap import ImapSession
 from ticketd.daemon.instance import Instance
 from ticketd.daemon.leases import TRUST, Lease, LeaseKeeper, LeaseLost
-from ticketd.storage import bulk, leases
+from ticketd.daemon.pipeline import Processor
+from ticketd.daemon.responders import build_responders
+from ticketd.storage import bulk, leases, queries
 from ticketd.storage.db import database
 from tests.support.backend import POSTGRES, sqlite_only, url
+from tests.support.daemon import write_config
+from tests.support.mail import simple
 
 postgres_only = pytest.mark.skipif(not POSTGRES, reason="PostgreSQL only: several instances share a server's database")
 BOXES = ["support", "sales"]
@@ -141,3 +151,45 @@ async def test_a_database_outage_stops_the_fetching_before_the_lease_could_run_o
         server.start()
         await wait_for(lease.held.is_set, 5)  # the database back: renewed (still ours) and trusted again
         await keeper.stop()
+
+
+async def test_a_worker_fetches_only_while_its_lease_is_held_and_lets_go_of_the_server_when_it_goes(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    config = load_config(write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)]))
+    sessions: list[ImapSession] = []
+
+    def session(box: MailboxConfig) -> ImapSession:
+        sessions.append(ImapSession(box.imap))
+        return sessions[-1]
+
+    async def subjects() -> list[str]:
+        return sorted(t["subject"] for t in await queries.ticket_list())
+
+    async with database(config.database_url):
+        lease = Lease("support")
+        worker = MailboxWorker(config.mailboxes[0], Processor(config, build_responders(config)),
+                               config.max_message_bytes, session_factory=session, lease=lease)
+        running = asyncio.create_task(worker.run())
+        try:
+            dovecot.deliver(fresh_user.address, simple("ann@example.org", "Before", "<l1@example.org>"))
+            await asyncio.sleep(0.3)
+            assert sessions == [] and worker.tried.is_set()  # held elsewhere: not even a login
+            lease.renewed(None)
+            await wait_for(lambda: worker.connected, 10)
+            while await subjects() != ["Before"]:
+                await asyncio.sleep(0.05)
+
+            lease.lose("now held by other:1:x")  # what the keeper does when a renewal finds another holder
+            await wait_for(lambda: not worker.connected, 2)
+            dovecot.deliver(fresh_user.address, simple("bo@example.org", "While away", "<l2@example.org>"))
+            await asyncio.sleep(0.5)
+            assert await subjects() == ["Before"] and len(sessions) == 1
+            assert [sorted(flags) for _, flags, _ in dovecot.messages(fresh_user.address)] == [["\\Seen"], []]
+
+            lease.renewed(None)  # ours again: a new session, and the mail that waited
+            while await subjects() != ["Before", "While away"]:
+                await asyncio.sleep(0.05)
+            assert len(sessions) == 2
+        finally:
+            worker.stop.set()
+            await asyncio.wait_for(running, 10)
