@@ -76,9 +76,12 @@ class MailboxWorker:
         A folder another instance holds is left to it (True: nothing went wrong).
         """
         if self.lease is not None and not self.lease.held.is_set():
-            log.info("mailbox %s: %s; left to that instance", self.config.name, self.lease.why
-                     if not self.lease.other else f"held by instance {self.lease.other}")
             self.health.held = False
+            if not self.lease.other:  # the database did not answer: the mail waits for the next run
+                log.error("mailbox %s: its lease could not be taken (see above); left for the next run",
+                          self.config.name)
+                return False
+            log.info("mailbox %s: held by instance %s; left to it", self.config.name, self.lease.other)
             return True
         session = self._session()
         try:

@@ -178,6 +178,8 @@ class LeaseKeeper:
             if not self._failing:
                 log.warning("leases not renewed, retrying every %.1f s: %s", self.renew_every / 2, describe(exc))
             self._failing = True
+            if self.exclusive:  # SQLite, locked by a long writer: the mailboxes are ours all the same
+                self._settle(set(names), {}, None)
             return self.renew_every / 2
         if self._failing:
             log.info("leases renewed again")
