@@ -76,13 +76,10 @@ class MailboxWorker:
         A folder another instance holds is left to it (True: nothing went wrong).
         """
         if self.lease is not None and not self.lease.held.is_set():
-            self.health.held = False
-            if not self.lease.other:  # the database did not answer: the mail waits for the next run
-                log.error("mailbox %s: its lease could not be taken (see above); left for the next run",
-                          self.config.name)
-                return False
-            log.info("mailbox %s: held by instance %s; left to it", self.config.name, self.lease.other)
-            return True
+            answer = await self._once_not_ours(self.lease)
+            if answer is not None:
+                return answer
+        self.health.held = True
         session = self._session()
         try:
             return await self._holding(self._drain_once(session))
@@ -98,6 +95,19 @@ class MailboxWorker:
         finally:
             self.health.stopped()  # after a failure: not connected already, and its error stays
             await session.close()
+
+    async def _once_not_ours(self, lease: Lease) -> bool | None:
+        """run --once with the lease not ours: None once it is (its holder died), else run_once's answer."""
+        self.health.held = False
+        other = lease.other
+        if not other:  # the database did not answer: the mail waits for the next run
+            log.error("mailbox %s: its lease could not be taken (see above); left for the next run", self.config.name)
+            return False
+        if not await lease.outlived():
+            log.info("mailbox %s: held by instance %s; left to it", self.config.name, other)
+            return True
+        log.info("mailbox %s: taken over from instance %s, which stopped renewing its lease", self.config.name, other)
+        return None
 
     async def _drain_once(self, session: ImapSession) -> bool:
         await session.open()

@@ -54,14 +54,18 @@ class LeaseLost(Exception):
 class Lease:
     """This instance's hold on one mailbox, as the keeper last renewed it."""
 
-    def __init__(self, mailbox: str) -> None:
+    def __init__(self, mailbox: str, patience: float = 0.0) -> None:
         self.mailbox = mailbox
+        self.patience = patience  # the longest ``outlived`` waits: a lease and a renewal's time
         self.held = asyncio.Event()
         self._lost = asyncio.Event()
         self._lost.set()  # not ours until the keeper says so
         self._expiry: asyncio.TimerHandle | None = None
         self.why = "not taken yet"  # why it is not ours, for the log
         self.other = ""  # the holder it was last seen with, if not us
+        self.other_renewed: object = None  # that holder's renewed_at, when first seen so
+        # Set when another instance is seen renewing (or taking) the lease: it lives (run --once's question).
+        self.alive_elsewhere = asyncio.Event()
 
     def renewed(self, trusted_until: float | None) -> None:
         """Ours until ``trusted_until`` (the loop's clock); None: until told otherwise (SQLite)."""
@@ -89,6 +93,20 @@ class Lease:
         if not self.held.is_set():
             await _first(self.held.wait(), stop.wait())
         return self.held.is_set() and not stop.is_set()
+
+    async def outlived(self) -> bool:
+        """For run --once, with the lease another's: True once ours because its holder stopped renewing.
+
+        A live holder renews within a third of the lease (``alive_elsewhere``): False, the folder
+        is its. One killed just before (the previous run --once, say) does not, and its lease runs
+        out within one lease time: the mail would otherwise wait for the next run.
+        """
+        try:
+            async with asyncio.timeout(self.patience):
+                await _first(self.held.wait(), self.alive_elsewhere.wait())
+        except TimeoutError:
+            pass
+        return self.held.is_set()
 
     async def holding(self, work: Awaitable[T]) -> T:
         """``work``'s result; LeaseLost (``work`` cancelled) if the lease goes first."""
@@ -125,7 +143,7 @@ class LeaseKeeper:
         self.me = me
         self.lease_seconds = lease_seconds
         self.renew_every = lease_seconds / 3
-        self.leases = {name: Lease(name) for name in mailboxes}
+        self.leases = {name: Lease(name, lease_seconds + self.renew_every) for name in mailboxes}
         self.write_turn = write_turn or WriteTurn()
         self.postgres = bulk.is_postgres(bulk.client())
         self.exclusive = not self.postgres  # SQLite: the instance lock file makes us the only one
@@ -195,11 +213,17 @@ class LeaseKeeper:
                     log.info("mailbox %s: lease taken by this instance (%s)", name, self.me.id)
                 lease.renewed(trusted_until)
                 continue
-            holder = others[name].holder if name in others else "?"
+            found = others.get(name)
+            holder = found.holder if found is not None else "?"
+            renewed = found.renewed_at if found is not None else None
             if lease.held.is_set():
                 log.warning("mailbox %s: lease lost to %s", name, holder)
             elif holder != lease.other:
                 log.info("mailbox %s: held by instance %s; taking it over when its lease runs out", name, holder)
+            elif renewed != lease.other_renewed:
+                lease.alive_elsewhere.set()
+            if holder != lease.other:
+                lease.other_renewed = renewed
             lease.lose(f"now held by {holder}")
             lease.other = holder
 

@@ -58,6 +58,7 @@ class Holding:
     holder: str
     expires_at: datetime
     seconds_left: float
+    renewed_at: datetime | None = None  # a live holder moves it on every renewal
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,11 @@ async def holdings(run: Run, clock: Clock, mailboxes: Sequence[str] | None = Non
         return {}
     where = f' WHERE "mailbox" IN ({bulk.marks(len(mailboxes))})' if mailboxes else ""
     left = clock.seconds_until('"expires_at"')
-    rows = await run(f'SELECT "mailbox", "holder", "expires_at", {left} '
+    rows = await run(f'SELECT "mailbox", "holder", "expires_at", {left}, "renewed_at" '
                      f'FROM "{MailboxLease._meta.db_table}"{where}', list(mailboxes or ()))
-    expires = MailboxLease._meta.fields_map["expires_at"]
-    return {str(r[0]): Holding(str(r[0]), str(r[1]), expires.to_python_value(r[2]), float(r[3])) for r in rows}
+    expires, renewed = (MailboxLease._meta.fields_map[f] for f in ("expires_at", "renewed_at"))
+    return {str(r[0]): Holding(str(r[0]), str(r[1]), expires.to_python_value(r[2]), float(r[3]),
+                               renewed.to_python_value(r[4])) for r in rows}
 
 
 async def seen(run: Run, clock: Clock, instance_id: str, name: str, host: str, pid: int) -> None:

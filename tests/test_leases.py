@@ -25,7 +25,7 @@ from ticketd.daemon.responders import build_responders
 from ticketd.storage import bulk, leases, queries
 from ticketd.storage.db import database
 from tests.support.backend import POSTGRES, sqlite_only, url
-from tests.support.daemon import write_config
+from tests.support.daemon import run_once, write_config
 from tests.support.mail import simple
 
 postgres_only = pytest.mark.skipif(not POSTGRES, reason="PostgreSQL only: several instances share a server's database")
@@ -193,3 +193,26 @@ async def test_a_worker_fetches_only_while_its_lease_is_held_and_lets_go_of_the_
         finally:
             worker.stop.set()
             await asyncio.wait_for(running, 10)
+
+
+@postgres_only
+async def test_run_once_leaves_a_live_holders_mailbox_and_takes_a_dead_ones_within_the_lease(
+        tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
+    path = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
+                        extra="[instance]\nlease_seconds = 1.5\n")
+    dovecot.deliver(fresh_user.address, simple("ann@example.org", "Waiting", "<o1@example.org>"))
+    async with database(load_config(path).database_url):
+        live = LeaseKeeper(instance(1), ["support"], 1.5)
+        await live.start()
+        try:
+            start = time.monotonic()
+            assert await run_once(path) == 0  # its holder renews: left to it
+            assert time.monotonic() - start < 1.5 and await queries.ticket_list() == []
+        finally:
+            assert live._task is not None
+            live._task.cancel()  # killed: it renews no more, and releases nothing
+        start = time.monotonic()
+        assert await run_once(path) == 0
+        assert time.monotonic() - start < 1.5 + 1.5  # the lease ran out, and the run took the mailbox
+        assert [t["subject"] for t in await queries.ticket_list()] == ["Waiting"]
+        await live.stop()
