@@ -4,7 +4,9 @@ Importing the daemon (the ORM, the pipeline, the templates) is most of a start-u
 needs none of it: BODY.PEEK only reads, and what it brings is stored and processed as any
 fetch's is, once the pipeline is there. So the parse workers are forked first (no thread exists
 yet), a thread imports the daemon, and meanwhile the event loop logs in to every mailbox and
-fetches its first batch from the position the database holds (storage.peek).
+fetches its first batch from the position the database holds (storage.peek). That is SQLite's
+case, where the instance lock (daemon.instance) makes every mailbox ours; on PostgreSQL a
+mailbox is opened only once its lease is this instance's (daemon.leases), after the imports.
 
 This module stays light: it is imported before the daemon, and its own imports are the wait.
 """
