@@ -21,6 +21,7 @@ from devtools.lmtpclient import LmtpClient, message
 from devtools.smtpsink import SmtpSink
 from ticketd.storage.db import database
 from ticketd.storage.models import InboundMessage
+from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, running, tickets, write_config
 from tests.support.mail import simple
 from tests.support.locks import hold_write_lock
