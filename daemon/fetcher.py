@@ -103,6 +103,8 @@ class MailboxWorker:
         if not other:  # the database did not answer: the mail waits for the next run
             log.error("mailbox %s: its lease could not be taken (see above); left for the next run", self.config.name)
             return False
+        log.info("mailbox %s: held by instance %s; waiting up to %.0f s to see it renew its lease (else it died)",
+                 self.config.name, other, lease.patience)
         if not await lease.outlived():
             log.info("mailbox %s: held by instance %s; left to it", self.config.name, other)
             return True
