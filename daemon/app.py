@@ -15,8 +15,11 @@ from typing import AsyncIterator, Callable
 from ticketd.daemon import due, retention, sweeper
 from ticketd.daemon.config import Config, ConfigError, load_config
 from ticketd.daemon.config_metrics import EndpointError
+from ticketd.daemon.config_instance import InstanceConfig
 from ticketd.daemon.fetcher import MailboxWorker
 from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.instance import identity
+from ticketd.daemon.leases import LeaseKeeper
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon.observe import Observers
 from ticketd.daemon.outbox import OutboxSender
@@ -48,21 +51,27 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
     try:
         async with database(config.database_url, config.busy_timeout):
             write_turn, metrics = WriteTurn(), Metrics()
-            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics)
-            processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
-                                  metrics=metrics)
-            _webhooks(processor)
-            workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
-                       for box in config.mailboxes]
-            observers = Observers(config, processor, workers)
-            await observers.start()
+            keeper = _lease_keeper(config, write_turn)
+            await keeper.start()  # each worker then knows at once whether its folder is ours
             try:
-                yield sender, processor, workers
-            finally:
-                await observers.stop()
-                await sender.close()
-                if processor.webhook_sender is not None:
-                    await processor.webhook_sender.close()
+                sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections,
+                                      metrics=metrics)
+                processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
+                                      metrics=metrics)
+                _webhooks(processor)
+                workers = [MailboxWorker(box, processor, config.max_message_bytes, lease=keeper.leases[box.name],
+                                         first_session=sessions.pop(box.name, None)) for box in config.mailboxes]
+                observers = Observers(config, processor, workers, holder=keeper.me.id)
+                await observers.start()
+                try:
+                    yield sender, processor, workers
+                finally:
+                    await observers.stop()
+                    await sender.close()
+                    if processor.webhook_sender is not None:
+                        await processor.webhook_sender.close()
+            finally:  # after the last health write, which a lease still ours lets through
+                await keeper.stop()
     finally:
         await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
         if pool is not None:
@@ -77,6 +86,12 @@ def _webhooks(processor: Processor) -> None:
         processor.webhook_sender = hooks = WebhookSender(processor.config.webhooks, processor.write_turn,
                                                          processor.metrics)
         processor.on_webhook = hooks.notify
+
+
+def _lease_keeper(config: Config, write_turn: WriteTurn) -> LeaseKeeper:
+    settings = config.instance or InstanceConfig()
+    return LeaseKeeper(identity(settings.name), [box.name for box in config.mailboxes], settings.lease_seconds,
+                       write_turn)
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
@@ -236,6 +251,7 @@ def reload(processor: Processor, path: Path) -> bool:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
+                       ("instance", new.instance == old.instance),
                        ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp),
                        ("metrics", new.metrics == old.metrics)):
         if not same:

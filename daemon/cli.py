@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     except BrokenPipeError:
         return _reader_went_away()
+    except _instance_locked() as exc:  # SQLite: another `ticketd run` has the database (daemon.instance)
+        print(f"ticketd: not starting: {safe_line(str(exc))}", file=sys.stderr)
+        return EX_TEMPFAIL
     except _database_error() as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -122,6 +125,11 @@ def _database_error() -> type[Exception] | tuple[()]:
     """storage.db's DatabaseError once a command has imported it; before that none can be raised."""
     db = sys.modules.get("ticketd.storage.db")
     return db.DatabaseError if db is not None else ()  # type: ignore[no-any-return]
+
+
+def _instance_locked() -> type[Exception] | tuple[()]:
+    instance = sys.modules.get("ticketd.daemon.instance")  # as _database_error: imported by `run` only
+    return instance.InstanceLocked if instance is not None else ()  # type: ignore[no-any-return]
 
 
 def _ingest_main(args: argparse.Namespace) -> int:

@@ -131,6 +131,7 @@ class Config:
     log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
     metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
     webhooks: tuple[Any, ...] = ()  # daemon.config_webhooks.WebhookConfig: where ticket events are POSTed
+    instance: Any = None  # daemon.config_instance.InstanceConfig ([instance]: name, lease_seconds)
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -172,6 +173,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     database.done()
     smtp = _smtp(top.sub("smtp"), env)
     mailboxes = _mailboxes(top, env)
+    from ticketd.daemon.config_instance import load_instance
     from ticketd.daemon.config_lmtp import load_lmtp
     from ticketd.daemon.config_metrics import load_metrics
     from ticketd.daemon.filters.registry import load_filters
@@ -198,6 +200,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
     metrics = load_metrics(top.sub("metrics", {}))
+    instance = load_instance(top.sub("instance", {}))
     points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     team = None
@@ -218,7 +221,8 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
-                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics, webhooks=webhooks)
+                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics, webhooks=webhooks,
+                  instance=instance)
 
 
 def _webhooks(top: Section, env: dict[str, str]) -> tuple[Any, ...]:

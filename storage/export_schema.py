@@ -25,7 +25,7 @@ VERSION = 1
 # (ticket numbers), the due steps (timers that have not fired) and the suppressions.
 ORDER = ("mailbox", "counter", "ticket", "inbound_message", "inbound_raw", "participant", "article",
          "attachment", "attachment_content", "outbound_message", "event", "due_step", "suppression",
-         "agent_away", "mailbox_health", "webhook_delivery")
+         "agent_away", "mailbox_health", "webhook_delivery", "mailbox_lease", "instance")
 
 # The column kinds of the header, by Tortoise field class (checked in this order: subclasses first).
 _KINDS: tuple[tuple[type, str], ...] = (

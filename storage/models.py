@@ -1,4 +1,4 @@
-"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox, due steps, mailbox health."""
+"""Database tables: mailboxes, inbound mail, tickets, articles, attachments, outbox, due steps, mailbox health, leases."""
 
 from __future__ import annotations
 
@@ -362,3 +362,36 @@ class WebhookDelivery(Model):
         unique_together = (("webhook", "event_id"),)  # an event once per webhook
         # (webhook, status, id): a webhook's first pending row, the one its sender claims next.
         indexes = (("webhook", "status", "id"), ("status", "created_at"), ("ticket",))
+
+
+class MailboxLease(Model):
+    """Which instance fetches an IMAP mailbox, until when (daemon.leases); times are the database's clock.
+
+    A row per mailbox, taken and renewed by one INSERT ... ON CONFLICT DO UPDATE (storage.leases),
+    so two instances can never both hold it: the second finds it held and unexpired.
+    """
+
+    _no_comments = True
+    mailbox = fields.CharField(max_length=100, primary_key=True)  # the [[mailboxes]] name
+    holder = fields.CharField(max_length=200)  # the instance id (host:pid:random), see ``Instance``
+    acquired_at = fields.DatetimeField()  # when this holder took it
+    renewed_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()  # past it any instance may take it; a clean stop sets it to now
+
+    class Meta:
+        table = "mailbox_lease"
+
+
+class Instance(Model):
+    """A running `ticketd run`, for `ticketd status`: seen at every lease renewal, removed at a clean stop."""
+
+    _no_comments = True
+    id = fields.CharField(max_length=200, primary_key=True)  # host:pid:random
+    name = fields.CharField(max_length=100)  # [instance] name, the host name by default
+    host = fields.CharField(max_length=255)
+    pid = fields.IntField()
+    started_at = fields.DatetimeField()
+    last_seen = fields.DatetimeField()  # a SIGKILLed instance's row stops here (pruned after a day)
+
+    class Meta:
+        table = "instance"

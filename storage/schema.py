@@ -54,14 +54,15 @@ async def _to_2() -> None:
     await columns.add_missing()
 
 
-async def _to_3_webhooks() -> None:
-    """0.2.0 -> 0.3.0, webhooks: the webhook_delivery table (a new table, nothing existing changes)."""
+async def _to_3_tables() -> None:
+    """0.2.0 -> 0.3.0: the new tables: webhook_delivery (webhooks), mailbox_lease and instance (several
+    instances on one PostgreSQL); nothing existing changes."""
     await _missing_tables()
 
 
 async def _to_3() -> None:
-    """0.2.0 -> 0.3.0: each part's step (the integrator merges other parts' steps here)."""
-    await _to_3_webhooks()
+    """0.2.0 -> 0.3.0: each part's step."""
+    await _to_3_tables()
 
 
 STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3}  # version reached -> the step that reaches it

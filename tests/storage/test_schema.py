@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from devtools.smtpsink import SmtpSink
-from ticketd.storage import schema
+from ticketd.storage import bulk, leases, schema
 from ticketd.storage.db import DatabaseError, database
 from tests.support import release
-from tests.support.backend import sqlite_only
+from tests.support.backend import sqlite_only, url
 from tests.support.daemon import cli, write_config
 from tests.support.mail import simple
 
@@ -78,3 +78,20 @@ async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match=rf"schema is version {schema.VERSION + 1} .* newer than this ticketd"):
         async with database(f"sqlite://{path}"):
             pass
+
+
+async def test_a_version_2_database_gains_the_lease_tables_at_the_upgrade_to_3(tmp_path: Path) -> None:
+    db_url = url(tmp_path / "v2.db")
+    async with database(db_url):  # made at the current version, then taken back to 0.2.0's schema
+        for table in ("mailbox_lease", "instance"):
+            await bulk.execute(f'DROP TABLE "{table}"')
+        await bulk.execute(f"UPDATE {schema.TABLE} SET version = 2 WHERE version = 3")
+        assert await schema.stored_version() == 2
+    with pytest.raises(DatabaseError, match="schema is version 2 .*older than this ticketd's version 3"):
+        async with database(db_url):
+            pass
+    async with database(db_url, upgrade=True) as versions:
+        assert versions == (2, 3)
+        run, clock = leases.tortoise_run()
+        assert await leases.claim(run, clock, "h:1:abc", ["support"], 30) == {"support"}
+        assert [i.id for i in await leases.instances(run, clock)] == []
