@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from ticketd.daemon import due, retention, sweeper
 from ticketd.daemon.config import Config, ConfigError, load_config
@@ -29,6 +29,9 @@ from ticketd.daemon.turn import WriteTurn
 from ticketd.storage.db import database
 from ticketd.storage.errors import TemporaryFailure
 
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
+
 log = logging.getLogger("ticketd")
 
 
@@ -47,10 +50,15 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
     try:
         async with database(config.database_url, config.busy_timeout):
             write_turn, metrics = WriteTurn(), Metrics()
-            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics)
+            tokens = _token_manager(config, metrics)
+            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics,
+                                  tokens=tokens)
             processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
                                   metrics=metrics)
-            workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
+            if tokens is not None:
+                tokens.on_outbox = sender.notify  # the admin's mail about a revoked grant
+            workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None),
+                                     session_factory=lambda box: ImapSession(box.imap, tokens))
                        for box in config.mailboxes]
             observers = Observers(config, processor, workers)
             await observers.start()
@@ -63,6 +71,15 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
         await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _token_manager(config: Config, metrics: Metrics) -> TokenManager | None:
+    """daemon.oauth's, when a login uses OAuth2 (imported only then: httpx is a start-up's cost)."""
+    if all(peer.auth == "password" for peer in (config.smtp, *(box.imap for box in config.mailboxes))):
+        return None
+    from ticketd.daemon.oauth import TokenManager
+
+    return TokenManager(config.oauth, config, errors=metrics.oauth_errors)
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,

@@ -75,8 +75,10 @@ async def run(config: Config, once: bool, pool: Executor | None) -> int:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     positions = folder_positions(config.database_url)  # before the thread: it would slow this
-    sessions = {box.name: ImapSession(box.imap) for box in config.mailboxes}
-    for box in config.mailboxes:
+    # An OAuth2 login needs its token from the database: that mailbox waits for the daemon's parts.
+    early = [box for box in config.mailboxes if box.imap.auth == "password"]
+    sessions = {box.name: ImapSession(box.imap) for box in early}
+    for box in early:
         known = None if positions is None else positions.get(box.name, (None, 0))
         sessions[box.name].begin(known, box.batch_size, config.max_message_bytes)
     importing, thread = _import_daemon(config)

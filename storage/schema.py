@@ -25,9 +25,9 @@ from ticketd.storage import bulk, columns, legacy
 
 log = logging.getLogger("ticketd.storage")
 
-VERSION = 2  # the schema this code reads and writes
+VERSION = 3  # the schema this code reads and writes
 TABLE = "ticketd_schema"
-RELEASES = {1: "0.1.0", 2: "0.2.0"}  # the release that introduced each version, for messages
+RELEASES = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}  # the release that introduced each version, for messages
 
 
 class SchemaError(Exception):
@@ -54,7 +54,17 @@ async def _to_2() -> None:
     await columns.add_missing()
 
 
-STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2}  # version reached -> the step that reaches it
+async def _oauth_tokens() -> None:
+    """0.3.0: ``oauth_token``, the grants of XOAUTH2 / OAUTHBEARER logins (a new table only)."""
+    await _missing_tables()
+
+
+async def _to_3() -> None:
+    """0.2.0 -> 0.3.0: each feature's step, in turn."""
+    await _oauth_tokens()
+
+
+STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3}  # version reached -> the step that reaches it
 
 
 async def stored_version() -> int | None:

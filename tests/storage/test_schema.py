@@ -42,17 +42,17 @@ def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_
     refused = cli(config, "run", "--once")
     assert refused.returncode == 75
     said = refused.stderr.decode()
-    assert "schema is version 1 (ticketd 0.1.0), older than this ticketd's version 2" in said
+    assert f"schema is version 1 (ticketd 0.1.0), older than this ticketd's version {schema.VERSION}" in said
     assert "ticketd db backup FILE" in said and "ticketd db upgrade" in said
     assert rows(path) == before  # refused before anything was written
 
     upgraded = cli(config, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr.decode()
-    assert upgraded.stdout.decode().strip() == "database schema: upgraded from version 1 to 2"
+    assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 1 to {schema.VERSION}"
     after = rows(path)
     assert {t: after[t] for t in before} == before  # every ticket, article, outbox row... as it was
     again = cli(config, "db", "upgrade")
-    assert again.stdout.decode().strip() == "database schema: version 2, up to date"
+    assert again.stdout.decode().strip() == f"database schema: version {schema.VERSION}, up to date"
 
     done = cli(config, "ingest", stdin=simple("Cy <cy@example.org>", "New one", "<n1@example.org>"))
     assert done.returncode == 0, done.stderr.decode()
