@@ -230,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     from ticketd.daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
 
     add_data_commands(sub)
+    from ticketd.daemon.oauth_cli import add_commands as add_oauth_commands  # `oauth login`, `oauth status`
+
+    add_oauth_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")
