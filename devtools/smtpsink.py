@@ -120,6 +120,13 @@ class _BearerHandler(_Handler):
     once the client has sent its one reply, as Gmail and Dovecot answer.
     """
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if not session.authenticated:  # aiosmtpd's auth_required would warn at every start without TLS
+            self._sink._saw("MAIL")
+            return "530 5.7.0 Authentication required"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 (aiosmtpd's name)
         return await self._bearer(server, "XOAUTH2", args)
 
@@ -206,7 +213,7 @@ class SmtpSink(ManagedServer):
             self.port = free_port(self.host)
         if not wait_until(lambda: port_is_free(self.host, self.port), 5.0):
             raise RuntimeError(f"port {self.host}:{self.port} is still in use")
-        auth = {"auth_require_tls": False, "auth_required": True} if self.bearer is not None else {}
+        auth = {"auth_require_tls": False} if self.bearer is not None else {}
         controller = _Controller((_BearerHandler if self.bearer is not None else _Handler)(self), hostname=self.host,
                                  port=self.port, enable_SMTPUTF8=self.smtputf8, **auth)
         controller.start()
