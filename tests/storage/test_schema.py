@@ -51,6 +51,7 @@ def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_
     assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 1 to {schema.VERSION}"
     after = rows(path)
     assert {t: after[t] for t in before} == before  # every ticket, article, outbox row... as it was
+    assert after["oauth_token"] == []  # version 3's table (daemon.oauth), empty
     again = cli(config, "db", "upgrade")
     assert again.stdout.decode().strip() == f"database schema: version {schema.VERSION}, up to date"
 
