@@ -230,7 +230,7 @@ def reload(processor: Processor, path: Path) -> bool:
         return False
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
                        ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp),
-                       ("metrics", new.metrics == old.metrics)):
+                       ("metrics", new.metrics == old.metrics), ("oauth", new.oauth == old.oauth)):
         if not same:
             log.warning("reload: changes to [%s] take effect at the next restart", what)
     log.info("configuration reloaded from %s", path)
