@@ -24,12 +24,14 @@ _MICROSOFT = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0"
 PROVIDERS: dict[str, dict[str, str]] = {
     "google": {"token_url": "https://oauth2.googleapis.com/token",
                "device_url": "https://oauth2.googleapis.com/device/code",
+               "authorize_url": "https://accounts.google.com/o/oauth2/v2/auth",
                "scope": "https://mail.google.com/"},
     "microsoft": {"token_url": _MICROSOFT + "/token", "device_url": _MICROSOFT + "/devicecode",
+                  "authorize_url": _MICROSOFT + "/authorize",
                   "scope": "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send "
                            "offline_access"},
 }
-_ENDPOINT_KEYS = ("token_url", "device_url", "scope", "client_id", "tenant")
+_ENDPOINT_KEYS = ("token_url", "device_url", "authorize_url", "scope", "client_id", "tenant")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class OAuthClient:
     token_url: str
     client_id: str
     scope: str
-    device_url: str | None = None
+    device_url: str | None = None  # RFC 8628's device authorization endpoint: `oauth login`
+    authorize_url: str | None = None  # the authorization endpoint: `oauth login --browser`
     client_secret: Secret | None = None
     timeout: float = 30.0
 
@@ -121,13 +124,15 @@ def _client(section: Section, env: dict[str, str], settings: OAuthSettings, key:
         if not values.get(name):
             section.fail(name, "a string (required: set it here, or a provider that has it)")
     tenant = values.get("tenant", "common")
-    urls = {k: values[k].replace("{tenant}", tenant) for k in ("token_url", "device_url") if values.get(k)}
+    urls = {k: values[k].replace("{tenant}", tenant) for k in ("token_url", "device_url", "authorize_url")
+            if values.get(k)}
     for name, url in urls.items():
         if problem := _url_problem(url):
             section.fail(name, problem, url)
     section.done()
     return OAuthClient(peer=key, token_url=urls["token_url"], client_id=values["client_id"],
-                       scope=values.get("scope", ""), device_url=urls.get("device_url"), client_secret=secret,
+                       scope=values.get("scope", ""), device_url=urls.get("device_url"),
+                       authorize_url=urls.get("authorize_url"), client_secret=secret,
                        timeout=timeout)
 
 

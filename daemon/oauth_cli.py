@@ -18,10 +18,14 @@ EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 64, 75, 78
 def add_commands(sub: Any) -> None:
     oauth = sub.add_parser("oauth", help="OAuth2 logins (XOAUTH2 / OAUTHBEARER): authorize, show tokens") \
         .add_subparsers(dest="action", required=True)
-    login = oauth.add_parser("login", help="authorize a mailbox's IMAP login (or --smtp) in a browser, store its "
-                                           "token")
+    login = oauth.add_parser("login", help="authorize a mailbox's IMAP login (or --smtp) once, store its token")
     login.add_argument("mailbox", nargs="?", help="the [[mailboxes]] name")
     login.add_argument("--smtp", action="store_true", help="the [smtp] login instead of a mailbox's")
+    login.add_argument("--browser", action="store_true",
+                       help="the authorization-code flow: open a URL in a browser that reaches this machine's "
+                            "127.0.0.1 (default: the device flow, a code entered on any device)")
+    login.add_argument("--port", type=int, default=0, help="with --browser: the loopback port of the redirect "
+                                                           "(default: any free one; fix it to forward it over ssh)")
     login.set_defaults(handler=login_command)
     status = oauth.add_parser("status", help="each OAuth2 login's token: expiry, last error")
     status.add_argument("--json", action="store_true")
@@ -61,13 +65,7 @@ async def login_command(config: Config, args: argparse.Namespace) -> int:
         return EX_USAGE
     client = peer.oauth
     try:
-        start = await oauth_http.device_start(client)
-        print(safe_line(f"To let ticketd log in as {peer.username}, open {start.verification_uri}"))
-        print(safe_line(f"and enter the code: {start.user_code}"))
-        if start.verification_uri_complete:
-            print(safe_line(f"(or open {start.verification_uri_complete})"))
-        print("Waiting for the authorization...", flush=True)
-        answer = await _poll(client, start)
+        answer = await (_browser(client, peer, args.port) if args.browser else _device(client, peer))
     except oauth_http.GrantRefused as exc:
         print(f"ticketd oauth login: the endpoint refused: {safe_line(str(exc))}", file=sys.stderr)
         return EX_CONFIG if exc.code != "expired_token" else EX_TEMPFAIL
@@ -82,6 +80,29 @@ async def login_command(config: Config, args: argparse.Namespace) -> int:
         await oauth_store.store(client.peer, answer, None)
     print(safe_line(f"Authorized: the token of {client.peer} is stored; the daemon uses it at its next login."))
     return 0
+
+
+async def _device(client: Any, peer: Peer) -> Any:
+    from ticketd.daemon import oauth_http
+
+    start = await oauth_http.device_start(client)
+    print(safe_line(f"To let ticketd log in as {peer.username}, open {start.verification_uri}"))
+    print(safe_line(f"and enter the code: {start.user_code}"))
+    if start.verification_uri_complete:
+        print(safe_line(f"(or open {start.verification_uri_complete})"))
+    print("Waiting for the authorization...", flush=True)
+    return await _poll(client, start)
+
+
+async def _browser(client: Any, peer: Peer, port: int) -> Any:
+    from ticketd.daemon.oauth_browser import browser_login
+
+    def show(url: str) -> None:
+        print(safe_line(f"To let ticketd log in as {peer.username}, open in a browser on this machine:"))
+        print(safe_line(url))
+        print("Waiting for the redirect to 127.0.0.1...", flush=True)
+
+    return await browser_login(client, show, port)
 
 
 async def _poll(client: Any, start: Any) -> Any:

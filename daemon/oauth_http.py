@@ -89,6 +89,13 @@ async def device_poll(client: OAuthClient, device_code: str) -> TokenAnswer | st
     return _token_answer(status, body)
 
 
+async def exchange_code(client: OAuthClient, code: str, redirect_uri: str, verifier: str) -> TokenAnswer:
+    """RFC 6749 4.1.3 with the PKCE verifier (RFC 7636 4.5): the tokens for an authorization code."""
+    status, body = await _post(client, client.token_url, {"grant_type": "authorization_code", "code": code,
+                                                          "redirect_uri": redirect_uri, "code_verifier": verifier})
+    return _token_answer(status, body)
+
+
 async def _post(client: OAuthClient, url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
     form = {**form, "client_id": client.client_id}
     if client.client_secret is not None:  # client_secret_post (RFC 6749 2.3.1), which Google and Microsoft take

@@ -6,6 +6,8 @@ Endpoints (form-encoded POST, JSON answers, as RFC 6749 / 8628 / 7662 say):
   the old one is then refused with ``invalid_grant``) and the device-code grant;
 * ``/device``: starts a device authorization; it is approved for ``device_user`` after
   ``approve_after`` polls (``authorization_pending`` until then);
+* ``/authorize`` (GET): the authorization-code flow's consent page, approved at once for
+  ``device_user``: a redirect to ``redirect_uri`` with the code (PKCE S256 required);
 * ``/introspect``: what Dovecot's oauth2 passdb asks: ``active`` and ``username``.
 
 ``revoke(user)`` withdraws a user's consent: every refresh and access token of theirs stops
@@ -14,6 +16,8 @@ working, as when a user removes the app's access at Google or Microsoft.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import threading
@@ -21,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from devtools._process import LOCALHOST, ManagedServer
 
@@ -46,7 +50,7 @@ class OAuthServer(ManagedServer):
     refresh_token_expires_in: int | None = None  # told with each token answer when set (Microsoft does)
     client_id: str = "ticketd-test"
     client_secret: str | None = None  # when set, every token request must carry it
-    device_user: str = ""  # whom a device authorization is approved for
+    device_user: str = ""  # whom a device (or browser) authorization is approved for
     approve_after: int = 1  # polls answered authorization_pending before approval
     interval: int = 1  # the device flow's polling interval, seconds
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # live refresh token -> user
@@ -54,6 +58,7 @@ class OAuthServer(ManagedServer):
     revoked: set[str] = field(default_factory=set)  # users whose consent was withdrawn
     requests: list[dict[str, str]] = field(default_factory=list)  # every /token request's form (no secrets kept out)
     _devices: dict[str, _Device] = field(default_factory=dict)
+    _codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # code -> (user, challenge, redirect_uri)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -123,6 +128,8 @@ class OAuthServer(ManagedServer):
             return self._refresh(form.get("refresh_token", ""))
         if kind == DEVICE_GRANT:
             return self._device_token(form.get("device_code", ""))
+        if kind == "authorization_code":
+            return self._code_token(form)
         return 400, {"error": "unsupported_grant_type"}
 
     def _refresh(self, token: str) -> tuple[int, dict[str, Any]]:
@@ -159,6 +166,30 @@ class OAuthServer(ManagedServer):
             answer["refresh_token_expires_in"] = self.refresh_token_expires_in
         return answer
 
+    def _code_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            user, challenge, redirect_uri = self._codes.pop(form.get("code", ""), ("", "", ""))
+            verifier = form.get("code_verifier", "").encode()
+            expected = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()
+            if not user or redirect_uri != form.get("redirect_uri") or expected != challenge:
+                return 400, {"error": "invalid_grant", "error_description": "bad code, redirect_uri or verifier"}
+            self.revoked.discard(user)
+            return 200, self._issue(user, new_refresh=True)
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, str]:
+        """The consent page: (302, the redirect with a code) or (400, why not)."""
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return 400, "unknown client or response_type"
+        if query.get("code_challenge_method") != "S256" or not query.get("code_challenge"):
+            return 400, "PKCE (S256) required"
+        redirect = query.get("redirect_uri", "")
+        if urlsplit(redirect).hostname != "127.0.0.1":
+            return 400, "redirect_uri must be a loopback one"
+        code = secrets.token_urlsafe(16)
+        with self._lock:
+            self._codes[code] = (self.device_user, query["code_challenge"], redirect)
+        return 302, redirect + "?" + urlencode({"code": code, "state": query.get("state", "")})
+
     def _device(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if form.get("client_id") != self.client_id:
             return 401, {"error": "invalid_client"}
@@ -177,6 +208,20 @@ def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
     routes = {"/token": server._token, "/device": server._device, "/introspect": server._introspect}
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            parts = urlsplit(self.path)
+            if parts.path != "/authorize":
+                self.send_error(404)
+                return
+            status, where = server.authorize({k: v[0] for k, v in parse_qs(parts.query).items()})
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", where)
+            self.send_header("Content-Length", "0" if status == 302 else str(len(where)))
+            self.end_headers()
+            if status != 302:
+                self.wfile.write(where.encode())
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode("utf-8", "replace")

@@ -10,6 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import parse_qs, urlsplit
+from urllib.request import urlopen
 
 import pytest
 
@@ -164,6 +167,37 @@ async def test_oauth_login_runs_the_device_flow_and_the_daemon_then_logs_in(
     done = cli(config, "run", "--once")
     assert done.returncode == 0, done.stderr.decode()
     assert [t["subject"] for t in await tickets(config)] == ["After login"]
+
+
+async def test_oauth_login_browser_takes_the_loopback_redirect_with_pkce_and_refuses_a_forged_one(
+        tmp_path: Path, tokens: OAuthServer, bearer_dovecot: Dovecot, smtp_sink: SmtpSink) -> None:
+    plain = bearer_dovecot.add_user()
+    config = write_config(tmp_path, bearer_dovecot.port, smtp_sink.port, [("plain", plain.address)],
+                          extra=bearer_smtp(plain.address, tokens) + settings())
+    tokens.device_user = plain.address
+    login = subprocess.Popen([sys.executable, "-m", "ticketd.daemon", "-c", str(config), "oauth", "login", "--smtp",
+                              "--browser"], cwd=PROJECT, env=dict(os.environ, PYTHONPATH=str(PROJECT)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert login.stdout is not None
+        lines = [login.stdout.readline() for _ in range(3)]
+        url = next(line.strip() for line in lines if line.startswith("http"))
+        query = parse_qs(urlsplit(url).query)
+        assert url.startswith(f"{tokens.url}/authorize?") and query["code_challenge_method"] == ["S256"]
+        forged = f"{query['redirect_uri'][0]}?code=stolen&state=guessed"
+        with pytest.raises(HTTPError) as refused:
+            urlopen(forged, timeout=10)
+        assert refused.value.code == 400
+        with urlopen(url, timeout=10) as page:  # the browser: consent, then the redirect to ticketd's loopback
+            assert b"authorized" in page.read()
+        out, err = login.communicate(timeout=30)
+    finally:
+        if login.poll() is None:
+            login.send_signal(signal.SIGKILL)
+    assert login.returncode == 0, err
+    grant = await stored(config, "smtp")
+    assert grant is not None and tokens.refresh_tokens.get(grant.refresh_token) == plain.address
+    assert [r.get("grant_type") for r in tokens.requests] == ["authorization_code"]
 
 
 def test_a_mailbox_without_a_token_says_how_to_get_one(

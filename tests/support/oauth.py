@@ -17,6 +17,7 @@ ADMIN = "admin@example.test"
 def oauth_table(server: OAuthServer) -> str:
     return f"""token_url = "{server.url}/token"
 device_url = "{server.url}/device"
+authorize_url = "{server.url}/authorize"
 client_id = "{server.client_id}"
 """
 
