@@ -129,9 +129,8 @@ class TokenManager:
     async def _failed(self, client: OAuthClient, peer: _Peer, reason: str, text: str, mail: bool) -> None:
         self.errors[client.peer, reason] += 1
         peer.grant = None
-        reported = peer.failing == text
-        if not reported:
-            log.error("%s", safe_line(text))
+        if peer.failing != text:  # a retry of the same failure says nothing more
+            log.log(logging.WARNING if reason == "unreachable" else logging.ERROR, "%s", safe_line(text))
             peer.failing = text
         if mail and await oauth_store.mark_failed(client.peer, text, self._mail(client.peer, "login failing", text)):
             self.on_outbox()
