@@ -3,6 +3,7 @@ and a local token endpoint (devtools.oauthserver), all on 127.0.0.1; `ticketd` a
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -99,43 +100,55 @@ async def test_a_rotated_refresh_token_is_stored_at_once_and_serves_the_next_pro
     assert latest is not None and latest.refresh_token not in (first, rotated.refresh_token)
 
 
-async def test_a_revoked_grant_is_one_error_one_metric_one_admin_mail_and_the_other_mailbox_goes_on(
+async def test_revoked_grants_are_one_error_one_metric_one_admin_mail_each_and_the_other_mailbox_goes_on(
         tmp_path: Path, tokens: OAuthServer, bearer_dovecot: Dovecot, fresh_sink: SmtpSink) -> None:
-    plain, box = bearer_dovecot.add_user(), bearer_dovecot.add_user()
+    plain, first, second = bearer_dovecot.add_user(), bearer_dovecot.add_user(), bearer_dovecot.add_user()
     port = scrape.free_port()
-    config = scrape.with_metrics(write_config(
-        tmp_path, bearer_dovecot.port, fresh_sink.port, [("plain", plain.address)],
-        extra=settings() + bearer_mailbox("bearer", box.address, bearer_dovecot, tokens)), port)
-    await seed(config, "mailbox:bearer", tokens.grant(box.address))
-    tokens.revoke(box.address)  # the user withdrew the app's access
-    bearer_dovecot.deliver(box.address, simple("Ann <ann@example.org>", "Stuck", "<s1@example.org>"))
+    boxes = bearer_mailbox("one", first.address, bearer_dovecot, tokens) + bearer_mailbox(
+        "two", second.address, bearer_dovecot, tokens, "oauthbearer")
+    config = scrape.with_metrics(write_config(tmp_path, bearer_dovecot.port, fresh_sink.port,
+                                              [("plain", plain.address)], extra=settings() + boxes), port)
+    for name, user in (("one", first), ("two", second)):
+        await seed(config, f"mailbox:{name}", tokens.grant(user.address))
+        tokens.revoke(user.address)  # the user withdrew the app's access
+        bearer_dovecot.deliver(user.address, simple("Ann <ann@example.org>", "Stuck", f"<s-{name}@example.org>"))
     log = tmp_path / "daemon.log"
 
+    def retried() -> bool:
+        samples = scrape.scrape(port)
+        return all((scrape.value(samples, "ticketd_oauth_token_errors_total", peer=f"mailbox:{name}",
+                                 reason="revoked") or 0) >= 3 for name in ("one", "two"))
+
     with scrape.daemon(config, log) as process:
-        revoked = ("ticketd_oauth_token_errors_total", {"peer": "mailbox:bearer", "reason": "revoked"})
-        assert scrape.until(lambda: (scrape.value(scrape.scrape(port), revoked[0], **revoked[1]) or 0) >= 3,
-                            timeout=40), log.read_text()  # retried with backoff: 1, 2, 4 s
+        assert scrape.until(retried, timeout=40), log.read_text()  # each retried with its backoff: 1, 2, 4 s
         bearer_dovecot.deliver(plain.address, simple("Bo <bo@example.org>", "Works", "<w1@example.org>"))
-        assert scrape.until(lambda: fresh_sink.wait_for(2, timeout=0.2), timeout=30), log.read_text()
+        assert scrape.until(lambda: fresh_sink.wait_for(3, timeout=0.2), timeout=30), log.read_text()
         assert process.poll() is None
 
     text = log.read_text()
-    lines = [line for line in text.splitlines() if "mailbox bearer" in line and "revoked" in line]
-    assert len(lines) == 1, text  # one clear line, not one per retry
-    assert "ERROR" in lines[0] and "invalid_grant" in lines[0] and "ticketd oauth login bearer" in lines[0]
     assert "Traceback" not in text
-    admin = [m for m in fresh_sink.messages if list(m.rcpt_tos) == [ADMIN]]
-    assert len(admin) == 1
-    assert "mailbox bearer" in admin[0].message["Subject"] and "ticketd oauth login bearer" in admin[0].raw.decode()
-    assert [t["subject"] for t in await tickets(config)] == ["Works"]  # and "Stuck" waits on the server
-    grant = await stored(config, "mailbox:bearer")
-    assert grant is not None and "invalid_grant" in grant.last_error
+    for name in ("one", "two"):
+        lines = [line for line in text.splitlines() if f"mailbox {name}" in line and "revoked" in line]
+        assert len(lines) == 1, text  # one clear line, not one per retry
+        assert "ERROR" in lines[0] and "invalid_grant" in lines[0] and f"ticketd oauth login {name}" in lines[0]
+        admin = [m for m in fresh_sink.messages if list(m.rcpt_tos) == [ADMIN] and f"mailbox {name}" in
+                 m.message["Subject"]]
+        assert len(admin) == 1 and f"ticketd oauth login {name}" in admin[0].raw.decode()
+        grant = await stored(config, f"mailbox:{name}")
+        assert grant is not None and "invalid_grant" in grant.last_error
+    assert [t["subject"] for t in await tickets(config)] == ["Works"]  # the stuck ones wait on the server
 
-    again = cli(config, "run", "--once")  # another process: its own one line, but no second mail
+    again = cli(config, "run", "--once")  # another process: its own one line per mailbox, but no new mail
     assert again.returncode == 1
-    said = [line for line in again.stderr.decode().splitlines() if "mailbox bearer" in line]
-    assert len(said) == 1 and "revoked" in said[0], again.stderr.decode()
-    assert len([m for m in fresh_sink.messages if list(m.rcpt_tos) == [ADMIN]]) == 1
+    for name in ("one", "two"):
+        said = [line for line in again.stderr.decode().splitlines() if f"mailbox {name}" in line]
+        assert len(said) == 1 and "revoked" in said[0], again.stderr.decode()
+    assert len([m for m in fresh_sink.messages if list(m.rcpt_tos) == [ADMIN]]) == 2
+
+    status = cli(config, "oauth", "status", "--json")
+    assert status.returncode == 0
+    assert {row["peer"]: bool(row["last_error"]) for row in json.loads(status.stdout)} == {
+        "mailbox:one": True, "mailbox:two": True}
 
 
 async def test_oauth_login_runs_the_device_flow_and_the_daemon_then_logs_in(
@@ -211,3 +224,14 @@ def test_a_mailbox_without_a_token_says_how_to_get_one(
     said = [line for line in done.stderr.decode().splitlines() if "mailbox bearer" in line]
     assert len(said) == 1 and "run `ticketd oauth login bearer`" in said[0], done.stderr.decode()
     assert time.monotonic() - started < 30
+
+
+def test_oauth_login_names_what_it_needs(tmp_path: Path, tokens: OAuthServer, smtp_sink: SmtpSink) -> None:
+    config = write_config(tmp_path, 10143, smtp_sink.port, [("plain", "plain@example.test")], extra=settings())
+    for args, says in ((["oauth", "login"], "name a mailbox, or give --smtp"),
+                       (["oauth", "login", "nope"], "no mailbox 'nope'"),
+                       (["oauth", "login", "plain"], 'mailbox plain does not log in with OAuth2'),
+                       (["oauth", "login", "--smtp"], "[smtp] does not log in with OAuth2")):
+        done = cli(config, *args)
+        assert done.returncode == 64 and says in done.stderr.decode(), (args, done.stderr.decode())
+    assert cli(config, "oauth", "status").stdout.decode().strip() == "no login uses OAuth2"
