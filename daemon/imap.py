@@ -28,6 +28,8 @@ _COUNT = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)$")
 class ImapError(Exception):
     """The server refused a command or the connection failed; the text says which."""
 
+    reported = False  # logged already (daemon.oauth's one line per incident): the worker retries quietly
+
 
 @dataclass(frozen=True)
 class FetchedMessage:

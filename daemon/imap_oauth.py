@@ -28,7 +28,7 @@ async def authenticate(client: aioimaplib.IMAP4, cfg: ImapConfig, tokens: TokenM
         token = await tokens.access_token(cfg.oauth)
     except TokenError as exc:
         error = ImapError(str(exc))
-        error.reported = exc.reported  # type: ignore[attr-defined]  # the worker logs it once (daemon.fetcher)
+        error.reported = exc.reported  # the worker logs it once (daemon.fetcher)
         raise error from None
     assert cfg.username is not None
     response_b64 = sasl_response(cfg.mechanism, cfg.username, token, cfg.host, cfg.port)

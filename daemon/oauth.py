@@ -27,11 +27,13 @@ from ticketd.daemon.config_oauth import OAuthClient, OAuthSettings
 from ticketd.daemon.oauth_store import AdminMail, Grant
 from ticketd.daemon.terminal import safe_line
 from ticketd.storage import clock
+from ticketd.storage.errors import is_temporary
 
 if TYPE_CHECKING:
     from ticketd.daemon.config import Config
 
 log = logging.getLogger("ticketd.oauth")
+STORE_TRIES = 5  # commits of a new token tried, over ~15 s of waits on top of each one's busy_timeout
 
 
 class TokenError(Exception):
@@ -87,9 +89,8 @@ class TokenManager:
                 return peer.grant.access_token
             grant = await oauth_store.load(client.peer)
             if grant is None:
-                await self._failed(client, peer, "missing", f"{_name(client.peer)}: no OAuth2 token stored yet: run "
-                                                            f"`ticketd oauth login {_login_args(client.peer)}`", mail=False)
-                raise AssertionError("unreachable")
+                raise await self._failed(client, peer, "missing", f"{_name(client.peer)}: no OAuth2 token stored "
+                                         f"yet: run `ticketd oauth login {_login_args(client.peer)}`", mail=False)
             if not self._fresh(grant) or peer.stale:
                 grant = await self._refresh(client, peer, grant)
             peer.grant, peer.stale = grant, False
@@ -116,17 +117,31 @@ class TokenManager:
             if again is not None and again.refresh_token != grant.refresh_token:
                 # Another process rotated it between our read and our refresh: take its new one.
                 return again if self._fresh(again) else await self._refresh(client, peer, again)
-            await self._failed(client, peer, "revoked" if exc.revoked else "refused", _refused_text(client, exc),
-                               mail=True)
-            raise AssertionError("unreachable")
+            raise await self._failed(client, peer, "revoked" if exc.revoked else "refused",
+                                     _refused_text(client, exc), mail=True) from None
         except oauth_http.TokenEndpointError as exc:
-            await self._failed(client, peer, "unreachable", f"{_name(client.peer)}: OAuth2 token refresh failed, "
-                                                            f"will retry: {exc}", mail=False)
-            raise AssertionError("unreachable")
+            raise await self._failed(client, peer, "unreachable", f"{_name(client.peer)}: OAuth2 token refresh "
+                                                                  f"failed, will retry: {exc}", mail=False) from None
         # Committed before the caller logs in with it: with rotation the old refresh token is dead now.
-        return await oauth_store.store(client.peer, answer, grant, self.now())
+        fresh = await self._store(client, answer, grant)
+        log.debug("%s: OAuth2 access token refreshed, valid until %s", _name(client.peer), fresh.expires_at)
+        return fresh
 
-    async def _failed(self, client: OAuthClient, peer: _Peer, reason: str, text: str, mail: bool) -> None:
+    async def _store(self, client: OAuthClient, answer: oauth_http.TokenAnswer, grant: Grant) -> Grant:
+        """The answer committed, a locked database waited out: a rotated refresh token lost here is a grant
+        lost (the endpoint has forgotten the old one), so this tries harder than a row of mail would."""
+        for attempt in range(STORE_TRIES):
+            try:
+                return await oauth_store.store(client.peer, answer, grant, self.now())
+            except Exception as exc:
+                if not is_temporary(exc) or attempt == STORE_TRIES - 1:
+                    raise
+                log.warning("%s: storing the new OAuth2 token must wait: %s", _name(client.peer), exc)
+                await asyncio.sleep(1.0 + attempt)
+        raise AssertionError("unreachable")
+
+    async def _failed(self, client: OAuthClient, peer: _Peer, reason: str, text: str, mail: bool) -> TokenError:
+        """Count, log (once), mark the incident (mail once); the error for the caller to raise."""
         self.errors[client.peer, reason] += 1
         peer.grant = None
         if peer.failing != text:  # a retry of the same failure says nothing more
@@ -134,7 +149,7 @@ class TokenManager:
             peer.failing = text
         if mail and await oauth_store.mark_failed(client.peer, text, self._mail(client.peer, "login failing", text)):
             self.on_outbox()
-        raise TokenError(text, reported=True, revoked=reason != "unreachable")
+        return TokenError(text, reported=True, revoked=reason != "unreachable")
 
     async def _check_end(self, client: OAuthClient, grant: Grant) -> None:
         """Tell the admin (once per refresh token) when it ends within ``expiry_warning``."""

@@ -161,3 +161,23 @@ def test_the_sasl_responses_are_rfc_7628_and_google_xoauth2() -> None:
     assert base64.b64decode(sasl_response("xoauth2", "a@b", "T", "h", 1)) == b"user=a@b\x01auth=Bearer T\x01\x01"
     assert base64.b64decode(sasl_response("oauthbearer", "a,=b", "T", "h", 993)) == \
         b"n,a=a=2C=3Db,\x01host=h\x01port=993\x01auth=Bearer T\x01\x01"
+
+
+async def test_a_rotated_token_waits_out_a_locked_database_rather_than_being_lost(
+        tmp_path: Path, tokens: OAuthServer, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.locks import OtherConnection
+
+    path = tmp_path / "t.db"
+    async with database(backend.url(path), busy_timeout=0.3):
+        await _seed("mailbox:box", tokens.grant(USER))
+        other = OtherConnection(path)
+        other.lock()  # another process writes for a while
+        asyncio.get_running_loop().call_later(1.5, other.rollback)
+        try:
+            token = await TokenManager(OAuthSettings()).access_token(client(tokens))
+        finally:
+            other.close()
+        stored = await load("mailbox:box")
+    assert stored is not None and stored.access_token == token
+    assert tokens.refresh_tokens.get(stored.refresh_token) == USER  # the rotated one made it to the database
+    assert "storing the new OAuth2 token must wait" in caplog.text
