@@ -79,3 +79,23 @@ async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError, match=rf"schema is version {schema.VERSION + 1} .* newer than this ticketd"):
         async with database(f"sqlite://{path}"):
             pass
+
+
+async def test_a_version_2_database_is_refused_then_gains_the_oauth_token_table(tmp_path: Path) -> None:
+    from tests.support.backend import url
+    from tests.support.locks import OtherConnection
+
+    config = write_config(tmp_path, 10143, 10025, [("support", "support@example.test")])
+    async with database(url(tmp_path / "ticketd.db")):
+        pass
+    other = OtherConnection(tmp_path / "ticketd.db")
+    try:
+        other.execute("DROP TABLE oauth_token")  # as 0.2.0 made it
+        other.execute(f"UPDATE {schema.TABLE} SET version = 2, by_release = '0.2.0' WHERE version = 3")
+        refused = cli(config, "run", "--once")
+        assert refused.returncode == 75 and "schema is version 2 (ticketd 0.2.0), older" in refused.stderr.decode()
+        upgraded = cli(config, "db", "upgrade")
+        assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 2 to {schema.VERSION}"
+        assert other.rows("SELECT count(*) FROM oauth_token") == [(0,)]
+    finally:
+        other.close()
