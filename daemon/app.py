@@ -77,9 +77,10 @@ def _token_manager(config: Config, metrics: Metrics) -> TokenManager | None:
     """daemon.oauth's, when a login uses OAuth2 (imported only then: httpx is a start-up's cost)."""
     if all(peer.auth == "password" for peer in (config.smtp, *(box.imap for box in config.mailboxes))):
         return None
+    from ticketd.daemon.config_oauth import OAuthSettings
     from ticketd.daemon.oauth import TokenManager
 
-    return TokenManager(config.oauth, config, errors=metrics.oauth_errors)
+    return TokenManager(config.oauth or OAuthSettings(), config, errors=metrics.oauth_errors)
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,

@@ -133,7 +133,7 @@ class Config:
     raw_after_days: int = 0
     log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
     metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
-    oauth: Any = None  # daemon.config_oauth.OAuthSettings ([oauth]; defaults without it)
+    oauth: Any = None  # daemon.config_oauth.OAuthSettings ([oauth]); None without the table (the defaults)
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -173,9 +173,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     url = _database_url(database)
     busy_timeout = database.positive("busy_timeout", float, 30.0)
     database.done()
-    from ticketd.daemon.config_oauth import load_oauth
-
-    oauth = load_oauth(top.sub("oauth", {}))
+    oauth = _oauth(top)
     smtp = _smtp(top.sub("smtp"), env, oauth)
     mailboxes = _mailboxes(top, env, oauth)
     from ticketd.daemon.config_lmtp import load_lmtp
@@ -226,6 +224,25 @@ def _build(top: Section, env: dict[str, str]) -> Config:
                   raw_after_days=raw_after_days, log_format=log_format, metrics=metrics, oauth=oauth)
 
 
+def _oauth(top: Section) -> Any:
+    """``[oauth]`` when the file has one; daemon.config_oauth is imported only for OAuth2 logins."""
+    if "oauth" not in top.data:
+        top.seen.add("oauth")
+        return None
+    from ticketd.daemon.config_oauth import load_oauth
+
+    return load_oauth(top.sub("oauth"))
+
+
+def _peer_auth(section: Section, owner: Section, env: dict[str, str], oauth: Any, key: str) -> dict[str, Any]:
+    """``auth``, ``mechanism`` and ``oauth`` of a peer; none of them given means a password login."""
+    if not {"auth", "mechanism"} & set(section.data) and "oauth" not in owner.data:
+        return {}  # the dataclass defaults: every start-up (an MTA's `ingest` per message) skips the import
+    from ticketd.daemon.config_oauth import OAuthSettings, peer_auth
+
+    return peer_auth(section, owner, env, oauth or OAuthSettings(), key)
+
+
 def _retention(section: Section) -> int:
     """``raw_after_days``: 0 (the default) keeps every message's bytes for ever."""
     days = section.get("raw_after_days", int, 0)
@@ -259,8 +276,6 @@ def _database_url(section: Section) -> str:
 
 def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str, int], owner: Section,
                  oauth: Any, key: str) -> dict[str, Any]:
-    from ticketd.daemon.config_oauth import peer_auth
-
     host = section.get("host", str)
     security = section.choice("security", SECURITY_MODES, "tls")
     port = section.get("port", int, default_ports[security])
@@ -274,7 +289,7 @@ def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str,
         username=section.get("username", str, None), password=read_secret(section, env),
         verify_tls=section.get("verify_tls", bool, True), ca_file=ca_file,
         timeout=section.positive("timeout", float, 60.0),
-        **peer_auth(section, owner, env, oauth, key),
+        **_peer_auth(section, owner, env, oauth, key),
     )
 
 
@@ -344,10 +359,8 @@ def _mailbox(section: Section, env: dict[str, str], oauth: Any) -> MailboxConfig
     if "@" not in address:
         section.fail("address", "an e-mail address", address)
     imap_section = section.sub("imap")
-    from ticketd.daemon.config_oauth import peer_key
-
     imap = ImapConfig(**_peer_fields(imap_section, env, {"tls": 993, "starttls": 143, "none": 143}, section, oauth,
-                                     peer_key(name)),
+                                     f"mailbox:{name}"),  # its row in oauth_token (config_oauth.peer_key)
                       folder=imap_section.get("folder", str, "INBOX"))
     imap_section.done()
     if imap.auth == "password" and (imap.username is None or imap.password is None):

@@ -8,7 +8,6 @@ built-in provider (``provider = "google"`` / ``"microsoft"``), a shared one of
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,6 +148,8 @@ def _url_problem(url: str) -> str | None:
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    import ipaddress  # here: every start-up (an MTA's `ingest` per message) reads the config
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
