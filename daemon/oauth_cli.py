@@ -7,10 +7,12 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ticketd.daemon.config import Config, Peer
 from ticketd.daemon.terminal import safe_line
+
+if TYPE_CHECKING:  # at run time only the parser's part is imported with every command, `ingest` too
+    from ticketd.daemon.config import Config, Peer
 
 EX_USAGE, EX_TEMPFAIL, EX_CONFIG = 64, 75, 78
 
