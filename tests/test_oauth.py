@@ -235,3 +235,22 @@ def test_oauth_login_names_what_it_needs(tmp_path: Path, tokens: OAuthServer, sm
         done = cli(config, *args)
         assert done.returncode == 64 and says in done.stderr.decode(), (args, done.stderr.decode())
     assert cli(config, "oauth", "status").stdout.decode().strip() == "no login uses OAuth2"
+
+
+async def test_a_revoked_smtp_grant_keeps_the_mail_in_the_outbox_and_says_so_once(
+        tmp_path: Path, tokens: OAuthServer, bearer_dovecot: Dovecot, bearer_sink: SmtpSink) -> None:
+    plain = bearer_dovecot.add_user()
+    config = write_config(tmp_path, bearer_dovecot.port, bearer_sink.port, [("plain", plain.address)],
+                          extra=bearer_smtp(plain.address, tokens) + settings())
+    await seed(config, "smtp", tokens.grant(plain.address))
+    tokens.revoke(plain.address)
+    bearer_dovecot.deliver(plain.address, simple("Ann <ann@example.org>", "Hello", "<h1@example.org>"))
+
+    done = cli(config, "run", "--once")
+
+    said = done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in said
+    assert [t["subject"] for t in await tickets(config)] == ["Hello"]  # the mailbox went on
+    assert len([line for line in said.splitlines() if "ERROR ticketd.oauth: smtp: OAuth2 consent" in line]) == 1, said
+    assert "ticketd oauth login --smtp" in said and "2 still waiting for delivery" in said  # the ack, the admin's mail
+    assert bearer_sink.messages == []
