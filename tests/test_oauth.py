@@ -60,7 +60,7 @@ async def test_a_bearer_mailbox_fetches_and_acknowledges_over_a_bearer_smtp_logi
     await seed(config, "smtp", tokens.grant(plain.address))
     bearer_dovecot.deliver(box.address, simple("Ann <ann@example.org>", "Printer on fire", "<p1@example.org>"))
 
-    done = cli(config, "run", "--once")
+    done = cli(config, "-v", "run", "--once")  # debug logging: still no token in the log
 
     assert done.returncode == 0, done.stderr.decode()
     assert [t["subject"] for t in await tickets(config)] == ["Printer on fire"]
