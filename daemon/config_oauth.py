@@ -9,6 +9,7 @@ built-in provider (``provider = "google"`` / ``"microsoft"``), a shared one of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,7 @@ class OAuthClient:
     authorize_url: str | None = None  # the authorization endpoint: `oauth login --browser`
     client_secret: Secret | None = None
     timeout: float = 30.0
+    ca_file: str | None = None  # a private CA for the endpoints' certificates, beside the system's
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,9 @@ def _client(section: Section, env: dict[str, str], settings: OAuthSettings, key:
     for name in ("token_url", "client_id"):
         if not values.get(name):
             section.fail(name, "a string (required: set it here, or a provider that has it)")
+    ca_file = section.get("ca_file", str, None)
+    if ca_file is not None and not Path(ca_file).is_file():
+        section.fail("ca_file", "an existing CA bundle file", ca_file)
     tenant = values.get("tenant", "common")
     urls = {k: values[k].replace("{tenant}", tenant) for k in ("token_url", "device_url", "authorize_url")
             if values.get(k)}
@@ -132,7 +137,7 @@ def _client(section: Section, env: dict[str, str], settings: OAuthSettings, key:
     return OAuthClient(peer=key, token_url=urls["token_url"], client_id=values["client_id"],
                        scope=values.get("scope", ""), device_url=urls.get("device_url"),
                        authorize_url=urls.get("authorize_url"), client_secret=secret,
-                       timeout=timeout)
+                       timeout=timeout, ca_file=ca_file)
 
 
 def _url_problem(url: str) -> str | None:

@@ -55,8 +55,12 @@ class DeviceStart:
     verification_uri_complete: str = ""
 
 
-def tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()
+def tls_context(client: OAuthClient) -> ssl.SSLContext:
+    """The system's CAs (and ``ca_file``'s), hostnames checked: there is no switch to turn it off."""
+    context = ssl.create_default_context()
+    if client.ca_file:
+        context.load_verify_locations(cafile=client.ca_file)
+    return context
 
 
 async def refresh(client: OAuthClient, refresh_token: str) -> TokenAnswer:
@@ -101,7 +105,7 @@ async def _post(client: OAuthClient, url: str, form: dict[str, str]) -> tuple[in
     if client.client_secret is not None:  # client_secret_post (RFC 6749 2.3.1), which Google and Microsoft take
         form["client_secret"] = client.client_secret.reveal()
     try:
-        async with httpx.AsyncClient(verify=tls_context(), timeout=client.timeout, follow_redirects=False) as http:
+        async with httpx.AsyncClient(verify=tls_context(client), timeout=client.timeout, follow_redirects=False) as http:
             response = await http.post(url, data=form, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
         raise TokenEndpointError(f"token endpoint unreachable: {type(exc).__name__}: {one_line(str(exc), 200)}") \

@@ -20,12 +20,15 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from pathlib import Path
 
 from devtools._process import LOCALHOST, ManagedServer
 
@@ -53,6 +56,7 @@ class OAuthServer(ManagedServer):
     device_user: str = ""  # whom a device (or browser) authorization is approved for
     approve_after: int = 1  # polls answered authorization_pending before approval
     interval: int = 1  # the device flow's polling interval, seconds
+    tls_dir: Path | None = None  # with it: https, a self-signed certificate for 127.0.0.1 there (cert.pem)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # live refresh token -> user
     access_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (user, expiry)
     revoked: set[str] = field(default_factory=set)  # users whose consent was withdrawn
@@ -69,13 +73,27 @@ class OAuthServer(ManagedServer):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_dir else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def cert_path(self) -> Path:
+        assert self.tls_dir is not None
+        return self.tls_dir / "cert.pem"
 
     def start(self) -> None:
         if self._server is not None:
             return
         server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         server.daemon_threads = True
+        if self.tls_dir is not None:
+            from devtools.dovecot import _make_self_signed_cert
+
+            key = self.tls_dir / "key.pem"
+            if not self.cert_path.exists():
+                _make_self_signed_cert(self.cert_path, key)
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.cert_path, key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="oauthserver", daemon=True)

@@ -90,3 +90,12 @@ def test_a_missing_oauth_table_and_a_loopback_endpoint(tmp_path: Path) -> None:
     for host in ("127.0.0.1:8080", "[::1]:8080", "localhost"):
         path = bearer(tmp_path, oauth=f'token_url = "http://{host}/token"\nclient_id = "x"\n')
         assert load_config(path).mailboxes[0].imap.oauth.token_url == f"http://{host}/token"
+
+
+def test_a_private_ca_for_the_token_endpoint(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = bearer(tmp_path, oauth=f'provider = "google"\nclient_id = "x"\nca_file = "{ca}"\n')
+    assert load_config(path).mailboxes[0].imap.oauth.ca_file == str(ca)
+    missing = bearer(tmp_path, oauth='provider = "google"\nclient_id = "x"\nca_file = "/nonexistent.pem"\n')
+    assert "mailboxes[0].oauth.ca_file: expected an existing CA bundle file" in refused(missing)

@@ -181,3 +181,17 @@ async def test_a_rotated_token_waits_out_a_locked_database_rather_than_being_los
     assert stored is not None and stored.access_token == token
     assert tokens.refresh_tokens.get(stored.refresh_token) == USER  # the rotated one made it to the database
     assert "storing the new OAuth2 token must wait" in caplog.text
+
+
+async def test_an_https_endpoint_is_verified_and_a_private_ca_can_be_named(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    with OAuthServer(tls_dir=tmp_path / "tls") as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        async with database(backend.url(tmp_path / "t.db")):
+            await _seed("mailbox:box", server.grant(USER))
+            with pytest.raises(TokenError, match="(?i)certificate verify failed") as caught:
+                await TokenManager(OAuthSettings()).access_token(client(server))  # self-signed: refused
+            assert not caught.value.revoked and not server.requests  # refused before a word was sent
+            trusted = replace(client(server), ca_file=str(server.cert_path))
+            assert await TokenManager(OAuthSettings()).access_token(trusted)
