@@ -10,7 +10,7 @@ from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from ticketd.daemon import due, retention, sweeper
 from ticketd.daemon.config import Config, ConfigError, load_config
@@ -33,6 +33,9 @@ from ticketd.daemon.turn import WriteTurn
 from ticketd.storage.db import database
 from ticketd.storage.errors import TemporaryFailure
 
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
+
 log = logging.getLogger("ticketd")
 
 
@@ -54,13 +57,18 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
             keeper = _lease_keeper(config, write_turn)
             await keeper.start()  # each worker then knows at once whether its folder is ours
             try:
+                tokens = _token_manager(config, metrics)
                 sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections,
-                                      metrics=metrics)
+                                      metrics=metrics, tokens=tokens)
                 processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
                                       metrics=metrics)
+                if tokens is not None:
+                    tokens.on_outbox = sender.notify  # the admin's mail about a revoked grant
                 _webhooks(processor)
                 workers = [MailboxWorker(box, processor, config.max_message_bytes, lease=keeper.leases[box.name],
-                                         first_session=sessions.pop(box.name, None)) for box in config.mailboxes]
+                                         first_session=sessions.pop(box.name, None),
+                                         session_factory=lambda box: ImapSession(box.imap, tokens))
+                           for box in config.mailboxes]
                 observers = Observers(config, processor, workers, holder=keeper.me.id)
                 await observers.start()
                 try:
@@ -92,6 +100,16 @@ def _lease_keeper(config: Config, write_turn: WriteTurn) -> LeaseKeeper:
     settings = config.instance or InstanceConfig()
     return LeaseKeeper(identity(settings.name), [box.name for box in config.mailboxes], settings.lease_seconds,
                        write_turn)
+
+
+def _token_manager(config: Config, metrics: Metrics) -> TokenManager | None:
+    """daemon.oauth's, when a login uses OAuth2 (imported only then: httpx is a start-up's cost)."""
+    if all(peer.auth == "password" for peer in (config.smtp, *(box.imap for box in config.mailboxes))):
+        return None
+    from ticketd.daemon.config_oauth import OAuthSettings
+    from ticketd.daemon.oauth import TokenManager
+
+    return TokenManager(config.oauth or OAuthSettings(), config, errors=metrics.oauth_errors)
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
@@ -253,7 +271,7 @@ def reload(processor: Processor, path: Path) -> bool:
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
                        ("instance", new.instance == old.instance),
                        ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp),
-                       ("metrics", new.metrics == old.metrics)):
+                       ("metrics", new.metrics == old.metrics), ("oauth", new.oauth == old.oauth)):
         if not same:
             log.warning("reload: changes to [%s] take effect at the next restart", what)
     log.info("configuration reloaded from %s", path)

@@ -90,7 +90,7 @@ class MailboxWorker:
             self._lost(exc)
             if not _passing(exc):
                 raise
-            log.error("mailbox %s: %s", self.config.name, _describe(exc))
+            _said(exc, log.error)("mailbox %s: %s", self.config.name, _describe(exc))
             return False
         finally:
             self.health.stopped()  # after a failure: not connected already, and its error stays
@@ -143,7 +143,8 @@ class MailboxWorker:
                 if _passing(exc):  # the server or the database: the messages wait where they are
                     delay = min(self.backoff_max, self.backoff_base * 2 ** min(self._failures - 1, 20))
                     delay *= random.uniform(0.5, 1.5)  # jitter: reconnects of many mailboxes spread out
-                    log.warning("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc), delay)
+                    _said(exc, log.warning)("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc),
+                                            delay)
                 else:
                     delay = min(self.backoff_max, 30.0)
                     log.exception("mailbox %s: unexpected error; reconnecting", self.config.name)
@@ -334,6 +335,11 @@ def _secrets(config: MailboxConfig) -> tuple[str, ...]:
 def _passing(exc: BaseException) -> bool:
     """A network failure, or a condition of the system such as a locked database."""
     return isinstance(exc, NETWORK_ERRORS) or is_temporary(exc)
+
+
+def _said(exc: BaseException, level: Callable[..., None]) -> Callable[..., None]:
+    """``level``, or debug for an error already logged once (daemon.oauth: one line per incident)."""
+    return log.debug if getattr(exc, "reported", False) else level
 
 
 def _describe(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Libraries whose debug lines would flood the log (or, aioimaplib's, show a login): WARNING
 # at the most verbose.
-NOISY = ("aioimaplib", "tortoise", "aiosqlite", "asyncio")
+NOISY = ("aioimaplib", "tortoise", "aiosqlite", "asyncio", "httpx", "httpcore")  # httpx: a line per token request
 # aioimaplib's "Sending : b'A1 LOGIN user \"secret\"\r\n'": everything after the command's name.
 _CREDENTIALS = re.compile(r"(\b(?:LOGIN|AUTHENTICATE)\b).*", re.IGNORECASE | re.DOTALL)
 

@@ -99,6 +99,7 @@ class Metrics:
     sla_breaches: Counter[str] = field(default_factory=Counter)  # target -> breaches committed
     escalations: Counter[str] = field(default_factory=Counter)  # cause (breached target or trigger)
     due_run: Counter[str] = field(default_factory=Counter)  # step kind -> steps run (claimed and committed)
+    oauth_errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (peer, reason) -> failed token refreshes
     database: DatabaseFigures | None = None  # None until first read
     webhook_delivered: Counter[str] = field(default_factory=Counter)  # webhook -> events it answered 2xx to
     webhook_failed: Counter[str] = field(default_factory=Counter)  # webhook -> events refused or given up

@@ -103,6 +103,9 @@ class TicketdCollector(Collector):
                        ["webhook"], _by(m.webhook_retried))
         yield _gauge("ticketd_webhook_pending", "Webhook events waiting for delivery.", ["webhook"],
                      {(name,): float(n) for name, n in m.webhook_pending.items()})
+        yield _counter("ticketd_oauth_token_errors_total", "OAuth2 logins that got no access token, by peer "
+                       "(mailbox:NAME, smtp) and reason (revoked, refused, unreachable, missing).",
+                       ["peer", "reason"], _pairs(m.oauth_errors))
         yield from self._database(names)
         yield GaugeMetricFamily("ticketd_start_time_seconds", "When the daemon started (Unix time).",
                                 value=m.started)

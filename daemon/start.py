@@ -97,8 +97,10 @@ async def _run(config: Config, once: bool, pool: Executor | None) -> int:
     sys.setswitchinterval(0.0005)
     positions = folder_positions(config.database_url)  # before the thread: it would slow this
     # PostgreSQL: none begun before the lease keeper says which folders are ours (daemon.leases);
-    # on SQLite the instance lock makes every folder ours, and peek knows where to start.
-    early = config.mailboxes if config.database_url.startswith("sqlite://") else ()
+    # on SQLite the instance lock makes every folder ours, and peek knows where to start. An OAuth2
+    # login needs its token from the database: that mailbox waits for the daemon's parts.
+    early = [box for box in config.mailboxes if box.imap.auth == "password"] \
+        if config.database_url.startswith("sqlite://") else []
     sessions = {box.name: ImapSession(box.imap) for box in early}
     for box in early:
         known = None if positions is None else positions.get(box.name, (None, 0))

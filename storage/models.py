@@ -395,3 +395,24 @@ class Instance(Model):
 
     class Meta:
         table = "instance"
+
+
+class OAuthToken(Model):
+    """One OAuth2 login's grant (daemon.oauth): a mailbox's IMAP ("mailbox:NAME") or the SMTP one ("smtp").
+
+    The refresh token is stored as the endpoint gave it, protected as the database is (its file's
+    mode, the PostgreSQL role): whoever reads this table can read the tickets too.
+    """
+
+    _no_comments = True
+    peer = fields.CharField(max_length=120, primary_key=True)
+    refresh_token = fields.TextField()
+    access_token = fields.TextField(default="")
+    expires_at = fields.DatetimeField(null=True)  # the access token's end
+    refresh_expires_at = fields.DatetimeField(null=True)  # the refresh token's end, if the endpoint told it
+    last_error = fields.TextField(default="")  # "" while the grant works; set once per incident
+    warned_at = fields.DatetimeField(null=True)  # the admin was told the refresh token nears its end
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "oauth_token"

@@ -56,7 +56,8 @@ async def _to_2() -> None:
 
 async def _to_3_tables() -> None:
     """0.2.0 -> 0.3.0: the new tables: webhook_delivery (webhooks), mailbox_lease and instance (several
-    instances on one PostgreSQL); nothing existing changes."""
+    instances on one PostgreSQL), oauth_token (the grants of XOAUTH2 / OAUTHBEARER logins); nothing
+    existing changes."""
     await _missing_tables()
 
 

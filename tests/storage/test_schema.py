@@ -51,6 +51,7 @@ def test_a_database_of_the_previous_release_is_refused_then_upgraded_with_every_
     assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 1 to {schema.VERSION}"
     after = rows(path)
     assert {t: after[t] for t in before} == before  # every ticket, article, outbox row... as it was
+    assert after["oauth_token"] == []  # version 3's table (daemon.oauth), empty
     again = cli(config, "db", "upgrade")
     assert again.stdout.decode().strip() == f"database schema: version {schema.VERSION}, up to date"
 
@@ -95,3 +96,23 @@ async def test_a_version_2_database_gains_the_lease_tables_at_the_upgrade_to_3(t
         run, clock = leases.tortoise_run()
         assert await leases.claim(run, clock, "h:1:abc", ["support"], 30) == {"support"}
         assert [i.id for i in await leases.instances(run, clock)] == []
+
+
+async def test_a_version_2_database_is_refused_then_gains_the_oauth_token_table(tmp_path: Path) -> None:
+    from tests.support.backend import url
+    from tests.support.locks import OtherConnection
+
+    config = write_config(tmp_path, 10143, 10025, [("support", "support@example.test")])
+    async with database(url(tmp_path / "ticketd.db")):
+        pass
+    other = OtherConnection(tmp_path / "ticketd.db")
+    try:
+        other.execute("DROP TABLE oauth_token")  # as 0.2.0 made it
+        other.execute(f"UPDATE {schema.TABLE} SET version = 2, by_release = '0.2.0' WHERE version = 3")
+        refused = cli(config, "run", "--once")
+        assert refused.returncode == 75 and "schema is version 2 (ticketd 0.2.0), older" in refused.stderr.decode()
+        upgraded = cli(config, "db", "upgrade")
+        assert upgraded.stdout.decode().strip() == f"database schema: upgraded from version 2 to {schema.VERSION}"
+        assert other.rows("SELECT count(*) FROM oauth_token") == [(0,)]
+    finally:
+        other.close()
