@@ -150,6 +150,7 @@ class LeaseKeeper:
         self.clock = leases.Clock(self.postgres)
         self._connection: Any = None  # PostgreSQL: the keeper's own (see the module's docstring)
         self._failing = False
+        self._short = True  # fewer mailboxes than our share: take a lapsed lease as soon as it lapses
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -186,9 +187,8 @@ class LeaseKeeper:
         try:
             async with asyncio.timeout(self.renew_every):  # hung: the trusted time runs out meanwhile
                 await self._in_turn(leases.seen(self._run_sql, self.clock, self.me.id, self.me.name, self.me.host,
-                                                self.me.pid))
-                mine = await self._in_turn(leases.claim(self._run_sql, self.clock, self.me.id, names,
-                                                        self.lease_seconds, force=self.exclusive))
+                                                self.me.pid, self.lease_seconds))
+                mine = await self._claim(names)
                 others = await self._in_turn(leases.holdings(self._run_sql, self.clock,
                                                              [n for n in names if n not in mine]))
         except Exception as exc:  # the database away: what we hold runs out by itself
@@ -203,8 +203,41 @@ class LeaseKeeper:
             log.info("leases renewed again")
         self._failing = False
         self._settle(mine, others, None if self.exclusive else sent + TRUST * self.lease_seconds)
-        ends = [h.seconds_left for h in others.values()]
+        # Another's lease ending soon is worth waking for only while we are short of our share
+        # (a lapsed one of our own was handed over: it is for the others to take).
+        ends = [h.seconds_left for h in others.values() if h.holder != self.me.id] if self._short else []
         return max(SOON, min([self.renew_every, *(left + SOON for left in ends)]))
+
+    async def _claim(self, names: list[str]) -> set[str]:
+        """Renew what we hold and take what has lapsed, up to our share of the mailboxes.
+
+        Without shares the first instance to start would fetch every mailbox, and a second one
+        would only wait for it to die. The instances alive (renewing: storage.leases), in the
+        order they started, share the mailboxes as evenly as they go: with 4 and 3 instances,
+        2, 1 and 1. One that holds more than its share lets the surplus go (its work there
+        stopped first), and one short of it takes what lapses, at once.
+        """
+        if self.exclusive:
+            self._short = False
+            return await self._in_turn(leases.claim(self._run_sql, self.clock, self.me.id, names,
+                                                    self.lease_seconds, force=True))
+        alive = [i.id for i in await leases.instances(self._run_sql, self.clock) if i.renewing or i.id == self.me.id]
+        rank = alive.index(self.me.id) if self.me.id in alive else len(alive)
+        count = max(len(alive), rank + 1)
+        share = len(names) // count + (1 if rank < len(names) % count else 0)
+        held = [n for n in names if self.leases[n].held.is_set()]
+        mine = await leases.claim(self._run_sql, self.clock, self.me.id, held if len(held) >= share else names,
+                                  self.lease_seconds)
+        keep = [n for n in held if n in mine] + [n for n in names if n in mine and n not in held]
+        surplus = keep[share:]
+        if surplus:
+            for name in surplus:  # our work there ends before another instance may begin it
+                if self.leases[name].held.is_set():
+                    log.info("mailbox %s: handed over, %d instances share %d mailboxes", name, count, len(names))
+                self.leases[name].lose("handed to another instance (a share each)")
+            await leases.release(self._run_sql, self.clock, self.me.id, surplus)
+        self._short = len(keep) < share
+        return set(keep[:share])
 
     def _settle(self, mine: set[str], others: dict[str, leases.Holding], trusted_until: float | None) -> None:
         for name, lease in self.leases.items():
@@ -214,6 +247,9 @@ class LeaseKeeper:
                 lease.renewed(trusted_until)
                 continue
             found = others.get(name)
+            if found is not None and found.holder == self.me.id:  # handed over by _claim: lapsed, ours no more
+                lease.lose("handed to another instance (a share each)")
+                continue
             holder = found.holder if found is not None else "?"
             renewed = found.renewed_at if found is not None else None
             if lease.held.is_set():

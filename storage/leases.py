@@ -70,6 +70,13 @@ class InstanceRow:
     started_at: datetime
     last_seen: datetime
     seconds_since_seen: float
+    lease_seconds: float = 30.0  # its [instance] lease_seconds: it renews every third of it
+
+    @property
+    def renewing(self) -> bool:
+        """Seen within two of its renewals: one that missed more is taken for dead by the others'
+        sharing (daemon.leases), before its leases run out."""
+        return self.seconds_since_seen < 2 * self.lease_seconds / 3
 
 
 async def claim(run: Run, clock: Clock, holder: str, mailboxes: Sequence[str], seconds: float,
@@ -97,10 +104,14 @@ async def claim(run: Run, clock: Clock, holder: str, mailboxes: Sequence[str], s
     return {str(row[0]) for row in found}
 
 
-async def release(run: Run, clock: Clock, holder: str) -> None:
-    """A clean stop: this holder's leases lapse now, so another instance takes them at once."""
+async def release(run: Run, clock: Clock, holder: str, mailboxes: Sequence[str] | None = None) -> None:
+    """This holder's leases (of ``mailboxes``, or all: a clean stop) lapse now, so another instance takes them at once."""
+    where = f' AND "mailbox" IN ({bulk.marks(len(mailboxes))})' if mailboxes else ""
+    if mailboxes is not None and not mailboxes:
+        return
     await run(f'UPDATE "{MailboxLease._meta.db_table}" SET "expires_at" = {clock.now} '
-              f'WHERE "holder" = ? AND "expires_at" > {clock.now} RETURNING "mailbox"', [holder])
+              f'WHERE "holder" = ? AND "expires_at" > {clock.now}{where} RETURNING "mailbox"',
+              [holder, *(mailboxes or ())])
 
 
 async def holdings(run: Run, clock: Clock, mailboxes: Sequence[str] | None = None) -> dict[str, Holding]:
@@ -116,12 +127,16 @@ async def holdings(run: Run, clock: Clock, mailboxes: Sequence[str] | None = Non
                                renewed.to_python_value(r[4])) for r in rows}
 
 
-async def seen(run: Run, clock: Clock, instance_id: str, name: str, host: str, pid: int) -> None:
-    """Record (or refresh) a running instance: `ticketd status` lists those seen within a lease."""
-    await run(f'INSERT INTO "{Instance._meta.db_table}" ("id", "name", "host", "pid", "started_at", "last_seen") '
-              f'VALUES (?, ?, ?, ?, {clock.now}, {clock.now}) ON CONFLICT ("id") DO UPDATE '
-              f'SET "last_seen" = excluded."last_seen" RETURNING "id"',
-              [instance_id, name, host, pid])
+async def seen(run: Run, clock: Clock, instance_id: str, name: str, host: str, pid: int,
+               lease_seconds: float = 30.0) -> None:
+    """Record (or refresh) a running instance: `ticketd status` lists those seen within a lease.
+
+    ``lease_seconds``: its own lease time, from which the others tell how often it renews.
+    """
+    await run(f'INSERT INTO "{Instance._meta.db_table}" ("id", "name", "host", "pid", "started_at", "last_seen", '
+              f'"lease_ms") VALUES (?, ?, ?, ?, {clock.now}, {clock.now}, ?) ON CONFLICT ("id") DO UPDATE '
+              f'SET "last_seen" = excluded."last_seen", "lease_ms" = excluded."lease_ms" RETURNING "id"',
+              [instance_id, name, host, pid, round(lease_seconds * 1000)])
 
 
 async def gone(run: Run, clock: Clock, instance_id: str) -> None:
@@ -133,11 +148,11 @@ async def gone(run: Run, clock: Clock, instance_id: str) -> None:
 async def instances(run: Run, clock: Clock) -> list[InstanceRow]:
     fields = Instance._meta.fields_map
     left = clock.seconds_until('"last_seen"')
-    rows = await run(f'SELECT "id", "name", "host", "pid", "started_at", "last_seen", {left} '
+    rows = await run(f'SELECT "id", "name", "host", "pid", "started_at", "last_seen", {left}, "lease_ms" '
                      f'FROM "{Instance._meta.db_table}" '
                      'ORDER BY "started_at", "id"', [])
     return [InstanceRow(str(r[0]), str(r[1]), str(r[2]), int(r[3]), fields["started_at"].to_python_value(r[4]),
-                        fields["last_seen"].to_python_value(r[5]), -float(r[6])) for r in rows]
+                        fields["last_seen"].to_python_value(r[5]), -float(r[6]), int(r[7]) / 1000) for r in rows]
 
 
 def tortoise_run() -> tuple[Run, Clock]:

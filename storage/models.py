@@ -392,6 +392,7 @@ class Instance(Model):
     pid = fields.IntField()
     started_at = fields.DatetimeField()
     last_seen = fields.DatetimeField()  # a SIGKILLed instance's row stops here (pruned after a day)
+    lease_ms = fields.IntField(default=30_000)  # its [instance] lease_seconds, in ms: it renews every third of it
 
     class Meta:
         table = "instance"

@@ -87,22 +87,28 @@ async def test_on_sqlite_the_leases_are_taken_whoever_held_them_and_released_at_
     assert await leases.instances(run, clock) == []
 
 
+def held(keeper: LeaseKeeper) -> set[str]:
+    return {name for name, lease in keeper.leases.items() if lease.held.is_set()}
+
+
 @postgres_only
 async def test_a_silent_holders_mailboxes_are_taken_over_within_the_lease(db: None) -> None:
     first, second = LeaseKeeper(instance(1), BOXES, 1.5), LeaseKeeper(instance(2), BOXES, 1.5)
     await first.start()
     await second.start()
     try:
-        assert all(lease.held.is_set() for lease in first.leases.values())
-        assert not any(lease.held.is_set() for lease in second.leases.values())
+        assert held(first) == set(BOXES) and not held(second)  # the first to start took both
         assert second.leases["support"].other == instance(1).id
-        await asyncio.sleep(1.0)  # renewed meanwhile: still the first's
-        assert all(lease.held.is_set() for lease in first.leases.values())
+        # With two alive, the first hands one over at its next round: a fair share each.
+        await wait_for(lambda: len(held(second)) == 1, 1.5)
+        await asyncio.sleep(1.0)  # renewed meanwhile: one each, never both
+        assert len(held(first)) == len(held(second)) == 1 and not held(first) & held(second)
         assert first._task is not None
         first._task.cancel()  # as a SIGKILL does: no more renewals, no release
         silent = time.monotonic()
-        lost = await wait_for(lambda: not first.leases["support"].held.is_set(), 1.5)
-        taken = await wait_for(lambda: all(lease.held.is_set() for lease in second.leases.values()), 2.0)
+        [mine] = held(first)
+        lost = await wait_for(lambda: not first.leases[mine].held.is_set(), 1.5)
+        taken = await wait_for(lambda: held(second) == set(BOXES), 2.0)
         assert lost <= TRUST * 1.5 + 0.1  # the silent one stopped trusting its lease before ...
         assert time.monotonic() - silent <= 1.5 + 0.3  # ... the other took it, within the lease
         assert taken > 0
@@ -114,6 +120,27 @@ async def test_a_silent_holders_mailboxes_are_taken_over_within_the_lease(db: No
     assert all(lease.held.is_set() for lease in third.leases.values()) and time.monotonic() - start < 1
     await third.stop()
     await first.stop()
+
+
+@postgres_only
+async def test_instances_alive_share_the_mailboxes_and_the_rest_take_a_stopped_ones(db: None) -> None:
+    boxes = ["a", "b", "c", "d"]
+    keepers = [LeaseKeeper(instance(n), boxes, 1.5) for n in (1, 2, 3)]
+    for keeper in keepers:
+        await keeper.start()
+    try:
+        def shared() -> bool:  # each mailbox held once, by one of them; nobody over its share of 2
+            holdings = [held(k) for k in keepers]
+            return sorted(b for h in holdings for b in h) == boxes and all(1 <= len(h) <= 2 for h in holdings)
+
+        await wait_for(shared, 3.0)
+        await keepers[0].stop()  # a clean stop: its mailboxes lapse at once, the two others take them
+        await wait_for(lambda: sorted(held(keepers[1]) | held(keepers[2])) == boxes
+                       and len(held(keepers[1])) == len(held(keepers[2])) == 2, 3.0)
+        assert not held(keepers[1]) & held(keepers[2])
+    finally:
+        for keeper in keepers[1:]:
+            await keeper.stop()
 
 
 @postgres_only
