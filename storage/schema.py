@@ -21,13 +21,13 @@ from importlib.metadata import PackageNotFoundError, version
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
-from ticketd.storage import bulk, columns, legacy
+from ticketd.storage import bulk, columns, legacy, numbers
 
 log = logging.getLogger("ticketd.storage")
 
-VERSION = 2  # the schema this code reads and writes
+VERSION = 3  # the schema this code reads and writes
 TABLE = "ticketd_schema"
-RELEASES = {1: "0.1.0", 2: "0.2.0"}  # the release that introduced each version, for messages
+RELEASES = {1: "0.1.0", 2: "0.2.0", 3: "0.3.0"}  # the release that introduced each version, for messages
 
 
 class SchemaError(Exception):
@@ -54,7 +54,14 @@ async def _to_2() -> None:
     await columns.add_missing()
 
 
-STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2}  # version reached -> the step that reaches it
+async def _to_3_claims() -> None:
+    """Several instances on one database: outbox rows get their claim columns (daemon.outbox_claims),
+    and PostgreSQL gets the ticket number sequence, started past every number the counter gave."""
+    await columns.add_missing(columns.CLAIMS)
+    await numbers.ensure_sequence()
+
+
+STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3_claims}  # version reached -> the step that reaches it
 
 
 async def stored_version() -> int | None:
@@ -79,6 +86,7 @@ async def prepare(upgrade: bool = False) -> tuple[int | None, int]:
         # ours without it (which would read as 0.1.0's schema); it creates what is missing too.
         await _stamp(VERSION)
         await _missing_tables()
+        await numbers.ensure_sequence()
         return None, VERSION
     if found > VERSION:
         raise SchemaError(f"the database's schema is version {found} (ticketd {_release(found)} or later), newer than "
@@ -93,6 +101,7 @@ async def prepare(upgrade: bool = False) -> tuple[int | None, int]:
         log.warning("database schema upgraded to version %d (ticketd %s)", target, _release(target))
     if found == VERSION:
         await _missing_tables()
+        await numbers.ensure_sequence()  # a look in the catalog; made only by a crash mid-creation
     return found, VERSION
 
 
