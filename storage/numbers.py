@@ -13,6 +13,8 @@ already given: the sequence is moved past them (``advance``), never back.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise.transactions import in_transaction
 
 from ticketd.storage import bulk
@@ -85,3 +87,18 @@ async def advance() -> None:
     if not await bulk.fetch("SELECT 1 FROM counter WHERE name = 'ticket'"):
         await bulk.execute("INSERT INTO counter (name, value) VALUES ('ticket', 0)")
     await bulk.execute("UPDATE counter SET value = ? WHERE name = 'ticket' AND value < ?", [highest, highest])
+
+
+async def counters_with_ticket(select: str, columns: list[str]) -> list[Any]:
+    """PostgreSQL, for `ticketd export`: the counter rows, the ``ticket`` one as the sequence stands.
+
+    An export moves between backends: SQLite takes the next number from that row, and an import
+    into PostgreSQL moves the sequence past it (``advance``). Absent, as on SQLite, until a
+    number was given. ``select`` reads the table's ``columns`` (name, value) in that order.
+    """
+    rows = [list(r) for r in await bulk.fetch(f"{select} WHERE name <> 'ticket'")]
+    [(used,)] = await bulk.fetch(f"SELECT coalesce(pg_sequence_last_value('{SEQUENCE}'), 0)")
+    given = max(int(used), await highest_given())
+    if given:
+        rows.append([{"name": "ticket", "value": given}[c] for c in columns])
+    return sorted(rows, key=lambda r: r[columns.index("name")])
