@@ -19,7 +19,7 @@ from ticketd.daemon.config import SmtpConfig
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon import outbox_pipeline as pipeline
 from ticketd.daemon.instance import instance_id
-from ticketd.daemon.outbox_due import Claim, Due, due_rows, next_due, release, waiting
+from ticketd.daemon.outbox_due import Claim, Due, due_rows, lapse_in, next_due, release, waiting
 from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from ticketd.daemon.outbox_pipeline import FirstFlight
 from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
@@ -331,10 +331,22 @@ class OutboxSender:
                             describe(exc), total.deferred)
                 break
             total.add(report)
-            if report.sent == 0:
+            # `run --once` (every pending row now) also sends what a killed run had claimed, if the claim
+            # ends within the drain; a daemon's stop does not wait for other instances' rows.
+            if report.sent == 0 and not (ignore_schedule and await self._claims_lapse_before(deadline)):
                 break
         await self.close()
         return total
+
+    async def _claims_lapse_before(self, deadline: float) -> bool:
+        """Wait for the first claim of another instance on a pending row to lapse, if it does before
+        ``deadline`` (time.monotonic()); False if none does."""
+        wait = await lapse_in(None, self.instance)
+        if wait is None or time.monotonic() + wait >= deadline:
+            return False
+        log.info("outbox: waiting %.1f s for another instance's claim on due rows to end", wait)
+        await asyncio.sleep(wait + 0.05)
+        return True
 
     async def close(self) -> None:
         """Record what the server accepted (a last try), give back our claims, then QUIT every lane."""

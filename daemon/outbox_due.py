@@ -28,12 +28,16 @@ COLUMNS = ("id", "kind", "message_id", "mail_from", "recipients", "attempts", "c
            # The ticket's number, for the row's log lines: a primary-key lookup, not a join to scan.
            "(SELECT number FROM ticket WHERE ticket.id = outbound_message.ticket_id)")
 
-# A claim lasts HOLD_TIMEOUTS times the [smtp] timeout (the bound on each SMTP command): 5 min with
-# the default 60 s. Rows of an instance that died wait that long before another sends them.
-HOLD_TIMEOUTS = 5.0
+# A claim lasts HOLD_TIMEOUTS times the [smtp] timeout (the bound on each SMTP command): 3 min with
+# the default 60 s. Rows of an instance that died (SIGKILL, a power cut) wait that long before
+# another instance, or the same one restarted, sends them; a stop gives its claims back at once.
+HOLD_TIMEOUTS = 3.0
 # A lane starts a row of the batch only while this many timeouts of the claim are left (connecting,
-# EHLO, STARTTLS, AUTH and the MAIL/RCPT/DATA flight each take up to one); the rest are given back.
+# EHLO, STARTTLS, AUTH and the MAIL/RCPT/DATA flight each take up to one); the rest are given back
+# and claimed again by the next pass.
 START_TIMEOUTS = 2.0
+# The content goes only while this much of the claim is left: the server's answer to it (Claim).
+CONTENT_TIMEOUTS = 1.25
 
 
 def hold_seconds(timeout: float) -> float:
@@ -74,12 +78,13 @@ class Claim:
         return time.monotonic() < self.ends - START_TIMEOUTS * self.timeout
 
     def may_send_content(self) -> bool:
-        """The server's answer to the content (one timeout at most) still comes inside the claim.
+        """The server's answer to the content (one timeout at most, and a quarter more to spare)
+        still comes inside the claim.
 
         Only the content makes a message delivered; up to here nothing was. A row past this point
         is given back unsent, so no other instance can be sending it while we do.
         """
-        return time.monotonic() < self.ends - self.timeout - 1.0
+        return time.monotonic() < self.ends - CONTENT_TIMEOUTS * self.timeout
 
 
 def wall_now() -> datetime:
@@ -157,6 +162,20 @@ async def waiting(now: datetime | None) -> int:
         values.append(_field("next_try_at").to_db_value(now, None))
     [(count,)] = await bulk.fetch(sql, values)
     return int(count)
+
+
+async def lapse_in(now: datetime | None, by: str) -> float | None:
+    """Seconds until the first claim of another instance on a row due at ``now`` (any pending row
+    if None) lapses; None if no such claim. For `run --once`: a claim that a killed run left."""
+    sql = "SELECT min(claimed_until) FROM outbound_message WHERE status = ? AND claimed_by <> ?"
+    values: list[Any] = [OutboundStatus.PENDING, by]
+    if now is not None:
+        sql += " AND next_try_at <= ?"
+        values.append(_field("next_try_at").to_db_value(now, None))
+    [(until,)] = await bulk.fetch(sql, values)
+    if until is None:
+        return None
+    return max(0.0, (_field("claimed_until").to_python_value(until) - wall_now()).total_seconds())
 
 
 def next_due() -> QuerySet[OutboundMessage]:

@@ -103,6 +103,19 @@ async def test_a_live_claim_of_another_instance_is_left_alone(db: None, fresh_si
     assert (await OutboundMessage.get(id=held)).claimed_by == "busy.example:7:cafe"  # close gives back only ours
 
 
+async def test_run_once_waits_for_a_claim_a_killed_run_left_if_it_ends_within_the_drain(
+        db: None, fresh_sink: SmtpSink) -> None:
+    await pending(1, claimed_by="killed.example:9:dead", claimed_until=wall_now() + timedelta(seconds=1))
+    stopping = outbox(fresh_sink.port)
+    assert (await stopping.drain(3.0)).sent == 0  # a daemon's stop: other instances' rows are theirs
+    started = time.monotonic()
+    report = await outbox(fresh_sink.port).drain(3.0, ignore_schedule=True)  # `run --once`
+    assert report.sent == 1 and len(fresh_sink.messages) == 1
+    assert 0.5 < time.monotonic() - started < 3.0
+    [row] = await OutboundMessage.all()
+    assert (row.status, row.claimed_by) == (OutboundStatus.SENT, None)
+
+
 async def test_the_claim_lasts_the_time_a_send_may_take_and_rows_not_reached_are_given_back(
         db: None, fresh_sink: SmtpSink) -> None:
     ids = await pending(3)
@@ -122,21 +135,22 @@ async def test_the_claim_lasts_the_time_a_send_may_take_and_rows_not_reached_are
 
 
 async def test_no_content_is_sent_once_too_little_of_the_claim_is_left(db: None, fresh_sink: SmtpSink) -> None:
-    """With a 0.5 s SMTP timeout the claim lasts 2.5 s; content needs 1.5 s of it left. A write turn
-    held past that (an inbound transaction) keeps the lane from DATA: the row goes back unsent."""
+    """With a 0.5 s SMTP timeout the claim lasts 1.5 s, and the content needs 0.625 s of it left. A
+    write turn held past that (an inbound transaction) keeps the lane from DATA: the row goes back unsent."""
     [row_id] = await pending(1)
     turn = WriteTurn(hold_for=60)
     sender = outbox(fresh_sink.port, write_turn=turn, timeout=0.5)
     async with turn.exclusive():
         passing = asyncio.create_task(sender.deliver_due())
-        await asyncio.sleep(1.3)  # MAIL and RCPT went out; the content waits for the turn
+        await asyncio.sleep(1.0)  # MAIL and RCPT went out; the content waits for the turn
     report = await passing
     await sender.close()
     assert (report.sent, report.deferred, report.failed) == (0, 1, 0)
     assert fresh_sink.messages == []
     row = await OutboundMessage.get(id=row_id)
     assert (row.status, row.claimed_by, row.attempts) == (OutboundStatus.PENDING, None, 0)
-    again = outbox(fresh_sink.port)
+    # The same short claim without the wait: sent (the guard is about time, not about the timeout).
+    again = outbox(fresh_sink.port, timeout=0.5)
     assert (await again.deliver_due()).sent == 1 and len(fresh_sink.messages) == 1
     await again.close()
 
