@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from ticketd.daemon import due, retention, sweeper
 from ticketd.daemon.config import Config, ConfigError, load_config
 from ticketd.daemon.config_metrics import EndpointError
+from ticketd.daemon.config_instance import InstanceConfig
 from ticketd.daemon.fetcher import MailboxWorker
 from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.instance import identity
+from ticketd.daemon.leases import LeaseKeeper
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon.observe import Observers
 from ticketd.daemon.outbox import OutboxSender
@@ -28,6 +32,9 @@ from ticketd.daemon.terminal import safe_line
 from ticketd.daemon.turn import WriteTurn
 from ticketd.storage.db import database
 from ticketd.storage.errors import TemporaryFailure
+
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
 
 log = logging.getLogger("ticketd")
 
@@ -47,22 +54,62 @@ async def running_parts(config: Config, parse_workers: int | None = None, pool: 
     try:
         async with database(config.database_url, config.busy_timeout):
             write_turn, metrics = WriteTurn(), Metrics()
-            sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections, metrics=metrics)
-            processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
-                                  metrics=metrics)
-            workers = [MailboxWorker(box, processor, config.max_message_bytes, first_session=sessions.pop(box.name, None))
-                       for box in config.mailboxes]
-            observers = Observers(config, processor, workers)
-            await observers.start()
+            keeper = _lease_keeper(config, write_turn)
+            await keeper.start()  # each worker then knows at once whether its folder is ours
             try:
-                yield sender, processor, workers
-            finally:
-                await observers.stop()
-                await sender.close()
+                tokens = _token_manager(config, metrics)
+                sender = OutboxSender(config.smtp, write_turn=write_turn, lanes=config.smtp.connections,
+                                      metrics=metrics, tokens=tokens)
+                processor = Processor(config, responders, pool, on_outbox=sender.notify, write_turn=write_turn,
+                                      metrics=metrics)
+                if tokens is not None:
+                    tokens.on_outbox = sender.notify  # the admin's mail about a revoked grant
+                _webhooks(processor)
+                workers = [MailboxWorker(box, processor, config.max_message_bytes, lease=keeper.leases[box.name],
+                                         first_session=sessions.pop(box.name, None),
+                                         session_factory=lambda box: ImapSession(box.imap, tokens))
+                           for box in config.mailboxes]
+                observers = Observers(config, processor, workers, holder=keeper.me.id)
+                await observers.start()
+                try:
+                    yield sender, processor, workers
+                finally:
+                    await observers.stop()
+                    await sender.close()
+                    if processor.webhook_sender is not None:
+                        await processor.webhook_sender.close()
+            finally:  # after the last health write, which a lease still ours lets through
+                await keeper.stop()
     finally:
         await asyncio.gather(*(s.close() for s in sessions.values()))  # begun, but no worker took it
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+
+
+def _webhooks(processor: Processor) -> None:
+    """The webhook sender beside the outbox's, where [[webhooks]] are configured (httpx imported only then)."""
+    if processor.config.webhooks:
+        from ticketd.daemon.webhook_sender import WebhookSender
+
+        processor.webhook_sender = hooks = WebhookSender(processor.config.webhooks, processor.write_turn,
+                                                         processor.metrics)
+        processor.on_webhook = hooks.notify
+
+
+def _lease_keeper(config: Config, write_turn: WriteTurn) -> LeaseKeeper:
+    settings = config.instance or InstanceConfig()
+    return LeaseKeeper(identity(settings.name), [box.name for box in config.mailboxes], settings.lease_seconds,
+                       write_turn)
+
+
+def _token_manager(config: Config, metrics: Metrics) -> TokenManager | None:
+    """daemon.oauth's, when a login uses OAuth2 (imported only then: httpx is a start-up's cost)."""
+    if all(peer.auth == "password" for peer in (config.smtp, *(box.imap for box in config.mailboxes))):
+        return None
+    from ticketd.daemon.config_oauth import OAuthSettings
+    from ticketd.daemon.oauth import TokenManager
+
+    return TokenManager(config.oauth or OAuthSettings(), config, errors=metrics.oauth_errors)
 
 
 async def run_once(config: Config, parse_workers: int | None = None, pool: Executor | None = None,
@@ -84,6 +131,9 @@ async def _drain_once(config: Config, parse_workers: int | None, pool: Executor 
         results.append(await _due_once(processor))
         stop_sender.set()
         await sending
+        if processor.webhook_sender is not None:  # one try each: an endpoint that is down waits for the next run
+            await processor.webhook_sender.deliver_due(time.monotonic() + config.outbox_drain)
+            processor.webhook_sender.log_windows()
         pending = (await sender.drain(config.outbox_drain, ignore_schedule=True)).deferred
         failed = sender.totals.failed
         _log_windows(sender.totals.windows)
@@ -153,6 +203,8 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
         tasks.append(asyncio.create_task(due.run_forever(processor, stop_intake), name="due"))
         tasks.append(asyncio.create_task(retention.run_forever(processor, stop_intake), name="retention"))
         sending = asyncio.create_task(sender.run(stop_sender), name="outbox")
+        hooks = [asyncio.create_task(processor.webhook_sender.run(stop_sender), name="webhooks")] \
+            if processor.webhook_sender is not None else []
         log.info("ticketd running: %d IMAP mailbox(es), %d piped address(es), LMTP %s", len(workers),
                  len(config.addresses), safe_line(config.lmtp.listen) if config.lmtp else "off")
         async with _ready_then_alive(state, stop):
@@ -164,7 +216,7 @@ async def _serve(config: Config, stop: asyncio.Event, parse_workers: int | None,
                 worker.stop.set()
             await _finish(tasks, config.stop_grace)
             stop_sender.set()
-            await _finish([sending], config.stop_grace)
+            await _finish([sending, *hooks], config.stop_grace)
             report = await sender.drain(config.outbox_drain)
         log.info("stopped; outbox: %d sent on the way out", report.sent)
     return 0
@@ -208,12 +260,18 @@ def reload(processor: Processor, path: Path) -> bool:
     try:
         new = load_config(path)
         processor.reconfigure(new)  # builds responders and filters first: a broken template stops here
+        if processor.webhook_sender is not None:
+            processor.webhook_sender.reconfigure(new.webhooks)
+        elif new.webhooks:
+            log.warning("reload: [[webhooks]] where there were none take effect at the next restart "
+                        "(their events are kept until then)")
     except ConfigError as exc:
         log.error("reload refused, the running configuration stays in force: %s", exc)
         return False
     for what, same in (("database", new.database_url == old.database_url), ("smtp", new.smtp == old.smtp),
+                       ("instance", new.instance == old.instance),
                        ("mailboxes", new.mailboxes == old.mailboxes), ("lmtp", new.lmtp == old.lmtp),
-                       ("metrics", new.metrics == old.metrics)):
+                       ("metrics", new.metrics == old.metrics), ("oauth", new.oauth == old.oauth)):
         if not same:
             log.warning("reload: changes to [%s] take effect at the next restart", what)
     log.info("configuration reloaded from %s", path)

@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_CONFIG
     except BrokenPipeError:
         return _reader_went_away()
+    except _instance_locked() as exc:  # SQLite: another `ticketd run` has the database (daemon.instance)
+        print(f"ticketd: not starting: {safe_line(str(exc))}", file=sys.stderr)
+        return EX_TEMPFAIL
     except _database_error() as exc:
         print(f"ticketd: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
@@ -122,6 +125,11 @@ def _database_error() -> type[Exception] | tuple[()]:
     """storage.db's DatabaseError once a command has imported it; before that none can be raised."""
     db = sys.modules.get("ticketd.storage.db")
     return db.DatabaseError if db is not None else ()  # type: ignore[no-any-return]
+
+
+def _instance_locked() -> type[Exception] | tuple[()]:
+    instance = sys.modules.get("ticketd.daemon.instance")  # as _database_error: imported by `run` only
+    return instance.InstanceLocked if instance is not None else ()  # type: ignore[no-any-return]
 
 
 def _ingest_main(args: argparse.Namespace) -> int:
@@ -230,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
     from ticketd.daemon.data_cli import add_commands as add_data_commands  # `export`, `import`, `db backup`, `db prune`
 
     add_data_commands(sub)
+    from ticketd.daemon.oauth_cli import add_commands as add_oauth_commands  # `oauth login`, `oauth status`
+
+    add_oauth_commands(sub)
     rules = sub.add_parser("rules", help="try the filters and rules").add_subparsers(dest="action", required=True)
     test = rules.add_parser("test", help="show each filter's verdict and the classification of .eml files "
                                          "(no database, no mail)")
@@ -271,7 +282,7 @@ def _run(config: Config, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 async def _check(config: Config, args: argparse.Namespace) -> int:
     boxes = ", ".join(f"{b.name} ({b.address}, {b.imap.host}:{b.imap.port}/{b.imap.folder}, "
-                      f"after: {b.after_processing})" for b in config.mailboxes)
+                      f"after: {b.after_processing}{_oauth_note(b.imap)})" for b in config.mailboxes)
     # TOML strings may hold any escape ("\u001b"): the admin's text is shown as safely as mail.
     print(safe_line(f"{config.path}: OK"))
     print(f"  database: {safe_line(redact_url(config.database_url))}")
@@ -284,6 +295,10 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
         print(f"  addresses (ingest --mailbox): "
               f"{safe_line(', '.join(f'{a.name} ({a.address})' for a in config.addresses))}")
     return 0
+
+
+def _oauth_note(peer: Any) -> str:
+    return f", {peer.mechanism} (oauth2)" if peer.auth == "oauth2" else ""
 
 
 if __name__ == "__main__":

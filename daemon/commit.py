@@ -61,7 +61,7 @@ class Commit:
         self.config = processor.config
         self.mailbox = mailbox
         self.now = processor.clock()
-        self.writes = GroupWrites(self.now)
+        self.writes = GroupWrites(self.now, getattr(processor, "webhook", None))  # None without [[webhooks]]
         self.threads = Threads()
         self.seen: dict[str, list[Earlier]] = {}  # this transaction's new articles, by key
         self.numbers = TicketNumbers()

@@ -33,6 +33,9 @@ class Peer:
     verify_tls: bool
     ca_file: str | None
     timeout: float
+    auth: str = "password"  # or "oauth2": a bearer token from ``oauth`` (daemon.oauth) instead of the password
+    mechanism: str = "xoauth2"  # with oauth2: the SASL mechanism, "xoauth2" or "oauthbearer" (RFC 7628)
+    oauth: Any = None  # daemon.config_oauth.OAuthClient with auth = "oauth2", else None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class Config:
     raw_after_days: int = 0
     log_format: str = "text"  # "text" (as before), "keyvalue" or "json": daemon.logformat
     metrics: Any = None  # daemon.config_metrics.MetricsConfig: where `run` serves Prometheus metrics, None if nowhere
+    webhooks: tuple[Any, ...] = ()  # daemon.config_webhooks.WebhookConfig: where ticket events are POSTed
+    instance: Any = None  # daemon.config_instance.InstanceConfig ([instance]: name, lease_seconds)
+    oauth: Any = None  # daemon.config_oauth.OAuthSettings ([oauth]); None without the table (the defaults)
 
     @property
     def support_addresses(self) -> tuple[str, ...]:
@@ -169,8 +175,10 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     url = _database_url(database)
     busy_timeout = database.positive("busy_timeout", float, 30.0)
     database.done()
-    smtp = _smtp(top.sub("smtp"), env)
-    mailboxes = _mailboxes(top, env)
+    oauth = _oauth(top)
+    smtp = _smtp(top.sub("smtp"), env, oauth)
+    mailboxes = _mailboxes(top, env, oauth)
+    from ticketd.daemon.config_instance import load_instance
     from ticketd.daemon.config_lmtp import load_lmtp
     from ticketd.daemon.config_metrics import load_metrics
     from ticketd.daemon.filters.registry import load_filters
@@ -197,6 +205,7 @@ def _build(top: Section, env: dict[str, str]) -> Config:
     addresses = _addresses(top, mailboxes)
     lmtp = load_lmtp(top.sub("lmtp", {}))
     metrics = load_metrics(top.sub("metrics", {}))
+    instance = load_instance(top.sub("instance", {}))
     points: tuple[MailboxConfig | AddressConfig, ...] = (*mailboxes, *addresses)
     own = frozenset({m.address.lower() for m in points} | {smtp.from_address.lower()})
     team = None
@@ -213,10 +222,38 @@ def _build(top: Section, env: dict[str, str]) -> Config:
 
         team = unassigned_default(team, sla)
     raw_after_days = _retention(top.sub("retention", {}))
+    webhooks = _webhooks(top, env) if "webhooks" in top.data else ()
     top.done()
     return Config(top.file, url, smtp, mailboxes, ack, max_bytes, log_level, stop_grace, drain, own,
                   filters, rules, auto_limit, addresses, log_target, busy_timeout, lmtp, team, *lifecycle, sla,
-                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics)
+                  raw_after_days=raw_after_days, log_format=log_format, metrics=metrics, webhooks=webhooks,
+                  instance=instance, oauth=oauth)
+
+
+def _webhooks(top: Section, env: dict[str, str]) -> tuple[Any, ...]:
+    """``[[webhooks]]``: its module is imported only where there are some (`ingest` starts per message)."""
+    from ticketd.daemon.config_webhooks import load_webhooks
+
+    return load_webhooks(top, env)
+
+
+def _oauth(top: Section) -> Any:
+    """``[oauth]`` when the file has one; daemon.config_oauth is imported only for OAuth2 logins."""
+    if "oauth" not in top.data:
+        top.seen.add("oauth")
+        return None
+    from ticketd.daemon.config_oauth import load_oauth
+
+    return load_oauth(top.sub("oauth"))
+
+
+def _peer_auth(section: Section, owner: Section, env: dict[str, str], oauth: Any, key: str) -> dict[str, Any]:
+    """``auth``, ``mechanism`` and ``oauth`` of a peer; none of them given means a password login."""
+    if not {"auth", "mechanism"} & set(section.data) and "oauth" not in owner.data:
+        return {}  # the dataclass defaults: every start-up (an MTA's `ingest` per message) skips the import
+    from ticketd.daemon.config_oauth import OAuthSettings, peer_auth
+
+    return peer_auth(section, owner, env, oauth or OAuthSettings(), key)
 
 
 def _retention(section: Section) -> int:
@@ -250,7 +287,8 @@ def _database_url(section: Section) -> str:
     return url
 
 
-def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str, int]) -> dict[str, Any]:
+def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str, int], owner: Section,
+                 oauth: Any, key: str) -> dict[str, Any]:
     host = section.get("host", str)
     security = section.choice("security", SECURITY_MODES, "tls")
     port = section.get("port", int, default_ports[security])
@@ -264,11 +302,12 @@ def _peer_fields(section: Section, env: dict[str, str], default_ports: dict[str,
         username=section.get("username", str, None), password=read_secret(section, env),
         verify_tls=section.get("verify_tls", bool, True), ca_file=ca_file,
         timeout=section.positive("timeout", float, 60.0),
+        **_peer_auth(section, owner, env, oauth, key),
     )
 
 
-def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
-    fields = _peer_fields(section, env, {"tls": 465, "starttls": 587, "none": 25})
+def _smtp(section: Section, env: dict[str, str], oauth: Any) -> SmtpConfig:
+    fields = _peer_fields(section, env, {"tls": 465, "starttls": 587, "none": 25}, section, oauth, "smtp")
     name, address = parseaddr(section.get("from", str, expected='an address like "Support <support@example.com>"'))
     if "@" not in address:
         section.fail("from", 'an address like "Support <support@example.com>"', section.data["from"])
@@ -291,11 +330,11 @@ def _smtp(section: Section, env: dict[str, str]) -> SmtpConfig:
     return config
 
 
-def _mailboxes(top: Section, env: dict[str, str]) -> tuple[MailboxConfig, ...]:
+def _mailboxes(top: Section, env: dict[str, str], oauth: Any) -> tuple[MailboxConfig, ...]:
     raw = top.get("mailboxes", list, [], expected="an array of [[mailboxes]] tables")
     if not raw and not top.data.get("addresses"):  # a pipe-only site names its addresses instead
         top.fail("mailboxes", "at least one [[mailboxes]] table (or [[addresses]] for mail piped in by an MTA)")
-    boxes = tuple(_mailbox(Section(top.file, f"mailboxes[{i}]", item), env) for i, item in enumerate(raw))
+    boxes = tuple(_mailbox(Section(top.file, f"mailboxes[{i}]", item), env, oauth) for i, item in enumerate(raw))
     _unique_names(top, "mailboxes", [box.name for box in boxes])
     return boxes
 
@@ -327,16 +366,17 @@ def _short_name(section: Section) -> str:
     return name
 
 
-def _mailbox(section: Section, env: dict[str, str]) -> MailboxConfig:
+def _mailbox(section: Section, env: dict[str, str], oauth: Any) -> MailboxConfig:
     name = _short_name(section)
     address = section.get("address", str)
     if "@" not in address:
         section.fail("address", "an e-mail address", address)
     imap_section = section.sub("imap")
-    imap = ImapConfig(**_peer_fields(imap_section, env, {"tls": 993, "starttls": 143, "none": 143}),
+    imap = ImapConfig(**_peer_fields(imap_section, env, {"tls": 993, "starttls": 143, "none": 143}, section, oauth,
+                                     f"mailbox:{name}"),  # its row in oauth_token (config_oauth.peer_key)
                       folder=imap_section.get("folder", str, "INBOX"))
     imap_section.done()
-    if imap.username is None or imap.password is None:
+    if imap.auth == "password" and (imap.username is None or imap.password is None):
         imap_section.fail("username" if imap.username is None else "password",
                           "IMAP credentials (username and password / password_file / password_env)")
     box = MailboxConfig(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable, TypeVar
 
 from aioimaplib import aioimaplib
 
@@ -14,6 +14,7 @@ from ticketd.daemon import logcontext
 from ticketd.daemon.config import MailboxConfig
 from ticketd.daemon.health import MailboxHealth
 from ticketd.daemon.imap import FetchedMessage, ImapError, ImapSession
+from ticketd.daemon.leases import Lease, LeaseLost
 from ticketd.daemon.pipeline import Processor
 from ticketd.storage import intake
 from ticketd.storage.errors import is_temporary
@@ -21,6 +22,7 @@ from ticketd.storage.models import InboundMessage, InboundStatus, Mailbox
 
 log = logging.getLogger("ticketd.intake")
 
+T = TypeVar("T")
 IDLE_RENEW = 25 * 60.0  # RFC 2177: servers may drop an IDLE after 30 minutes
 NETWORK_ERRORS = (OSError, asyncio.TimeoutError, ImapError, aioimaplib.AioImapException)
 
@@ -39,7 +41,8 @@ class MailboxWorker:
     def __init__(self, config: MailboxConfig, processor: Processor, max_bytes: int,
                  session_factory: Callable[[MailboxConfig], ImapSession] | None = None,
                  backoff_base: float = 1.0, backoff_max: float = 300.0,
-                 first_session: ImapSession | None = None, health: MailboxHealth | None = None) -> None:
+                 first_session: ImapSession | None = None, health: MailboxHealth | None = None,
+                 lease: Lease | None = None) -> None:
         self.config = config
         self.processor = processor
         self.max_bytes = max_bytes
@@ -52,6 +55,10 @@ class MailboxWorker:
         # What `ticketd status` and the metrics show of this mailbox (written by daemon.health).
         self.health = health or MailboxHealth(config.name, _secrets(config))
         self._first = first_session  # begun at start-up (daemon.start): the first connection is this one
+        # The instance's hold on the folder (daemon.leases): the session is open only while it is
+        # ours, and its work is cancelled the moment it is not. None: always ours (tests, tools).
+        self.lease = lease
+        self._failures = 0  # connection attempts failed in a row
 
     @property
     def connected(self) -> bool:
@@ -64,49 +71,80 @@ class MailboxWorker:
 
     @logcontext.mailbox_task
     async def run_once(self) -> bool:
-        """Drain the folder once; False (logged) if the server could not be reached or failed."""
+        """Drain the folder once; False (logged) if the server could not be reached or failed.
+
+        A folder another instance holds is left to it (True: nothing went wrong).
+        """
+        if self.lease is not None and not self.lease.held.is_set():
+            answer = await self._once_not_ours(self.lease)
+            if answer is not None:
+                return answer
+        self.health.held = True
         session = self._session()
         try:
-            await session.open()
-            self.health.up()
-            report = await self.sync(session)
-            if report.deferred:
-                log.warning("mailbox %s: %d message(s) deferred to a later pass", self.config.name, report.deferred)
-            return report.deferred == 0
+            return await self._holding(self._drain_once(session))
+        except LeaseLost as exc:
+            log.error("mailbox %s: lease lost (%s): stopped before the folder was drained", self.config.name, exc)
+            return False
         except Exception as exc:
             self._lost(exc)
             if not _passing(exc):
                 raise
-            log.error("mailbox %s: %s", self.config.name, _describe(exc))
+            _said(exc, log.error)("mailbox %s: %s", self.config.name, _describe(exc))
             return False
         finally:
             self.health.stopped()  # after a failure: not connected already, and its error stays
             await session.close()
 
+    async def _once_not_ours(self, lease: Lease) -> bool | None:
+        """run --once with the lease not ours: None once it is (its holder died), else run_once's answer."""
+        self.health.held = False
+        other = lease.other
+        if not other:  # the database did not answer: the mail waits for the next run
+            log.error("mailbox %s: its lease could not be taken (see above); left for the next run", self.config.name)
+            return False
+        log.info("mailbox %s: held by instance %s; waiting up to %.0f s to see it renew its lease (else it died)",
+                 self.config.name, other, lease.patience)
+        if not await lease.outlived():
+            log.info("mailbox %s: held by instance %s; left to it", self.config.name, other)
+            return True
+        log.info("mailbox %s: taken over from instance %s, which stopped renewing its lease", self.config.name, other)
+        return None
+
+    async def _drain_once(self, session: ImapSession) -> bool:
+        await session.open()
+        self.health.up()
+        report = await self.sync(session)
+        if report.deferred:
+            log.warning("mailbox %s: %d message(s) deferred to a later pass", self.config.name, report.deferred)
+        return report.deferred == 0
+
     @logcontext.mailbox_task
     async def run(self) -> None:
-        """Sync, then IDLE (or poll), until ``stop``; reconnect with backoff after any error."""
-        failures = 0
+        """Sync, then IDLE (or poll), until ``stop``; reconnect with backoff after any error.
+
+        Only while the instance holds the folder's lease: lost, the session closes at once and
+        the worker waits to hold it again.
+        """
         while not self.stop.is_set():
+            if not await self._wait_for_lease():
+                break
             session = self._session()
             try:
-                await session.open()
-                self.health.up()
-                self.tried.set()
-                if failures:
-                    log.info("mailbox %s: connected again after %d failed attempts", self.config.name, failures)
-                failures = 0
-                while not self.stop.is_set():
-                    await self.sync(session)
-                    await self._wait_for_mail(session)
+                await self._holding(self._serve(session))
+            except LeaseLost as exc:
+                self.health.stopped()
+                log.warning("mailbox %s: lease lost (%s): fetching stopped until it is ours again",
+                            self.config.name, exc)
             except Exception as exc:  # a bug in one mailbox must not end it for good, nor touch the others
                 self._lost(exc)
                 self.tried.set()
-                failures += 1
+                self._failures += 1
                 if _passing(exc):  # the server or the database: the messages wait where they are
-                    delay = min(self.backoff_max, self.backoff_base * 2 ** min(failures - 1, 20))
+                    delay = min(self.backoff_max, self.backoff_base * 2 ** min(self._failures - 1, 20))
                     delay *= random.uniform(0.5, 1.5)  # jitter: reconnects of many mailboxes spread out
-                    log.warning("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc), delay)
+                    _said(exc, log.warning)("mailbox %s: %s; reconnecting in %.1f s", self.config.name, _describe(exc),
+                                            delay)
                 else:
                     delay = min(self.backoff_max, 30.0)
                     log.exception("mailbox %s: unexpected error; reconnecting", self.config.name)
@@ -114,6 +152,32 @@ class MailboxWorker:
             finally:
                 await session.close()
         self.health.stopped()
+
+    async def _serve(self, session: ImapSession) -> None:
+        await session.open()
+        self.health.up()
+        self.tried.set()
+        if self._failures:
+            log.info("mailbox %s: connected again after %d failed attempts", self.config.name, self._failures)
+        self._failures = 0
+        while not self.stop.is_set():
+            await self.sync(session)
+            await self._wait_for_mail(session)
+
+    async def _wait_for_lease(self) -> bool:
+        """True once the lease is ours; False when stopped first. A folder held elsewhere counts as tried."""
+        if self.lease is None or self.lease.held.is_set():
+            self.health.held = True
+            return not self.stop.is_set()
+        self.health.held = False
+        self.tried.set()  # READY need not wait for a folder another instance fetches
+        if not await self.lease.wait(self.stop):
+            return False
+        self.health.held = True
+        return True
+
+    async def _holding(self, work: Awaitable[T]) -> T:
+        return await (self.lease.holding(work) if self.lease is not None else work)
 
     def _lost(self, exc: BaseException) -> None:
         self.health.down(_describe(exc))
@@ -271,6 +335,11 @@ def _secrets(config: MailboxConfig) -> tuple[str, ...]:
 def _passing(exc: BaseException) -> bool:
     """A network failure, or a condition of the system such as a locked database."""
     return isinstance(exc, NETWORK_ERRORS) or is_temporary(exc)
+
+
+def _said(exc: BaseException, level: Callable[..., None]) -> Callable[..., None]:
+    """``level``, or debug for an error already logged once (daemon.oauth: one line per incident)."""
+    return log.debug if getattr(exc, "reported", False) else level
 
 
 def _describe(exc: BaseException) -> str:

@@ -48,6 +48,8 @@ class MailboxHealth:
     last_error_at: datetime | None = None
     server_messages: int | None = None  # the folder's message count (EXISTS), as last told
     server_unfetched: int | None = None  # UIDs above the last stored one, at the last search, less those fetched since
+    # This instance holds the mailbox's lease (daemon.leases): else the heartbeat leaves its row to the holder.
+    held: bool = True
     version: int = 0  # bumped by every change; the writer remembers the one it wrote
     urgent: asyncio.Event = field(default_factory=asyncio.Event)  # set by changes that cannot wait
 
@@ -94,8 +96,10 @@ class HealthWriter:
     """The task that writes ``MailboxHealth`` rows and, with [metrics], reads the database's figures."""
 
     def __init__(self, boxes: list[MailboxHealth], write_turn: WriteTurn, metrics: Metrics | None = None,
-                 interval: float = INTERVAL, heartbeat: float = HEARTBEAT) -> None:
+                 interval: float = INTERVAL, heartbeat: float = HEARTBEAT, holder: str | None = None) -> None:
         self.boxes = boxes
+        # This instance's id: a row is not overwritten while another instance holds its mailbox's lease.
+        self.holder = holder
         self.write_turn = write_turn
         self.metrics = metrics  # None: no endpoint, nobody to read the figures for
         self.interval, self.heartbeat = interval, heartbeat
@@ -127,14 +131,14 @@ class HealthWriter:
 
     async def write(self) -> None:
         beat = time.monotonic() - self._beat >= self.heartbeat
-        due = [box for box in self.boxes if beat or self._written.get(box.name) != box.version]
+        due = [box for box in self.boxes if (beat and box.held) or self._written.get(box.name) != box.version]
         for box in due:
             box.urgent.clear()
         if not due:
             return
         versions = {box.name: box.version for box in due}
         async with self.write_turn.exclusive():  # SQLite's one writer: see daemon.turn
-            await status.write_mailboxes([_row(box) for box in due], clock.now())
+            await status.write_mailboxes([_row(box) for box in due], clock.now(), self.holder)
         self._written.update(versions)
         if beat:
             self._beat = time.monotonic()

@@ -7,11 +7,14 @@ import logging
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from aioimaplib import aioimaplib
 
 from ticketd.daemon.config import ImapConfig, Peer
+
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
 
 log = logging.getLogger("ticketd.imap")
 
@@ -24,6 +27,8 @@ _COUNT = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)$")
 
 class ImapError(Exception):
     """The server refused a command or the connection failed; the text says which."""
+
+    reported = False  # logged already (daemon.oauth's one line per incident): the worker retries quietly
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,17 @@ class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
         super().__init__(loop, conn_lost_cb)
         self.on_untagged = on_untagged
 
+    sasl_reply: bytes | None = None  # sent when AUTHENTICATE gets a challenge (daemon.imap_oauth)
+
+    def _continuation(self, line: bytes) -> None:
+        # A bearer login refused is answered with a challenge that awaits one reply (RFC 7628
+        # 3.2.3); aioimaplib would wait for the tagged answer until its timeout instead.
+        command = self.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE" and self.sasl_reply is not None:
+            self.transport.write(self.sasl_reply + b"\r\n")
+            return
+        super()._continuation(line)
+
     def _untagged_response(self, line: bytes) -> aioimaplib.Command:
         self.on_untagged(line)
         return super()._untagged_response(line)
@@ -101,8 +117,9 @@ class _Client(aioimaplib.IMAP4):  # type: ignore[misc]
 class ImapSession:
     """One logged-in connection with one selected folder."""
 
-    def __init__(self, config: ImapConfig) -> None:
+    def __init__(self, config: ImapConfig, tokens: TokenManager | None = None) -> None:
         self.config = config
+        self.tokens = tokens  # daemon.oauth: the access token of an auth = "oauth2" login
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
         self.exists = 0  # the message count, as the server last told it
@@ -150,8 +167,13 @@ class ImapSession:
         await client.wait_hello_from_server()
         if cfg.security == "starttls":
             await self._starttls()
-        assert cfg.username is not None and cfg.password is not None
-        self._check(await client.login(cfg.username, cfg.password.reveal()), "LOGIN")
+        if cfg.auth == "oauth2":
+            from ticketd.daemon.imap_oauth import authenticate
+
+            self._check(await authenticate(client, cfg, self.tokens), f"AUTHENTICATE {cfg.mechanism.upper()}")
+        else:
+            assert cfg.username is not None and cfg.password is not None
+            self._check(await client.login(cfg.username, cfg.password.reveal()), "LOGIN")
         await self.select()
 
     async def _starttls(self) -> None:

@@ -99,7 +99,12 @@ class Metrics:
     sla_breaches: Counter[str] = field(default_factory=Counter)  # target -> breaches committed
     escalations: Counter[str] = field(default_factory=Counter)  # cause (breached target or trigger)
     due_run: Counter[str] = field(default_factory=Counter)  # step kind -> steps run (claimed and committed)
+    oauth_errors: Counter[tuple[str, str]] = field(default_factory=Counter)  # (peer, reason) -> failed token refreshes
     database: DatabaseFigures | None = None  # None until first read
+    webhook_delivered: Counter[str] = field(default_factory=Counter)  # webhook -> events it answered 2xx to
+    webhook_failed: Counter[str] = field(default_factory=Counter)  # webhook -> events refused or given up
+    webhook_retried: Counter[str] = field(default_factory=Counter)  # webhook -> attempts to be tried again
+    webhook_pending: dict[str, int] = field(default_factory=dict)  # webhook -> rows waiting (every few s)
     # Message-ID of an acknowledgement in the outbox -> its message's arrival, until the 250.
     arrivals: dict[str, datetime] = field(default_factory=dict)
 

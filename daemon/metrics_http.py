@@ -95,6 +95,17 @@ class TicketdCollector(Collector):
         yield _counter("ticketd_sla_escalations_total", "Tickets raised a tier, by cause (target or trigger).",
                        ["cause"], _by(m.escalations))
         yield _counter("ticketd_due_steps_run_total", "Due steps (timers) run, by kind.", ["kind"], _by(m.due_run))
+        yield _counter("ticketd_webhook_delivered_total", "Webhook events the endpoint answered 2xx to.",
+                       ["webhook"], _by(m.webhook_delivered))
+        yield _counter("ticketd_webhook_failed_total", "Webhook events refused (4xx) or given up.",
+                       ["webhook"], _by(m.webhook_failed))
+        yield _counter("ticketd_webhook_retries_total", "Webhook attempts that will be tried again.",
+                       ["webhook"], _by(m.webhook_retried))
+        yield _gauge("ticketd_webhook_pending", "Webhook events waiting for delivery.", ["webhook"],
+                     {(name,): float(n) for name, n in m.webhook_pending.items()})
+        yield _counter("ticketd_oauth_token_errors_total", "OAuth2 logins that got no access token, by peer "
+                       "(mailbox:NAME, smtp) and reason (revoked, refused, unreachable, missing).",
+                       ["peer", "reason"], _pairs(m.oauth_errors))
         yield from self._database(names)
         yield GaugeMetricFamily("ticketd_start_time_seconds", "When the daemon started (Unix time).",
                                 value=m.started)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 from ticketd.daemon.config import Config, ConfigError
 from ticketd.daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
-from ticketd.daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
+from ticketd.daemon.outgoing import (address_header, date_value, header_line, new_message_id, one_line, reply_subject,
+                                      text_message)
 from ticketd.daemon.responders import Draft, TicketView
 from ticketd.daemon.templating import Template, load_template
 from ticketd.storage import clock
@@ -139,7 +139,7 @@ def message_headers(config: Config, recipients: Sequence[str], subject: str, mes
         address_header("From", smtp.from_name if from_name is None else from_name, smtp.from_address),
         header_line("To", ", ".join(one_line(address) for address in recipients)),
         header_line("Subject", subject),
-        header_line("Date", format_datetime(clock.now())),
+        header_line("Date", date_value(clock.now())),
         header_line("Message-ID", message_id),
     ]
     if reply_to:

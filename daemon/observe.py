@@ -22,8 +22,10 @@ STOP_WAIT = 10.0  # seconds the last write may take at the stop (a locked databa
 class Observers:
     """The health writer's task and the endpoint, for one run of the daemon."""
 
-    def __init__(self, config: Config, processor: Processor, workers: list[MailboxWorker]) -> None:
+    def __init__(self, config: Config, processor: Processor, workers: list[MailboxWorker],
+                 holder: str | None = None) -> None:
         self.config = config
+        self.holder = holder  # this instance's id (daemon.leases)
         self.processor = processor
         self.boxes = [worker.health for worker in workers]
         self.endpoint: Endpoint | None = None
@@ -39,7 +41,7 @@ class Observers:
             self.endpoint = Endpoint(self.config.metrics, self.processor.metrics, self.boxes)
             await self.endpoint.start()
             metrics = self.processor.metrics  # the database's figures are read only for a reader
-        writer = HealthWriter(self.boxes, self.processor.write_turn, metrics)
+        writer = HealthWriter(self.boxes, self.processor.write_turn, metrics, holder=self.holder)
         self._task = asyncio.create_task(writer.run(self._stop), name="health")
 
     async def stop(self) -> None:

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import aiosmtplib
 from tortoise.expressions import F
@@ -30,6 +30,9 @@ from ticketd.daemon.turn import WriteTurn
 from ticketd.storage import clock
 from ticketd.storage.errors import describe, is_temporary
 from ticketd.storage.models import OutboundMessage, OutboundStatus
+
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
 
 __all__ = ["DeliveryReport", "Envelope", "EnvelopeError", "OutboxSender", "Unreachable", "plan_envelope"]
 
@@ -79,14 +82,14 @@ class OutboxSender:
 
     def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: WriteTurn | None = None,
                  lanes: int = 4, idle_after: float = IDLE_AFTER, metrics: Metrics | None = None,
-                 instance: str | None = None) -> None:
+                 tokens: TokenManager | None = None, instance: str | None = None) -> None:
         self.config = config
         self.instance = instance or instance_id()  # what this sender's claims say
         self.clock = clock
         self.metrics = metrics or Metrics()
         # Held (shared) from DATA until "sent" is committed: see daemon.turn.
         self.write_turn = write_turn or WriteTurn()
-        self.lanes = Lanes(config, lanes, idle_after)
+        self.lanes = Lanes(config, lanes, idle_after, tokens)  # tokens: daemon.oauth, for auth = "oauth2"
         self.ledger = SentLedger()  # "sent" of all lanes, grouped into one commit
         self.wake = asyncio.Event()
         self.totals = DeliveryReport()  # everything since start, for run --once's exit code

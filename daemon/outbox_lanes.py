@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import aiosmtplib
 
 from ticketd.daemon.config import SmtpConfig
 from ticketd.daemon.imap import tls_context
 from ticketd.daemon.outgoing import one_line
+
+if TYPE_CHECKING:
+    from ticketd.daemon.oauth import TokenManager
 
 # Anything that goes wrong with the connection itself (dropped, hung, TLS, refused TCP): the
 # server cannot take mail now, whatever the message.
@@ -41,8 +45,10 @@ class Unreachable(Exception):
 class Lanes:
     """A fixed number of SMTP connections, each None until first used or after it was dropped."""
 
-    def __init__(self, config: SmtpConfig, count: int, idle_after: float = IDLE_AFTER) -> None:
+    def __init__(self, config: SmtpConfig, count: int, idle_after: float = IDLE_AFTER,
+                 tokens: TokenManager | None = None) -> None:
         self.config = config
+        self.tokens = tokens  # daemon.oauth: the access token of an auth = "oauth2" login
         self.idle_after = idle_after
         self.connections: list[aiosmtplib.SMTP | None] = [None] * count
         self.used = [0.0] * count  # time.monotonic() of each lane's last command
@@ -66,7 +72,15 @@ class Lanes:
         )
         self.connections[lane] = smtp  # before connect: a refused AUTH or EHLO still gets its QUIT
         await smtp.connect()
-        if cfg.username and cfg.password:
+        if cfg.auth == "oauth2":
+            from ticketd.daemon.smtp_oauth import authenticate
+
+            try:
+                await authenticate(smtp, cfg, self.tokens)
+            except Unreachable:  # no token, or the server refused it: this session is over
+                await self.close(lane)
+                raise
+        elif cfg.username and cfg.password:
             await smtp.login(cfg.username, cfg.password.reveal())
         if smtp.is_ehlo_or_helo_needed:  # the extensions (SMTPUTF8) are known only after EHLO
             try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import binascii
+import itertools
+import os
 import re
-import uuid
+import secrets
+from datetime import datetime, timezone
 from email.header import Header
 from email.utils import formataddr
 
@@ -15,12 +18,42 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 def one_line(value: str, limit: int = 900) -> str:
     """Collapse CR, LF and other controls so peer data can never start a new header."""
+    # Most values are one clean line already: printable (no control, no whitespace but the
+    # space) without a run of spaces or an outer one, which the collapsing would leave as it is.
+    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+        return value[:limit]
     return " ".join(_CONTROL.sub(" ", value).split())[:limit]
+
+
+def _unique_part() -> None:
+    """A random prefix for this process and a counter after it: unique Message-IDs at no
+    system call each (uuid4 read the kernel's random source for every mail we write). A
+    Message-ID is no secret: replies are matched by signed addresses, never by guessing it."""
+    global _PREFIX, _COUNTER
+    _PREFIX, _COUNTER = secrets.token_hex(8), itertools.count(1)
+
+
+_PREFIX, _COUNTER = "", itertools.count(1)
+_unique_part()
+os.register_at_fork(after_in_child=_unique_part)  # a forked child must not repeat its parent's
 
 
 def new_message_id(ticket_number: int, from_address: str) -> str:
     domain = from_address.rpartition("@")[2] or "ticketd.invalid"
-    return f"<ticketd.{ticket_number}.{uuid.uuid4().hex}@{one_line(domain)}>"
+    return f"<ticketd.{ticket_number}.{_PREFIX}{next(_COUNTER):x}@{one_line(domain)}>"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_value(instant: datetime) -> str:
+    """An RFC 5322 date in UTC, "Thu, 03 Dec 2026 11:42:59 +0000", as email.utils.format_datetime
+    writes it but without its strftime("%z"), which has the C library look up the local time
+    zone each call."""
+    t = instant.astimezone(timezone.utc)
+    return (f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} +0000")
 
 
 def reply_subject(subject: str, ticket_number: int) -> str:

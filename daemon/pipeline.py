@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tortoise.transactions import in_transaction
 
@@ -20,6 +20,10 @@ from ticketd.daemon.turn import WriteTurn
 from ticketd.storage import intake
 from ticketd.storage.errors import TemporaryFailure, describe, is_temporary
 from ticketd.storage.models import InboundMessage, InboundStatus
+
+if TYPE_CHECKING:
+    from ticketd.daemon.responders.webhook import Webhook
+    from ticketd.daemon.webhook_sender import WebhookSender
 
 log = logging.getLogger("ticketd.pipeline")
 
@@ -39,6 +43,9 @@ class Processor:
         self.config = config
         self.metrics = metrics or Metrics()  # counted whether [metrics] serves them or not: under 2 us a message
         self.responders = responders if responders is not None else build_responders(config)
+        self.webhook: Webhook | None = _webhook(config)  # sees every event a commit writes
+        self.on_webhook: Callable[[], None] = lambda: None  # a commit wrote webhook rows (daemon.app)
+        self.webhook_sender: WebhookSender | None = None  # daemon.app's, where [[webhooks]] are configured
         self.filters = filters if filters is not None else build_filters(config.filters, self.metrics)
         self.pool = pool
         self.on_outbox = on_outbox
@@ -51,6 +58,7 @@ class Processor:
         """Swap in a new, already validated configuration whole (SIGHUP)."""
         responders, filters = build_responders(config), build_filters(config.filters, self.metrics)
         self.config, self.responders, self.filters = config, responders, filters
+        self.webhook = _webhook(config)
         self.window = None
 
     async def prepare(self, rows: list[InboundMessage], mailbox: str = "",
@@ -135,6 +143,18 @@ class Processor:
         self.metrics.expect_acks(commit.arrivals)
         if commit.fired:
             self.metrics.count_fired(commit.fired)
+        if self.webhook is not None and self.webhook.wrote:
+            self.webhook.wrote = False
+            self.on_webhook()
+
+
+def _webhook(config: Config) -> Webhook | None:
+    """The webhook responder, None without [[webhooks]] (then nothing more is imported or done per event)."""
+    if not config.webhooks:
+        return None
+    from ticketd.daemon.responders.webhook import Webhook
+
+    return Webhook(config.webhooks)
 
 
 async def quarantine(row: InboundMessage, reason: str, clock: Clock = utcnow) -> Outcome:

@@ -75,7 +75,9 @@ class ServiceState:
         """One line for ``systemctl status``: e.g. "2 of 3 mailboxes connected; outbox: 5 sent, 0 failed"."""
         parts = []
         if self.workers:
-            parts.append(f"{sum(w.connected for w in self.workers)} of {len(self.workers)} mailboxes connected")
+            elsewhere = sum(not w.health.held for w in self.workers)  # leased by other instances (daemon.leases)
+            parts.append(f"{sum(w.connected for w in self.workers)} of {len(self.workers)} mailboxes connected"
+                         + (f" ({elsewhere} fetched by other instances)" if elsewhere else ""))
         if self.lmtp is not None:
             parts.append(f"LMTP on {self.lmtp}")
         totals = self.sender.totals

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.utils import formataddr
 
 from ticketd.daemon.config import Config
 from ticketd.daemon.config_agents import AgentConfig
-from ticketd.daemon.outgoing import new_message_id, one_line, reply_subject
+from ticketd.daemon.outgoing import date_value, new_message_id, one_line, reply_subject
 from ticketd.daemon.parsers.model import Attachment
 from ticketd.daemon.responders import Draft
 from ticketd.storage import bulk, clock
@@ -59,7 +59,7 @@ def relay_draft(config: Config, agent: AgentConfig, number: int, subject: str, r
     if cc:
         message["Cc"] = ", ".join(one_line(r) for r in cc)
     message["Subject"] = reply_subject(subject, number)
-    message["Date"] = format_datetime(clock.now())
+    message["Date"] = date_value(clock.now())
     message["Message-ID"] = message_id
     if thread.in_reply_to:
         message["In-Reply-To"] = one_line(thread.in_reply_to)

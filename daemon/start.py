@@ -4,7 +4,9 @@ Importing the daemon (the ORM, the pipeline, the templates) is most of a start-u
 needs none of it: BODY.PEEK only reads, and what it brings is stored and processed as any
 fetch's is, once the pipeline is there. So the parse workers are forked first (no thread exists
 yet), a thread imports the daemon, and meanwhile the event loop logs in to every mailbox and
-fetches its first batch from the position the database holds (storage.peek).
+fetches its first batch from the position the database holds (storage.peek). That is SQLite's
+case, where the instance lock (daemon.instance) makes every mailbox ours; on PostgreSQL a
+mailbox is opened only once its lease is this instance's (daemon.leases), after the imports.
 
 This module stays light: it is imported before the daemon, and its own imports are the wait.
 """
@@ -25,6 +27,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ticketd.daemon.imap import ImapSession
+from ticketd.daemon.instance import identity, lock_database
 from ticketd.daemon.sdnotify import Notifier
 
 if TYPE_CHECKING:
@@ -65,7 +68,25 @@ def _die_with_parent(parent: int) -> None:
 
 
 async def run(config: Config, once: bool, pool: Executor | None) -> int:
-    """Begin every mailbox's session, import the daemon meanwhile, then run it with both."""
+    """Begin every mailbox's session, import the daemon meanwhile, then run it with both.
+
+    On SQLite the instance lock is taken first (InstanceLocked: another `run` has the database)
+    and held until the run ends; the process's end drops it in any case.
+    """
+    try:
+        held = lock_database(config.database_url, identity(config.instance.name if config.instance else None))
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        raise
+    try:
+        return await _run(config, once, pool)
+    finally:
+        if held is not None:
+            held.close()
+
+
+async def _run(config: Config, once: bool, pool: Executor | None) -> int:
     from ticketd.storage.peek import folder_positions
 
     paused = gc.isenabled()
@@ -75,8 +96,13 @@ async def run(config: Config, once: bool, pool: Executor | None) -> int:
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     positions = folder_positions(config.database_url)  # before the thread: it would slow this
-    sessions = {box.name: ImapSession(box.imap) for box in config.mailboxes}
-    for box in config.mailboxes:
+    # PostgreSQL: none begun before the lease keeper says which folders are ours (daemon.leases);
+    # on SQLite the instance lock makes every folder ours, and peek knows where to start. An OAuth2
+    # login needs its token from the database: that mailbox waits for the daemon's parts.
+    early = [box for box in config.mailboxes if box.imap.auth == "password"] \
+        if config.database_url.startswith("sqlite://") else []
+    sessions = {box.name: ImapSession(box.imap) for box in early}
+    for box in early:
         known = None if positions is None else positions.get(box.name, (None, 0))
         sessions[box.name].begin(known, box.batch_size, config.max_message_bytes)
     importing, thread = _import_daemon(config)

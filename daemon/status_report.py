@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
+from ticketd.daemon.config_instance import InstanceConfig
 from ticketd.daemon.terminal import emit, safe_line
 
 if TYPE_CHECKING:
     from ticketd.daemon.config import Config
+    from ticketd.storage.leases import Holding, InstanceRow
     from ticketd.storage.status import MailboxRow, Outbox, Timers
 
 # Imported by the command line's parser: the database and daemon.health are imported when it runs.
@@ -29,23 +31,32 @@ def add_command(sub: Any) -> None:
 
 
 async def status_command(config: Config, args: argparse.Namespace) -> int:
+    from ticketd.daemon import webhook_status
     from ticketd.daemon.health import HEARTBEAT
-    from ticketd.storage import clock, status
+    from ticketd.storage import clock, leases, status
     from ticketd.storage.db import database
 
     now = clock.now()
     async with database(config.database_url, config.busy_timeout):
         rows, backlog = await status.mailboxes(), await status.backlog()
         outbox, timers = await status.outbox(), await status.timers(now)
+        hooks = await webhook_status.read(config, now)
+        run, db_clock = leases.tortoise_run()
+        held, instances = await leases.holdings(run, db_clock), await leases.instances(run, db_clock)
     # Three missed heartbeats: the daemon is not running, or hangs.
-    return emit(report(config, now, rows, backlog, outbox, timers, 3 * HEARTBEAT), args.json, render)
+    data = report(config, now, rows, backlog, outbox, timers, 3 * HEARTBEAT, held, instances)
+    if hooks:
+        data["webhooks"] = hooks
+    return emit(data, args.json, render)
 
 
 def report(config: Config, now: datetime, rows: dict[str, MailboxRow], backlog: dict[str, int],
-           outbox: Outbox, timers: Timers, stale_after: float) -> dict[str, Any]:
+           outbox: Outbox, timers: Timers, stale_after: float, held: dict[str, Holding] | None = None,
+           instances: Sequence[InstanceRow] = ()) -> dict[str, Any]:
     """The status as JSON-ready data (README "Metrics and status" lists the fields)."""
+    held = held or {}
     boxes = [_mailbox(box.name, box.address, rows.get(box.name), backlog.get(box.name, 0), now, stale_after)
-             for box in config.mailboxes]
+             | _lease(held.get(box.name)) for box in config.mailboxes]
     boxes += [{"name": a.name, "address": a.address, "via": "mta", "backlog": backlog.get(a.name, 0)}
               for a in config.addresses]
     oldest = outbox.oldest_pending
@@ -56,7 +67,24 @@ def report(config: Config, now: datetime, rows: dict[str, MailboxRow], backlog: 
                    "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
                    "next_try_at": _iso(outbox.next_try)},
         "timers": {"due": timers.due, "next_due_at": _iso(timers.next_due), "next_kind": timers.next_kind},
+        "instances": [_instance(row, held, config) for row in instances],
     }
+
+
+def _lease(holding: Holding | None) -> dict[str, Any]:
+    """Who fetches the mailbox: the instance holding its lease now (None: free, or it ran out)."""
+    live = holding is not None and holding.seconds_left > 0
+    return {"holder": holding.holder if live and holding else None,
+            "lease_expires": _iso(holding.expires_at) if holding else None,
+            "lease_left_seconds": round(holding.seconds_left, 3) if live and holding else None}
+
+
+def _instance(row: InstanceRow, held: dict[str, Holding], config: Config) -> dict[str, Any]:
+    """A `ticketd run` as it last recorded itself; alive while seen within a lease (the database's clock)."""
+    lease = (config.instance or InstanceConfig()).lease_seconds
+    return {"id": row.id, "name": row.name, "host": row.host, "pid": row.pid, "started_at": _iso(row.started_at),
+            "last_seen": _iso(row.last_seen), "alive": row.seconds_since_seen <= lease,
+            "mailboxes": sorted(h.mailbox for h in held.values() if h.holder == row.id and h.seconds_left > 0)}
 
 
 def _mailbox(name: str, address: str, row: MailboxRow | None, backlog: int, now: datetime,
@@ -96,7 +124,17 @@ def render(data: dict[str, Any]) -> str:
     upcoming = (f"; next {_ago(timers['next_due_at'], now)} ({safe_line(timers['next_kind'])})"
                 if timers["next_due_at"] else "")
     lines.append(f"timers: {timers['due']} due now{upcoming}")
-    return "\n".join(lines)
+    from ticketd.daemon.webhook_status import lines as webhook_lines
+
+    lines += [_instance_line(one, now) for one in data["instances"]]
+    return "\n".join(lines + webhook_lines(data))
+
+
+def _instance_line(one: dict[str, Any], now: datetime) -> str:
+    state = "alive" if one["alive"] else f"not seen since {_ago(one['last_seen'], now)} (dead, or cut off)"
+    boxes = ", ".join(safe_line(name) for name in one["mailboxes"]) or "no mailbox"
+    return (f"instance {safe_line(one['id'])} ({safe_line(one['name'])}, pid {one['pid']} on "
+            f"{safe_line(one['host'])}): {state}; holds {boxes}")
 
 
 def _box_lines(box: dict[str, Any], now: datetime) -> list[str]:
@@ -110,12 +148,20 @@ def _box_lines(box: dict[str, Any], now: datetime) -> list[str]:
     else:
         state = ("connected" if box["connected"] else "not connected") + \
             (f" since {_ago(box['since'], now)}" if box["since"] else "")
-    lines = [f"{head}: {state}",
+    lines = [f"{head}: {state}", _holder_line(box),
              f"  last check {_ago(box['last_check_at'], now)}, last fetch {_ago(box['last_fetch_at'], now)}",
              f"  backlog {box['backlog']} stored, not processed" + _server(box)]
     if box["last_error"]:
         lines.append(f"  last error {_ago(box['last_error_at'], now)}: {safe_line(box['last_error'])}")
     return lines
+
+
+def _holder_line(box: dict[str, Any]) -> str:
+    if box["holder"] is not None:
+        return f"  fetched by instance {safe_line(box['holder'])}, its lease for {_span(box['lease_left_seconds'])} more"
+    if box["lease_expires"] is not None:
+        return "  fetched by no instance now (the last lease ran out or was released)"
+    return "  fetched by no instance yet"
 
 
 def _server(box: dict[str, Any]) -> str:

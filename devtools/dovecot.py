@@ -69,11 +69,15 @@ class Dovecot(ManagedServer):
     `start()` runs `dovecot -F` as a child process; `stop()` kills it and its children.
     Plain IMAP on `host:port` (cleartext login allowed); with `tls=True` also implicit TLS
     on `tls_port` and STARTTLS on `port`, with a self-signed certificate at `cert_path`.
+    With `oauth2_introspection` (a URL) also XOAUTH2 and OAUTHBEARER logins, each bearer
+    token checked at that RFC 7662 introspection endpoint (Dovecot's oauth2 passdb).
     """
 
     def __init__(
         self, root: Path, port: int = 0, users: dict[str, str] | None = None, *, tls: bool = False,
+        oauth2_introspection: str | None = None,
     ) -> None:
+        self.oauth2_introspection = oauth2_introspection
         self.root = Path(root).resolve()
         self.host = LOCALHOST
         self.port = port
@@ -188,6 +192,10 @@ class Dovecot(ManagedServer):
         for address, password in self.users.items():
             self._make_home(address)
             self._write_passwd(address, self._passwd_line(address, password))
+        if self.oauth2_introspection:
+            (self.root / "oauth2.conf").write_text(
+                f"introspection_url = {self.oauth2_introspection}\nintrospection_mode = post\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
         self.config_path.write_text(self._config())
 
     def _config(self) -> str:
@@ -210,7 +218,7 @@ auth_verbose = yes
 protocols = imap
 listen = {self.host}
 {ssl_lines}disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection else ""}
 # Tests log in wrongly on purpose; do not make them wait (a failure is still answered by
 # a 0.5 s timer in Dovecot's auth process).
 auth_failure_delay = 0
@@ -222,7 +230,7 @@ last_valid_uid = {ident.uid}
 mail_location = maildir:~/Maildir:LAYOUT=fs:INBOX=~/Maildir/INBOX
 # IDLE uses inotify; this is only the fallback poll when inotify is unavailable.
 mailbox_idle_check_interval = 1 secs
-passdb {{
+{self._oauth2_passdb()}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self._passwd_dir}/%u
 }}
@@ -250,6 +258,17 @@ service anvil {{
 protocol imap {{
   # Tests and benchmarks open many connections for one user from 127.0.0.1.
   mail_max_userip_connections = 1000
+}}
+"""
+
+    def _oauth2_passdb(self) -> str:
+        if not self.oauth2_introspection:
+            return ""
+        # Only for the bearer mechanisms: a password login still goes to the passwd-file.
+        return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {self.root / "oauth2.conf"}
 }}
 """
 

@@ -10,6 +10,8 @@ message in the Maildir DIR (DIR/new/) and prints one line per message.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import email.policy
 import enum
 import functools
@@ -25,7 +27,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from ticketd.daemon.lmtp_data import ChunkedData
 from devtools._maildir import deliver as maildir_deliver, make_maildir
@@ -111,6 +113,47 @@ class _Handler:
         return self._sink._receive(envelope)
 
 
+class _BearerHandler(_Handler):
+    """AUTH XOAUTH2 and OAUTHBEARER, the token checked by the sink's ``bearer`` callback.
+
+    A refused token gets the challenge RFC 7628 3.2.3 describes (an error as JSON), then 535
+    once the client has sent its one reply, as Gmail and Dovecot answer.
+    """
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if not session.authenticated:  # aiosmtpd's auth_required would warn at every start without TLS
+            self._sink._saw("MAIL")
+            return "530 5.7.0 Authentication required"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 (aiosmtpd's name)
+        return await self._bearer(server, "XOAUTH2", args)
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        return await self._bearer(server, "OAUTHBEARER", args)
+
+    async def _bearer(self, server: SMTP, mechanism: str, args: list[str]) -> AuthResult:
+        try:
+            text = base64.b64decode(args[1], validate=True).decode() if len(args) > 1 else ""
+        except (binascii.Error, UnicodeDecodeError):
+            text = ""
+        fields = dict(part.split("=", 1) for part in text.split("\x01") if "=" in part)
+        user = fields.get("user", "")
+        if mechanism == "OAUTHBEARER":  # "n,a=USER," then the fields
+            user = text.split(",")[1].removeprefix("a=") if text.count(",") >= 2 else ""
+            fields = dict(part.split("=", 1) for part in text.split("\x01")[1:] if "=" in part)
+        token = fields.get("auth", "").removeprefix("Bearer ")
+        sink = self._sink
+        accepted = bool(user and token) and sink.bearer is not None and sink.bearer(user, token)
+        with sink._changed:
+            sink.auths.append((mechanism, user, accepted))
+        if accepted:
+            return AuthResult(success=True, auth_data=user)
+        await server.challenge_auth(b'{"status":"401","schemes":"bearer"}')
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
+
+
 class _Session(ChunkedData):
     """aiosmtpd's SMTP session, reading DATA in chunks as the daemon's LMTP listener does."""
 
@@ -136,8 +179,12 @@ class SmtpSink(ManagedServer):
     def __init__(
         self, port: int = 0, *, host: str = LOCALHOST,
         on_message: Callable[[SinkMessage], None] | None = None, smtputf8: bool = True,
-        pipelining: bool = True,
+        pipelining: bool = True, bearer: Callable[[str, str], bool] | None = None,
     ) -> None:
+        # With ``bearer`` (user, token -> accepted) the sink offers AUTH XOAUTH2 / OAUTHBEARER
+        # without TLS and takes mail only after it: the token server's check (devtools.oauthserver).
+        self.bearer = bearer
+        self.auths: list[tuple[str, str, bool]] = []  # (mechanism, user, accepted) of each AUTH
         self.host = host
         self.port = port
         self.smtputf8 = smtputf8
@@ -166,8 +213,9 @@ class SmtpSink(ManagedServer):
             self.port = free_port(self.host)
         if not wait_until(lambda: port_is_free(self.host, self.port), 5.0):
             raise RuntimeError(f"port {self.host}:{self.port} is still in use")
-        controller = _Controller(_Handler(self), hostname=self.host, port=self.port,
-                                 enable_SMTPUTF8=self.smtputf8)
+        auth = {"auth_require_tls": False} if self.bearer is not None else {}
+        controller = _Controller((_BearerHandler if self.bearer is not None else _Handler)(self), hostname=self.host,
+                                 port=self.port, enable_SMTPUTF8=self.smtputf8, **auth)
         controller.start()
         self._controller = controller
 

@@ -22,10 +22,11 @@ VERSION = 1
 # Parents before children, so every foreign key points at a row already written (SQLite checks
 # them at once: foreign_keys=ON). Every model is here: a migration keeps all of it, including
 # the mailboxes' UIDVALIDITY/last UID (else every message would be fetched again), the counter
-# (ticket numbers), the due steps (timers that have not fired) and the suppressions.
+# (ticket numbers), the due steps (timers that have not fired) and the suppressions, and the
+# OAuth2 grants (a refresh token is a secret: an export is as sensitive as the database).
 ORDER = ("mailbox", "counter", "ticket", "inbound_message", "inbound_raw", "participant", "article",
          "attachment", "attachment_content", "outbound_message", "event", "due_step", "suppression",
-         "agent_away", "mailbox_health")
+         "agent_away", "mailbox_health", "webhook_delivery", "mailbox_lease", "instance", "oauth_token")
 
 # The column kinds of the header, by Tortoise field class (checked in this order: subclasses first).
 _KINDS: tuple[tuple[type, str], ...] = (

@@ -108,6 +108,20 @@ async def fetch_rows(db: BaseDBAsyncClient, sql: str, values: list[Any]) -> list
         return list(await connection.fetch(sql, *values))
 
 
+async def own_connection(db: BaseDBAsyncClient) -> Any:
+    """A connection of its own to ``db``'s database, with the pool's settings, outside the pool.
+
+    For the lease keeper (daemon.leases): its renewals must neither wait for a pooled connection
+    (each held by a transaction queued on the write lock) nor share one's fate. The parameters
+    are those the pool was made with (Tortoise's ``_template``: host, user, TLS, server settings).
+    """
+    import asyncpg
+
+    template = {k: v for k, v in db._template.items()  # type: ignore[attr-defined]
+                if k not in ("min_size", "max_size", "connection_class", "loop")}
+    return await asyncpg.connect(password=db.password, **template)  # type: ignore[attr-defined]
+
+
 async def create_missing_schema(client: BaseDBAsyncClient) -> None:
     """Tortoise's ``generate_schemas(safe=True)``, but only when a table or index is missing.
 

@@ -3,7 +3,8 @@
 What goes, for a ticket closed (and still closed) before the cutoff: the raw inbound messages
 of its mail (inbound_raw), its attachments' contents (attachment_content), and the stored copy
 of the mail we sent for it once delivered (outbound_message.raw_bytes, emptied: a relayed
-agent reply carries the agent's attachments). What stays: the ticket, its articles' text and
+agent reply carries the agent's attachments), likewise the bodies of its delivered or failed
+webhook events (webhook_delivery.body: subject and addresses). What stays: the ticket, its articles' text and
 html, the attachments' names, types, sizes and hashes, the inbound rows (Message-ID, hash:
 duplicates are still recognised), the events. Held messages (quarantined or rejected) are
 the quarantine's business and are never touched here; nor is mail still waiting to be sent.
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from ticketd.storage import bulk
-from ticketd.storage.models import Event, InboundStatus, OutboundStatus, Ticket
+from ticketd.storage.models import Event, InboundStatus, OutboundStatus, Ticket, WebhookStatus
 
 CLOSED = "closed"  # daemon.lifecycle.CLOSED; storage does not import the daemon
 EVENT = "raw_removed"
@@ -78,6 +79,7 @@ async def strip(ticket_ids: list[int], cutoff: datetime, now: datetime, days: in
     tally["raw_messages"] = await _delete("inbound_raw", "inbound_id", await _raw_messages(ids))
     tally["attachments"] = await _delete("attachment_content", "attachment_id", await _attachments(ids))
     tally["outbound"] = await _empty_outbound(ids)
+    await _empty_webhooks(ids)  # not tallied: the event's detail counts mail (its keys are an interface)
     for what, counts in tally.items():
         setattr(removed, what, sum(counts.values()))
     removed.by_ticket = {t: {what: counts[t] for what, counts in tally.items()} for t in ids}
@@ -140,3 +142,10 @@ async def _empty_outbound(ids: list[int]) -> Tally[int]:
                                [b"", *chunk])
         tally.update(int(r[1]) for r in rows)
     return tally
+
+
+async def _empty_webhooks(ids: list[int]) -> None:
+    """Empty the bodies of the tickets' webhook events that are done; a pending one is still to POST."""
+    for part in _chunks(ids):
+        await bulk.execute(f"UPDATE webhook_delivery SET body = '' WHERE ticket_id IN ({bulk.marks(len(part))}) "
+                           "AND status <> ? AND body <> ''", [*part, WebhookStatus.PENDING])

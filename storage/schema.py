@@ -54,14 +54,27 @@ async def _to_2() -> None:
     await columns.add_missing()
 
 
+async def _to_3_tables() -> None:
+    """0.2.0 -> 0.3.0: the new tables: webhook_delivery (webhooks), mailbox_lease and instance (several
+    instances on one PostgreSQL), oauth_token (the grants of XOAUTH2 / OAUTHBEARER logins); nothing
+    existing changes."""
+    await _missing_tables()
+
+
 async def _to_3_claims() -> None:
-    """Several instances on one database: outbox rows get their claim columns (daemon.outbox_claims),
-    and PostgreSQL gets the ticket number sequence, started past every number the counter gave."""
+    """0.2.0 -> 0.3.0: several instances on one database: outbox rows get their claim columns
+    (daemon.outbox_due), and PostgreSQL the ticket number sequence, started past every number given."""
     await columns.add_missing(columns.CLAIMS)
     await numbers.ensure_sequence()
 
 
-STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3_claims}  # version reached -> the step that reaches it
+async def _to_3() -> None:
+    """0.2.0 -> 0.3.0: each part's step."""
+    await _to_3_tables()
+    await _to_3_claims()
+
+
+STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3}  # version reached -> the step that reaches it
 
 
 async def stored_version() -> int | None:

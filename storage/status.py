@@ -49,8 +49,12 @@ class Timers:
     next_kind: str | None
 
 
-async def write_mailboxes(rows: list[MailboxRow], now: datetime) -> None:
-    """Insert or replace the rows, in one statement (one commit)."""
+async def write_mailboxes(rows: list[MailboxRow], now: datetime, holder: str | None = None) -> None:
+    """Insert or replace the rows, in one statement (one commit).
+
+    With ``holder`` (an instance id), a row whose mailbox another instance's lease holds is left
+    as that instance wrote it: the one that just lost the mailbox must not report it down.
+    """
     if not rows:
         return
     fields = MailboxHealth._meta.fields_map
@@ -59,8 +63,13 @@ async def write_mailboxes(rows: list[MailboxRow], now: datetime) -> None:
     values = [fields[name].to_db_value(value, None)
               for row in rows for name, value in zip(_HEALTH, (*_values(row), now))]
     groups = ", ".join(f"({bulk.marks(len(_HEALTH))})" for _ in rows)
+    guard = ""
+    if holder is not None:
+        guard = (' WHERE NOT EXISTS (SELECT 1 FROM "mailbox_lease" l WHERE l."mailbox" = excluded."name" '
+                 'AND l."holder" <> ?)')
+        values.append(holder)
     await bulk.execute(f'INSERT INTO "mailbox_health" ({columns}) VALUES {groups} '
-                       f'ON CONFLICT ("name") DO UPDATE SET {updates}', values)
+                       f'ON CONFLICT ("name") DO UPDATE SET {updates}{guard}', values)
 
 
 def _values(row: MailboxRow) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ticketd.storage import bulk
 from ticketd.storage.models import (Article, Attachment, AttachmentContent, DueStep, Event, OutboundMessage,
@@ -73,11 +73,21 @@ _OUTBOUND = bulk.Table(OutboundMessage, ["ticket_id", "kind", "message_id", "mai
                                          "created_at", "sent_at", "raw_bytes"])
 
 
+class EventHook(Protocol):
+    """Writes rows of its own for some events, in the group's transaction (daemon.responders.webhook)."""
+
+    def wants(self, what: str, detail: dict[str, Any]) -> bool: ...
+
+    async def write(self, events: list[tuple[int, str, dict[str, Any], str]], now: datetime) -> None: ...
+
+
 class GroupWrites:
     """Rows to write at the end of one commit group (or earlier, by ``flush``)."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, hook: EventHook | None = None) -> None:
         self.now = now
+        self.hook = hook
+        self._hooked: list[tuple[int, str, dict[str, Any], str]] = []  # events the hook wants, in order
         self.ids = bulk.Ids()
         self._rows: dict[bulk.Table, list[dict[str, Any]]] = {}
         self._tags: dict[int, list[str]] = {}  # ticket id -> new tags of an existing ticket
@@ -120,6 +130,8 @@ class GroupWrites:
     def event(self, ticket_id: int, what: str, detail: dict[str, Any], who: str = "") -> None:
         """``who``: the agent's or customer's address, or "system"; "" where nobody in particular."""
         self._add(_EVENTS, {"ticket_id": ticket_id, "what": what, "detail": detail, "at": self.now, "who": who})
+        if self.hook is not None and self.hook.wants(what, detail):
+            self._hooked.append((ticket_id, what, detail, who))
 
     def outbound(self, **values: Any) -> None:
         self._add(_OUTBOUND, {"status": OutboundStatus.PENDING, "attempts": 0, "last_error": "",
@@ -141,6 +153,9 @@ class GroupWrites:
             rows = self._rows.pop(table, None)
             if rows:
                 await table.insert(rows)
+        if self._hooked and self.hook is not None:  # after the tickets: it reads them as this group leaves them
+            hooked, self._hooked = self._hooked, []
+            await self.hook.write(hooked, self.now)
         if self._tags:
             tags = Ticket._meta.fields_map["tags"]
             await bulk.execute_many("UPDATE ticket SET tags = ?, updated_at = ? WHERE id = ?",

@@ -95,8 +95,9 @@ def start(config: Path) -> subprocess.Popen[bytes]:
 async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
         tmp_path: Path, dovecot: Dovecot, fresh_user: MailUser, fresh_sink: SmtpSink) -> None:
     messages = load(dovecot, fresh_user, 1000, seed=11)
+    # PostgreSQL: a killed run's lease runs out before the next run takes the mailbox (daemon.leases).
     config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
-                          mailbox_extra="batch_size = 20")
+                          mailbox_extra="batch_size = 20", extra="[instance]\nlease_seconds = 2\n")
     # Outbox rows a killed run had claimed wait for the claim to end (3 x the SMTP timeout:
     # daemon.outbox_due) before the next run sends them; with 2 s that is within the last
     # run's drain (10 s), which waits for it. The sink answers in milliseconds.

@@ -37,7 +37,8 @@ async def filled(tmp_path: Path) -> bytes:
 def config(directory: Path) -> Any:
     """A desk's configuration (and database) in ``directory``, made if need be."""
     directory.mkdir(parents=True, exist_ok=True)
-    return desk_config(directory)
+    # A webhook (never POSTed to here): the events of fill() then write webhook_delivery rows too.
+    return desk_config(directory, '[[webhooks]]\nname = "export"\nurl = "http://127.0.0.1:9/hook"\n')
 
 
 def header(data: bytes) -> dict[str, object]:

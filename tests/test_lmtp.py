@@ -21,6 +21,7 @@ from devtools.lmtpclient import LmtpClient, message
 from devtools.smtpsink import SmtpSink
 from ticketd.storage.db import database
 from ticketd.storage.models import InboundMessage
+from tests.support import backend
 from tests.support.daemon import PROJECT, cli, cli_json, running, tickets, write_config
 from tests.support.mail import simple
 from tests.support.locks import hold_write_lock
@@ -227,7 +228,11 @@ def test_a_socket_another_daemon_listens_on_is_refused_and_a_stale_one_replaced(
     first = _daemon(config, short_dir / "first.out")
     try:
         assert wait_until(sock.exists, 30)
-        second = cli(config, "run", timeout=60)
+        # Another database: on the same SQLite file the instance lock would refuse it first (test_instances).
+        other = short_dir / "other.toml"
+        other.write_text(config.read_text().replace(backend.url(short_dir / "ticketd.db"),
+                                                    backend.url(short_dir / "other.db"), 1))
+        second = cli(other, "run", timeout=60)
         assert second.returncode == 1
         assert "another process is listening on it" in (short_dir / "daemon.log").read_text()
         assert _deliver_one(sock, "Still served") == 250  # the first daemon's socket is untouched

@@ -19,7 +19,7 @@ from ticketd.daemon.config import load_config
 from ticketd.daemon.credentials import Secret
 from ticketd.daemon.imap import ImapSession
 from ticketd.daemon.logformat import build
-from ticketd.daemon.logsetup import guard_libraries, on_journal
+from ticketd.daemon.logsetup import guard_libraries, lean_records, on_journal
 from devtools.dovecot import Dovecot
 from devtools.smtpsink import SmtpSink
 from tests.support.daemon import PROJECT, write_config
@@ -159,3 +159,24 @@ async def test_a_verbose_daemon_with_a_wrong_password_logs_neither_password(
     assert IMAP_SECRET not in log and SMTP_SECRET not in log
     assert IMAP_SECRET not in (tmp_path / "stderr").read_text()
 
+
+
+@pytest.mark.parametrize("name", ["text", "json", "keyvalue"])
+@pytest.mark.parametrize("where", ["stream", "journal", "syslog"])
+def test_lean_records_leave_every_format_whole(name: str, where: str) -> None:
+    # Records without a caller or thread (lean_records) must still carry all each format prints.
+    lean_records()
+    logger = logging.getLogger("ticketd.smtp")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        logger.warning("sent %s", "<m@example.test>")
+    finally:
+        logger.removeHandler(handler)
+    [record] = records
+    assert record.funcName == "(unknown function)"  # no frame was looked up
+    line = build(name, where).format(record)
+    assert "sent <m@example.test>" in line and "WARNING" in line.upper()
+    assert (f"ticketd[{os.getpid()}]" in line) == (where == "syslog")

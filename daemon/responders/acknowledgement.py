@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from email.utils import format_datetime
 from pathlib import Path
 
 from ticketd.daemon.addresses import is_own
 from ticketd.daemon.config import Config, ConfigError
-from ticketd.daemon.outgoing import address_header, header_line, new_message_id, one_line, reply_subject, text_message
+from ticketd.daemon.outgoing import (address_header, date_value, header_line, new_message_id, one_line, reply_subject,
+                                      text_message)
 from ticketd.daemon.parsers.model import ParsedMessage
 from ticketd.daemon.filters.autoreply import automatic_reason
 from ticketd.daemon.responders import Draft, ResponseContext, TicketView, Withheld
@@ -75,7 +75,7 @@ class Acknowledgement:
             address_header("From", smtp.from_name, smtp.from_address),
             header_line("To", recipient),
             header_line("Subject", reply_subject(ctx.message.subject, ctx.ticket.number)),
-            header_line("Date", format_datetime(clock.now())),
+            header_line("Date", date_value(clock.now())),
             header_line("Message-ID", message_id),
         ]
         if ctx.message.message_id:

@@ -8,7 +8,9 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from ticketd.storage import intake, status
+from ticketd.daemon import oauth_store
+from ticketd.daemon.oauth_http import TokenAnswer
+from ticketd.storage import intake, leases, status
 from ticketd.storage.export import export
 from ticketd.storage.models import Suppression
 from tests.support.desk import ANN, SUPPORT, Desk
@@ -31,7 +33,8 @@ def with_attachment(message_id: str, body: str, filename: str = "invoice.pdf", c
 
 async def fill(desk: Desk) -> None:
     """Tickets with attachments, a Cc, a duplicate, an agent's reply, due steps, an agent away,
-    a held message, a suppression, a mailbox with its UID state and its health as the fetcher writes it."""
+    a held message, a suppression, a mailbox with its UID state and its health as the fetcher writes it,
+    an instance and its lease, and an OAuth2 grant as `ticketd oauth login` stores it."""
     box = await intake.mailbox_state("support")
     await intake.reset_uidvalidity(box, 7)  # as the fetcher does when it first sees the folder
     first = with_attachment("<first@example.org>", "My printer is broken.", cc="Bob <bob@example.org>")
@@ -47,6 +50,10 @@ async def fill(desk: Desk) -> None:
                              reason="550 5.1.1 no such user")
     await status.write_mailboxes([status.MailboxRow("support", True, desk.clock.now, desk.clock.now, desk.clock.now,
                                                     "", None, 3, 0)], desk.clock.now)
+    run, clock = leases.tortoise_run()  # a running instance and its lease, as daemon.leases writes them
+    await leases.seen(run, clock, "mail1:4242:ab12cd", "mail1", "mail1.example.org", 4242)
+    await leases.claim(run, clock, "mail1:4242:ab12cd", ["support"], 30)
+    await oauth_store.store("mailbox:support", TokenAnswer("at-1", 3600, "rt-1", 90 * 86400), None, desk.clock.now)
 
 
 async def exported(desk: Desk | None = None) -> bytes:

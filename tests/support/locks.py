@@ -46,6 +46,14 @@ class OtherConnection:
             assert self._sqlite is not None
             self._sqlite.execute("ROLLBACK")
 
+    def execute(self, sql: str) -> None:
+        """One statement outside any transaction (schema changes of a test's own making)."""
+        if self._postgres is not None:
+            self._postgres.execute(sql)
+        else:
+            assert self._sqlite is not None
+            self._sqlite.execute(sql)
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         if self._postgres is not None:
             return self._postgres.fetch(sql)
