@@ -234,7 +234,7 @@ class OutboundMessage(Model):
     created_at = fields.DatetimeField(db_index=True)
     sent_at = fields.DatetimeField(null=True)
     # Which instance (daemon.instance) is sending the row, and until when no other may take it:
-    # several instances on one database never send one row twice (daemon.outbox_claims). Real
+    # several instances on one database never send one row twice (daemon.outbox_due). Real
     # time, not the pipeline's clock. Both NULL when nobody holds it; added by schema version 3.
     claimed_by = fields.CharField(max_length=200, null=True)
     claimed_until = fields.DatetimeField(null=True)
