@@ -29,6 +29,7 @@ from ticketd.daemon.threader import Threads
 from ticketd.daemon.ticket_steps import ticket_view
 from ticketd.storage import bulk
 from ticketd.storage.models import InboundMessage, InboundStatus, OutboundMessage
+from ticketd.storage.numbers import TicketNumbers
 from ticketd.storage.writes import GroupWrites, TicketRow
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class Commit:
         self.writes = GroupWrites(self.now, getattr(processor, "webhook", None))  # None without [[webhooks]]
         self.threads = Threads()
         self.seen: dict[str, list[Earlier]] = {}  # this transaction's new articles, by key
-        self.numbers = _Numbers()
+        self.numbers = TicketNumbers()
         self.recent: dict[str, int] = {}  # recipient -> automatic mails in the last hour
         self.suppressed: set[str] = set()
         self.drafts = 0  # outbound rows this group queued
@@ -313,26 +314,3 @@ class Commit:
 
 def _who(msg: ParsedMessage) -> str:
     return (msg.from_.email.lower() if msg.from_ and msg.from_.email else "")[:320]
-
-
-class _Numbers:
-    """Ticket numbers for one transaction: read the counter once, write it back once."""
-
-    def __init__(self) -> None:
-        self.value: int | None = None
-        self.start: int | None = None
-
-    async def next(self) -> int:
-        if self.value is None:
-            lock = " FOR UPDATE" if bulk.is_postgres(bulk.client()) else ""  # SQLite: BEGIN IMMEDIATE did it
-            rows = await bulk.fetch(f"SELECT value FROM counter WHERE name = 'ticket'{lock}")
-            if not rows:
-                await bulk.execute("INSERT INTO counter (name, value) VALUES ('ticket', 0)")
-            self.value = self.start = int(rows[0][0]) if rows else 0
-        self.value += 1
-        return self.value
-
-    async def save(self) -> None:
-        if self.value is not None and self.value != self.start:
-            await bulk.execute("UPDATE counter SET value = value + ? WHERE name = 'ticket'",
-                               [self.value - (self.start or 0)])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
@@ -42,16 +43,9 @@ async def run_due(processor: Processor, kind_prefix: str = "") -> int:
     done = 0
     failed: set[int] = set()  # this pass: a broken step must not hold back the ones due after it
     while True:
-        now = processor.clock()
-        query = DueStep.filter(done_at=None, due_at__lte=now)
-        if kind_prefix:  # `ticketd sla run`: SLA steps only
-            query = query.filter(kind__startswith=kind_prefix)
-        if failed:
-            query = query.exclude(id__in=sorted(failed))
-        # A step's ticket and kind never change: read with the list, only the claim is per step.
-        steps = await query.order_by("due_at", "id").limit(BATCH).values_list("id", "ticket_id", "kind")
-        done += await _batch(processor, steps, failed)
-        if len(steps) < BATCH:
+        ran, seen = await _batch(processor, _Pick(processor.clock(), kind_prefix), failed)
+        done += ran
+        if seen < BATCH:
             return done
 
 
@@ -67,8 +61,21 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
             pass
 
 
-async def _batch(processor: Processor, steps: list[tuple[int, int, str]], failed: set[int]) -> int:
-    """Run ``steps`` in one transaction: one fsync, and their reads and writes a few statements each.
+@dataclass(frozen=True)
+class _Pick:
+    """Which steps a batch takes: due at ``now``, of kinds starting with ``prefix``, ``only`` these ids."""
+
+    now: datetime
+    prefix: str = ""  # `ticketd sla run`: "sla_", SLA steps only
+    only: tuple[int, ...] = ()
+
+    def one(self, step_id: int) -> _Pick:
+        return _Pick(self.now, self.prefix, (step_id,))
+
+
+async def _batch(processor: Processor, pick: _Pick, failed: set[int]) -> tuple[int, int]:
+    """Run the next due steps in one transaction: one fsync, their reads and writes a few statements
+    each. Returns (steps run, steps due that the batch found): fewer than BATCH found, none is left.
 
     A step's claim and its effects still commit together or not at all. A step that fails is a
     bug or a row no code expects, not a condition of the system: the batch rolls back and runs
@@ -76,16 +83,22 @@ async def _batch(processor: Processor, steps: list[tuple[int, int, str]], failed
     at the end, where no step can be named, has the steps run one by one to find it. A condition
     of the system rolls the batch back, to be run again later.
     """
-    todo = [s for s in steps if int(s[0]) not in failed]
-    while todo:
+    while True:
+        if not await _due(pick, failed, probe=True):  # a read: no write transaction when nothing is due
+            return 0, 0
         try:
-            return await _together(processor, todo)
+            return await _together(processor, pick, failed)
         except _StepFailed as exc:
             failed.add(exc.step_id)
-            todo = [s for s in todo if int(s[0]) != exc.step_id]
-        except _Unnamed:
-            return sum([await _batch(processor, [step], failed) for step in todo])
-    return 0
+        except _Unnamed as exc:
+            ran = 0
+            for step_id in exc.step_ids:
+                ran += (await _batch(processor, pick.one(step_id), failed))[0]
+            return ran, len(exc.step_ids)
+        except Exception as exc:  # BEGIN itself refused (SQLite's lock held past busy_timeout, say)
+            if is_temporary(exc):
+                raise TemporaryFailure(describe(exc)) from exc
+            raise
 
 
 class _StepFailed(Exception):
@@ -96,22 +109,26 @@ class _StepFailed(Exception):
 class _Unnamed(Exception):
     """The batch's writes failed, and no one step can be blamed."""
 
+    def __init__(self, step_ids: list[int]) -> None:
+        self.step_ids = step_ids
 
-async def _together(processor: Processor, steps: list[tuple[int, int, str]]) -> int:
+
+async def _together(processor: Processor, pick: _Pick, failed: set[int]) -> tuple[int, int]:
     async with processor.write_turn.exclusive(), in_transaction():
         commit = Commit(processor, "")
-        claimed = await _claim(commit, [int(s[0]) for s in steps])  # run or cancelled meanwhile: not claimed
-        tickets = {t.id: t for t in await load_tickets({int(s[1]) for s in steps}, set())}
+        steps = await _due(pick, failed)
+        claimed = await _claim(commit, [s[0] for s in steps]) if steps else set()
+        tickets = {t.id: t for t in await load_tickets({s[1] for s in steps}, set())}
         clocks = await _clocks(commit, steps)
         for step_id, ticket_id, kind in steps:
-            ticket = tickets.get(int(ticket_id))
-            if int(step_id) not in claimed or ticket is None:
+            ticket = tickets.get(ticket_id)
+            if step_id not in claimed or ticket is None:
                 continue
             try:
                 await _run(commit, kind, ticket, clocks.get(ticket.id))
             except Exception as exc:
                 _blame(exc, f"due step {step_id} failed; it stays due and is tried again next pass")
-                raise _StepFailed(int(step_id)) from exc
+                raise _StepFailed(step_id) from exc
             if not kind.startswith("sla_"):
                 clocks.pop(ticket.id, None)  # its status may have changed: read again after a flush
         try:
@@ -119,12 +136,41 @@ async def _together(processor: Processor, steps: list[tuple[int, int, str]]) -> 
         except Exception as exc:
             _blame(exc, "due steps: writing their effects failed", quiet=len(steps) > 1)
             if len(steps) == 1:
-                raise _StepFailed(int(steps[0][0])) from exc
-            raise _Unnamed from exc
+                raise _StepFailed(steps[0][0]) from exc
+            raise _Unnamed([s[0] for s in steps]) from exc
     if commit.drafts:
         processor.on_outbox()
-    _count(processor, commit, [s for s in steps if int(s[0]) in claimed])
-    return len(claimed)
+    _count(processor, commit, [s for s in steps if s[0] in claimed])
+    return len(claimed), len(steps)
+
+
+async def _due(pick: _Pick, failed: set[int], probe: bool = False) -> list[tuple[int, int, str]]:
+    """(id, ticket id, kind) of the batch's steps, oldest due first, read inside its transaction
+    (``probe``: the first one only, outside any transaction, locking nothing).
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so that two instances at the same moment take disjoint
+    batches instead of the second waiting on the first's rows and then finding them done; the
+    rows stay locked until this transaction ends, and the claim below marks them done in it.
+    (Every transaction of ours also takes the advisory write lock at BEGIN, storage.postgres_backend,
+    which today queues the two batches anyway; the skip keeps them apart without it.) SQLite:
+    BEGIN IMMEDIATE, one writer, nothing to skip. Served by the index on (done_at, due_at).
+    """
+    due_at = DueStep._meta.fields_map["due_at"].to_db_value(pick.now, None)
+    sql = "SELECT id, ticket_id, kind FROM due_step WHERE done_at IS NULL AND due_at <= ?"
+    values: list[Any] = [due_at]
+    if pick.prefix:
+        sql += " AND substr(kind, 1, ?) = ?"
+        values += [len(pick.prefix), pick.prefix]
+    if pick.only:
+        sql += f" AND id IN ({bulk.marks(len(pick.only))})"
+        values += pick.only
+    if failed:
+        sql += f" AND id NOT IN ({bulk.marks(len(failed))})"
+        values += sorted(failed)
+    sql += " ORDER BY due_at, id LIMIT ?"
+    if bulk.is_postgres(bulk.client()) and not probe:
+        sql += " FOR UPDATE SKIP LOCKED"
+    return [(int(i), int(t), str(k)) for i, t, k in await bulk.fetch(sql, [*values, 1 if probe else BATCH])]
 
 
 def _count(processor: Processor, commit: Commit, steps: list[tuple[int, int, str]]) -> None:

@@ -18,7 +18,8 @@ from ticketd.daemon import logcontext
 from ticketd.daemon.config import SmtpConfig
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon import outbox_pipeline as pipeline
-from ticketd.daemon.outbox_due import Due, due_rows, next_due
+from ticketd.daemon.instance import instance_id
+from ticketd.daemon.outbox_due import Claim, Due, due_rows, lapse_in, next_due, release, waiting
 from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from ticketd.daemon.outbox_pipeline import FirstFlight
 from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
@@ -27,6 +28,7 @@ from ticketd.daemon.outgoing import one_line
 from ticketd.daemon.sent import Accepted, SentLedger
 from ticketd.daemon.turn import WriteTurn
 from ticketd.storage import clock
+from ticketd.storage.errors import describe, is_temporary
 from ticketd.storage.models import OutboundMessage, OutboundStatus
 
 if TYPE_CHECKING:
@@ -64,19 +66,25 @@ class _Unsendable(Exception):
     """An address of this row cannot be written in an SMTP command at all."""
 
 
+class _ClaimLapsing(Exception):
+    """Too little of the row's claim is left to send its content: another instance may take it."""
+
+
 class OutboxSender:
     """Delivers due outbox rows over a few reused SMTP connections ("lanes").
 
     One row's trouble never reaches another row: after any error the lane is reset (RSET) or
-    dropped, so the next row starts a clean transaction.
+    dropped, so the next row starts a clean transaction. Rows are claimed for ``instance`` before
+    they are sent (daemon.outbox_due), so other instances on the database never send them too.
     """
 
     batch = 100
 
     def __init__(self, config: SmtpConfig, clock: Clock = utcnow, write_turn: WriteTurn | None = None,
                  lanes: int = 4, idle_after: float = IDLE_AFTER, metrics: Metrics | None = None,
-                 tokens: TokenManager | None = None) -> None:
+                 tokens: TokenManager | None = None, instance: str | None = None) -> None:
         self.config = config
+        self.instance = instance or instance_id()  # what this sender's claims say
         self.clock = clock
         self.metrics = metrics or Metrics()
         # Held (shared) from DATA until "sent" is committed: see daemon.turn.
@@ -102,18 +110,22 @@ class OutboxSender:
         which every SMTP read's timeout bounds.
         """
         now = None if ignore_schedule else self.clock()
-        queue = deque(await due_rows(now, self.ledger.unrecorded, self.batch))
+        claim = await due_rows(now, self.ledger.unrecorded, self.batch, self.instance, self.config.timeout)
+        queue = deque(claim.rows)
         report = DeliveryReport()
         trouble: list[Unreachable] = []
         lanes = range(min(len(self.lanes), len(queue)))
-        outcomes = await asyncio.gather(*(self._lane(i, queue, trouble, report, deadline) for i in lanes),
+        outcomes = await asyncio.gather(*(self._lane(i, queue, trouble, report, deadline, claim) for i in lanes),
                                         return_exceptions=True)
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
             for row in queue:
                 await self._defer(row, str(trouble[0]), report, quiet=True, why="unreachable")
             self._down(trouble[0], report.deferred)
         else:
-            report.deferred += len(queue)  # not reached before the deadline: still pending, still due
+            # Not reached before the deadline or within the claim: still pending, still due, and
+            # given back, so the next pass (of any instance) takes them without waiting for the claim.
+            report.deferred += len(queue)
+            await release(self.instance, [row.id for row in queue])
             if lanes and (tries := self.outage.answered()):
                 log.info("SMTP %s:%d takes mail again after %d failed tries", self.config.host, self.config.port, tries)
         for outcome in outcomes:
@@ -134,13 +146,13 @@ class OutboxSender:
                     " (check the [smtp] settings)" if problem.refused else "")
 
     async def _lane(self, lane: int, queue: deque[Due], trouble: list[Unreachable],
-                    report: DeliveryReport, deadline: float | None) -> None:
+                    report: DeliveryReport, deadline: float | None, claim: Claim) -> None:
         async with self.write_turn.lane():  # rows in hand: it goes send after send in its slot
-            while queue and not trouble and (deadline is None or time.monotonic() < deadline):
+            while queue and not trouble and (deadline is None or time.monotonic() < deadline) and claim.may_start():
                 row = queue.popleft()
                 try:
                     with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
-                        await self._deliver(lane, row, report, deadline)
+                        await self._deliver(lane, row, report, deadline, claim)
                 except Unreachable as exc:
                     trouble.append(exc)
                     await self._defer(row, str(exc), report, quiet=True, why="unreachable")
@@ -148,10 +160,16 @@ class OutboxSender:
                     self.lanes.touch(lane)
 
     async def _deliver(self, lane: int, row: Due, report: DeliveryReport,
-                       deadline: float | None) -> None:
+                       deadline: float | None, claim: Claim) -> None:
         """Send one row; a session problem raises Unreachable, the row's own fate is settled here."""
         try:
-            accepted = await self._transaction(lane, row)
+            accepted = await self._transaction(lane, row, claim)
+        except _ClaimLapsing:  # nothing delivered: the content was not sent (after a 354 only a drop ends DATA)
+            self.lanes.drop(lane)
+            await release(self.instance, [row.id])
+            report.deferred += 1
+            log.warning("%s not sent: too little of its claim was left for the content (slow SMTP server?); "
+                        "given back for the next pass", row.message_id)
         except EnvelopeError as exc:  # this recipient, on this server: nothing was sent
             await self._fail(row, str(exc), report, why="unsendable")
         except aiosmtplib.SMTPResponseException as exc:  # RCPT or DATA refused: this message, not the session
@@ -176,7 +194,7 @@ class OutboxSender:
         else:
             await self._record(row, accepted, report, deadline)
 
-    async def _transaction(self, lane: int, row: Due) -> Accepted:
+    async def _transaction(self, lane: int, row: Due, claim: Claim) -> Accepted:
         """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
         smtp, envelope, flight = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
         if flight is None:  # no PIPELINING: command by command, an inbound transaction still has no 250
@@ -188,6 +206,8 @@ class OutboxSender:
         elif (refusal := flight.refusal()) is not None:
             raise refusal
         async with self.write_turn.shared() as send:
+            if not claim.may_send_content():  # the turn, or a slow server, took too long
+                raise _ClaimLapsing()
             if flight is None:
                 await smtp.data(row.raw_bytes)
             else:
@@ -239,8 +259,9 @@ class OutboxSender:
 
     async def _fail(self, row: Due, reason: str, report: DeliveryReport, why: str) -> None:
         """Give the row up; ``why`` is the metrics' reason (rejected, unsendable, expired)."""
-        await OutboundMessage.filter(id=row.id).update(
-            status=OutboundStatus.FAILED, attempts=F("attempts") + 1, last_error=reason[:2000])
+        await OutboundMessage.filter(id=row.id, claimed_by=self.instance).update(  # ours still: see _defer
+            status=OutboundStatus.FAILED, attempts=F("attempts") + 1, last_error=reason[:2000],
+            claimed_by=None, claimed_until=None)
         report.failed += 1
         self.metrics.gave_up(row.message_id, why)
         log.error("gave up on %s to %s: %s", row.message_id, one_line(", ".join(row.recipients)), reason)
@@ -254,8 +275,11 @@ class OutboxSender:
             return
         delay = min(self.config.retry_max, self.config.retry_base * 2 ** min(row.attempts, 30))
         delay *= random.uniform(0.8, 1.2)  # jitter: many deferred rows must not retry in lockstep
-        await OutboundMessage.filter(id=row.id).update(
-            attempts=F("attempts") + 1, next_try_at=now + timedelta(seconds=delay), last_error=error[:2000])
+        # Only while the row is ours: an instance that took it after our claim lapsed (a database
+        # that refused us for longer) decides its fate now. A lapsed claim nobody took is still ours.
+        await OutboundMessage.filter(id=row.id, claimed_by=self.instance).update(
+            attempts=F("attempts") + 1, next_try_at=now + timedelta(seconds=delay), last_error=error[:2000],
+            claimed_by=None, claimed_until=None)
         report.deferred += 1
         self.metrics.send_failures[why] += 1
         # Quiet for a session problem: deliver_due says it once for the whole pass.
@@ -299,16 +323,42 @@ class OutboxSender:
         total = DeliveryReport()
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            report = await self.deliver_due(ignore_schedule, deadline)
+            try:
+                report = await self.deliver_due(ignore_schedule, deadline)
+            except Exception as exc:  # the claim is a write: SQLite's lock may be held past busy_timeout
+                if not is_temporary(exc):
+                    raise
+                now = None if ignore_schedule else self.clock()
+                total.deferred += await waiting(now)  # a read: no lock to wait for; they all still wait
+                log.warning("outbox: cannot claim rows to send now (%s); %d wait for the next run",
+                            describe(exc), total.deferred)
+                break
             total.add(report)
-            if report.sent == 0:
+            # `run --once` (every pending row now) also sends what a killed run had claimed, if the claim
+            # ends within the drain; a daemon's stop does not wait for other instances' rows.
+            if report.sent == 0 and not (ignore_schedule and await self._claims_lapse_before(deadline)):
                 break
         await self.close()
         return total
 
+    async def _claims_lapse_before(self, deadline: float) -> bool:
+        """Wait for the first claim of another instance on a pending row to lapse, if it does before
+        ``deadline`` (time.monotonic()); False if none does."""
+        wait = await lapse_in(None, self.instance)
+        if wait is None or time.monotonic() + wait >= deadline:
+            return False
+        log.info("outbox: waiting %.1f s for another instance's claim on due rows to end", wait)
+        await asyncio.sleep(wait + 0.05)
+        return True
+
     async def close(self) -> None:
-        """Record what the server accepted (a last try), then QUIT every lane."""
+        """Record what the server accepted (a last try), give back our claims, then QUIT every lane."""
         await self.ledger.close()
+        try:  # rows of a pass cut short (cancelled): the next instance need not wait out the claim
+            await release(self.instance)
+        except Exception as exc:  # the database is away: the claims lapse by themselves
+            log.warning("cannot give back the outbox rows claimed by %s (%s); others take them when the "
+                        "claim ends", self.instance, one_line(str(exc)))
         await self.lanes.close_all()
 
 

@@ -156,6 +156,7 @@ class SentLedger:
 async def _mark_sent(batch: list[Accepted]) -> None:
     """Mark the batch sent, all or nothing, with one fsync.
 
+    Whoever claimed them (daemon.outbox_due), the server took them: the claim goes with "sent".
     One plain statement: a transaction of its own and one hand-off to the database thread
     (an explicit transaction costs four, each a turn of a busy event loop while lanes wait),
     and no ORM query to build (that cost ~1 ms a flush, more than the statement itself).
@@ -166,6 +167,7 @@ async def _mark_sent(batch: list[Accepted]) -> None:
     # CAST: PostgreSQL would type a CASE of untyped parameters as text, not as a timestamp.
     when = "CAST(? AS TIMESTAMPTZ)" if bulk.is_postgres(bulk.client()) else "?"
     await bulk.execute(
-        f"UPDATE outbound_message SET status = ?, attempts = attempts + 1, last_error = '', "
+        f"UPDATE outbound_message SET status = ?, attempts = attempts + 1, last_error = '', claimed_by = NULL, "
+        f"claimed_until = NULL, "
         f"sent_at = CASE id {cases.replace('THEN ?', 'THEN ' + when)} END WHERE id IN ({bulk.marks(len(ids))})",
         [OutboundStatus.SENT, *[v for e in batch for v in (e.row_id, at.to_db_value(e.sent_at, None))], *ids])

@@ -11,6 +11,7 @@ rewrites data belongs to a real migration tool (the operations issue's).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from tortoise.transactions import in_transaction
 
@@ -35,15 +36,21 @@ ADDED: tuple[tuple[str, str, str, str], ...] = (
     ("event", "who", "VARCHAR(320) NOT NULL DEFAULT ''", "VARCHAR(320) NOT NULL DEFAULT ''"),
 )
 
+# Schema version 3 (storage.schema): an outbox row's claim by the instance sending it.
+CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("outbound_message", "claimed_by", "VARCHAR(200)", "VARCHAR(200)"),
+    ("outbound_message", "claimed_until", "TIMESTAMP", "TIMESTAMPTZ"),
+)
+
 # Run in the transaction that adds the column, never again: what the rows were before it existed.
 BACKFILL = {
     ("article", "author"): "UPDATE article SET author = 'system' WHERE direction = 'out'",  # our own mail
 }
 
 
-async def _present() -> set[tuple[str, str]]:
-    """(table, column) of every column of the tables in ADDED, in one query."""
-    tables = sorted({table for table, *_ in ADDED})
+async def _present(added: Sequence[tuple[str, str, str, str]]) -> set[tuple[str, str]]:
+    """(table, column) of every column of the tables in ``added``, in one query."""
+    tables = sorted({table for table, *_ in added})
     if bulk.is_postgres(bulk.client()):
         rows = await bulk.fetch("SELECT table_name, column_name FROM information_schema.columns "
                                 f"WHERE table_schema = current_schema() AND table_name IN ({bulk.marks(len(tables))})",
@@ -54,30 +61,31 @@ async def _present() -> set[tuple[str, str]]:
     return {(str(table), str(column)) for table, column in rows}
 
 
-def _missing(present: set[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
-    return [added for added in ADDED if (added[0], added[1]) not in present]
+def _missing(added: Sequence[tuple[str, str, str, str]],
+             present: set[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
+    return [one for one in added if (one[0], one[1]) not in present]
 
 
-async def add_missing() -> list[str]:
-    """Add the columns of ADDED that the database lacks, all in one transaction; "table.column" of each.
+async def add_missing(added: Sequence[tuple[str, str, str, str]] = ADDED) -> list[str]:
+    """Add the columns of ``added`` that the database lacks, all in one transaction; "table.column" of each.
 
     The first look is outside any transaction, so opening a current database takes no write
     lock (the CLI beside a running daemon). When something is missing we look again inside the
     transaction: on SQLite it began IMMEDIATE, so a second process opening at the same moment
     waits, then finds the columns there. PostgreSQL gets ``IF NOT EXISTS`` for the same race.
     """
-    if not _missing(await _present()):
+    if not _missing(added, await _present(added)):
         return []
-    added = []
+    done = []
     async with in_transaction():
         postgres = bulk.is_postgres(bulk.client())
-        for table, column, sqlite_sql, postgres_sql in _missing(await _present()):
+        for table, column, sqlite_sql, postgres_sql in _missing(added, await _present(added)):
             if postgres:
                 await bulk.execute(f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "{column}" {postgres_sql}')
             else:
                 await bulk.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sqlite_sql}')
             if (table, column) in BACKFILL:
                 await bulk.execute(BACKFILL[table, column])
-            added.append(f"{table}.{column}")
-    log.warning("database upgraded: column(s) added: %s", ", ".join(added))
-    return added
+            done.append(f"{table}.{column}")
+    log.warning("database upgraded: column(s) added: %s", ", ".join(done))
+    return done

@@ -26,7 +26,8 @@ The format (version 1), one JSON object per line, ASCII only (``\\u`` escapes), 
   ``rows`` counts each table's lines; ``last_ids`` is the highest id each table has handed out
   (deleted rows included), so that the importing database never hands one out twice.
 
-No table is left out: every model's rows go, mailbox positions and counters included. The
+No table is left out: every model's rows go, mailbox positions and counters included (on
+PostgreSQL the ``ticket`` counter is where its sequence stands: storage.numbers). The
 database's own bookkeeping (sqlite_sequence, PostgreSQL sequences) is not a table of ours;
 ``last_ids`` carries what it knows. The export reads inside one read transaction (SQLite: a
 deferred BEGIN, so the daemon keeps writing in WAL mode; PostgreSQL: REPEATABLE READ), so the
@@ -43,7 +44,7 @@ from typing import Any, AsyncIterator, BinaryIO, Iterator
 
 from tortoise.transactions import in_transaction
 
-from ticketd.storage import bulk
+from ticketd.storage import bulk, numbers
 from ticketd.storage.export_schema import BLOB_PAGE_BYTES, FORMAT, VERSION, Table, encode, schema, tables
 
 PAGE = 1000  # rows per query (and per write) for tables without bytes
@@ -110,6 +111,9 @@ async def _pages(table: Table) -> AsyncIterator[list[Any]]:
     record header, not its pages (PostgreSQL likewise reads the TOAST header), so that costs
     little, and the rows then come in groups of about BLOB_PAGE_BYTES.
     """
+    if table.name == "counter" and bulk.is_postgres(bulk.client()):
+        yield await numbers.counters_with_ticket(_select(table), [c.name for c in table.columns])
+        return
     key = [c.name for c in table.columns].index(table.key)
     size = min(PAGE, TEXT_PAGE) if table.name in TEXT_TABLES else PAGE
     after: Any = None

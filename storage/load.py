@@ -8,8 +8,9 @@ simpler promise. The cost is that the rows wait in the WAL (SQLite) or the trans
 (PostgreSQL) until the commit: a 2 GB export needs about 2 GB more disk while it loads.
 
 Ids are kept as exported, so foreign keys and ticket numbers hold; the tables' sequences are
-then moved past the highest id the old database handed out (``last_ids``), so new rows after
-the import never collide. Rows go in batches (one executemany each); when the database
+then moved past the highest id the old database handed out (``last_ids``), and the ticket
+number sequence past the highest number (storage.numbers), so new rows after the import never
+collide. Rows go in batches (one executemany each); when the database
 refuses a batch, it is undone (a savepoint) and run row by row to name the line.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Iterable, Iterator
 
 from tortoise.transactions import in_transaction
 
-from ticketd.storage import bulk
+from ticketd.storage import bulk, numbers
 from ticketd.storage.errors import is_temporary
 from ticketd.storage.export_schema import FORMAT, VERSION, BadValue, Table, decode, tables
 
@@ -262,6 +263,7 @@ async def load(lines: Iterable[bytes], source: str) -> dict[str, int]:
         if last is None:
             raise LoadError(f"{source}:{number}: the export ends without its end line: it is incomplete (cut off?)")
         await advance_sequences(all_tables, last)
+        await numbers.advance()  # the next ticket's number: past every number imported
     return loader.counts
 
 

@@ -233,6 +233,11 @@ class OutboundMessage(Model):
     # Set from the pipeline's clock (not auto_now_add): per-hour limits are tested on simulated time.
     created_at = fields.DatetimeField(db_index=True)
     sent_at = fields.DatetimeField(null=True)
+    # Which instance (daemon.instance) is sending the row, and until when no other may take it:
+    # several instances on one database never send one row twice (daemon.outbox_due). Real
+    # time, not the pipeline's clock. Both NULL when nobody holds it; added by schema version 3.
+    claimed_by = fields.CharField(max_length=200, null=True)
+    claimed_until = fields.DatetimeField(null=True)
     # Last: SQLite stores columns in order, so reading any other column never follows the
     # message's overflow pages (the sender reads the bytes with the row it sends anyway).
     raw_bytes = fields.BinaryField()

@@ -21,7 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 from tortoise import Tortoise
 from tortoise.transactions import in_transaction
 
-from ticketd.storage import bulk, columns, legacy
+from ticketd.storage import bulk, columns, legacy, numbers
 
 log = logging.getLogger("ticketd.storage")
 
@@ -61,9 +61,17 @@ async def _to_3_tables() -> None:
     await _missing_tables()
 
 
+async def _to_3_claims() -> None:
+    """0.2.0 -> 0.3.0: several instances on one database: outbox rows get their claim columns
+    (daemon.outbox_due), and PostgreSQL the ticket number sequence, started past every number given."""
+    await columns.add_missing(columns.CLAIMS)
+    await numbers.ensure_sequence()
+
+
 async def _to_3() -> None:
     """0.2.0 -> 0.3.0: each part's step."""
     await _to_3_tables()
+    await _to_3_claims()
 
 
 STEPS: dict[int, Callable[[], Awaitable[None]]] = {2: _to_2, 3: _to_3}  # version reached -> the step that reaches it
@@ -91,6 +99,7 @@ async def prepare(upgrade: bool = False) -> tuple[int | None, int]:
         # ours without it (which would read as 0.1.0's schema); it creates what is missing too.
         await _stamp(VERSION)
         await _missing_tables()
+        await numbers.ensure_sequence()
         return None, VERSION
     if found > VERSION:
         raise SchemaError(f"the database's schema is version {found} (ticketd {_release(found)} or later), newer than "
@@ -105,6 +114,7 @@ async def prepare(upgrade: bool = False) -> tuple[int | None, int]:
         log.warning("database schema upgraded to version %d (ticketd %s)", target, _release(target))
     if found == VERSION:
         await _missing_tables()
+        await numbers.ensure_sequence()  # a look in the catalog; made only by a crash mid-creation
     return found, VERSION
 
 

@@ -98,6 +98,12 @@ async def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(
     # PostgreSQL: a killed run's lease runs out before the next run takes the mailbox (daemon.leases).
     config = write_config(tmp_path, dovecot.port, fresh_sink.port, [("support", fresh_user.address)],
                           mailbox_extra="batch_size = 20", extra="[instance]\nlease_seconds = 2\n")
+    # Outbox rows a killed run had claimed wait for the claim to end (3 x the SMTP timeout:
+    # daemon.outbox_due) before the next run sends them; with 2 s that is within the last
+    # run's drain (10 s), which waits for it. The sink answers in milliseconds.
+    smtp = "retry_max = 1\ntimeout = 10\n"
+    assert smtp in config.read_text()
+    config.write_text(config.read_text().replace(smtp, "retry_max = 1\ntimeout = 2\n"))
     rng = random.Random(2026)
     kill_times: list[float] = []
     for _ in range(4):

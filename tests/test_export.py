@@ -189,7 +189,8 @@ async def test_import_refuses_a_database_that_is_not_empty_and_names_what_holds_
     cfg = config(tmp_path / "b")
     async with database(cfg.database_url):
         await Desk(cfg).customer("Already here.")
-        with pytest.raises(LoadError, match=r"not empty \(counter, ticket, inbound_message, inbound_raw, article"):
+        # The counter row holds SQLite's ticket numbers; PostgreSQL's come from a sequence (storage.numbers).
+        with pytest.raises(LoadError, match=r"not empty \((counter, )?ticket, inbound_message, inbound_raw, article"):
             await load(io.BytesIO(data), "dump")
         assert await Ticket.all().count() == 1
 

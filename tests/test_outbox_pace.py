@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tortoise import connections
 
-from ticketd.daemon.outbox_due import due_rows, due_sql, next_due
+from ticketd.daemon.outbox_due import due_rows, due_sql, next_due, release
 from ticketd.daemon.turn import WriteTurn
 from devtools.smtpsink import SmtpSink
 from ticketd.storage.db import database
@@ -62,8 +62,8 @@ async def _plan(sql: str, values: list[object] | None = None) -> str:
 
 
 @pytest.mark.parametrize("query", [
-    lambda: due_sql(START, [], 100),
-    lambda: due_sql(None, [1, 2], 100),
+    lambda: due_sql(START, [], 100, "me", 300.0),
+    lambda: due_sql(None, [1, 2], 100, "me", 300.0),
     lambda: (next_due().limit(1).sql(params_inline=True), None),
 ], ids=["due", "all-pending-but-unrecorded", "next-due"])
 @backend.sqlite_only("SQLite's planner (EXPLAIN QUERY PLAN) chooses without statistics; PostgreSQL's by them")
@@ -78,7 +78,8 @@ async def test_due_rows_are_what_the_orm_stored_and_only_the_pending_due_ones_ol
     later = await row("later@example.test", created=START + timedelta(hours=1))
     first, second = await row("a@example.test"), await row("b@example.test")
     await OutboundMessage.filter(id=second.id).update(status=OutboundStatus.SENT)
-    due = await due_rows(START, [], 100)
+    due = (await due_rows(START, [], 100, "me", 5.0)).rows
     assert [d.id for d in due] == [first.id]
     assert (due[0].recipients, due[0].raw_bytes, due[0].created_at) == (["a@example.test"], first.raw_bytes, START)
-    assert [d.id for d in await due_rows(None, [first.id], 100)] == [later.id]
+    await release("me")  # the skip list alone keeps it out now
+    assert [d.id for d in (await due_rows(None, [first.id], 100, "me", 5.0)).rows] == [later.id]

@@ -25,9 +25,13 @@ def smtp_config(port: int, timeout: float = 5.0) -> SmtpConfig:
                       give_up_after=86400.0)
 
 
-def outbox(port: int, lanes: int = 1, write_turn: WriteTurn | None = None) -> OutboxSender:
-    """A sender for the sink on ``port`` whose clock stands at START, when the rows are due."""
-    return OutboxSender(smtp_config(port), clock=lambda: START, write_turn=write_turn, lanes=lanes)
+def outbox(port: int, lanes: int = 1, write_turn: WriteTurn | None = None, timeout: float = 5.0) -> OutboxSender:
+    """A sender for the sink on ``port`` whose clock stands at START, when the rows are due.
+
+    Each is an instance of its own, as a process is (a restart included): its claims are its own.
+    """
+    return OutboxSender(smtp_config(port, timeout), clock=lambda: START, write_turn=write_turn, lanes=lanes,
+                        instance=f"test-sender-{next(_numbers)}")
 
 
 async def row(to: str, created: datetime = START) -> OutboundMessage:
