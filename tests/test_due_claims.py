@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,11 @@ from ticketd.daemon import due
 from ticketd.daemon.pipeline import Processor
 from ticketd.storage.db import database
 from ticketd.storage.errors import TemporaryFailure
-from ticketd.storage.models import DueStep, Event
+from ticketd.storage.models import DueStep
 from ticketd.storage.postgres_backend import WRITE_LOCK
 from tests.support import backend
 from tests.support.desk import Desk, config
-
-MIN = timedelta(minutes=1)
-SLA = """
-[rules]
-default_priority = "P1"
-
-[sla]
-"""
-
-
-async def warned() -> list[int]:
-    """Numbers of the tickets with a first-response warning, one entry a warning."""
-    return sorted(await Event.filter(what="sla_warning").values_list("ticket__number", flat=True))
+from tests.test_due_batch import MIN, SLA, warned  # the same SLA desk as one runner's tests
 
 
 async def test_two_runners_at_the_same_moment_fire_each_step_once(
