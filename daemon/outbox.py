@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Callable
 
 import aiosmtplib
 from tortoise.expressions import F
+from tortoise.queryset import QuerySet
 
 from ticketd.daemon import logcontext
 from ticketd.daemon.config import SmtpConfig
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon import outbox_pipeline as pipeline
 from ticketd.daemon.instance import instance_id
-from ticketd.daemon.outbox_due import Claim, Due, due_rows, lapse_in, next_due, release, waiting
+from ticketd.daemon.outbox_due import Claim, Due, claimed, due_rows, lapse_in, next_due, release, waiting
 from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from ticketd.daemon.outbox_pipeline import FirstFlight
 from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
@@ -259,12 +260,17 @@ class OutboxSender:
 
     async def _fail(self, row: Due, reason: str, report: DeliveryReport, why: str) -> None:
         """Give the row up; ``why`` is the metrics' reason (rejected, unsendable, expired)."""
-        await OutboundMessage.filter(id=row.id, claimed_by=self.instance).update(  # ours still: see _defer
+        await self._ours(row).update(  # ours still: see _defer
             status=OutboundStatus.FAILED, attempts=F("attempts") + 1, last_error=reason[:2000],
             claimed_by=None, claimed_until=None)
         report.failed += 1
         self.metrics.gave_up(row.message_id, why)
         log.error("gave up on %s to %s: %s", row.message_id, one_line(", ".join(row.recipients)), reason)
+
+    def _ours(self, row: Due) -> QuerySet[OutboundMessage]:
+        """The row, where it is still this instance's (outbox_due.claimed: rows on SQLite are nobody's)."""
+        found = OutboundMessage.filter(id=row.id)
+        return found.filter(claimed_by=self.instance) if claimed() else found
 
     async def _defer(self, row: Due, error: str, report: DeliveryReport, quiet: bool = False,
                      why: str = "deferred") -> None:
@@ -277,7 +283,7 @@ class OutboxSender:
         delay *= random.uniform(0.8, 1.2)  # jitter: many deferred rows must not retry in lockstep
         # Only while the row is ours: an instance that took it after our claim lapsed (a database
         # that refused us for longer) decides its fate now. A lapsed claim nobody took is still ours.
-        await OutboundMessage.filter(id=row.id, claimed_by=self.instance).update(
+        await self._ours(row).update(
             attempts=F("attempts") + 1, next_try_at=now + timedelta(seconds=delay), last_error=error[:2000],
             claimed_by=None, claimed_until=None)
         report.deferred += 1

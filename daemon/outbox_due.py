@@ -13,9 +13,10 @@ The row's creation time is only needed when the row is deferred, so it is parsed
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from tortoise.expressions import Q
@@ -92,48 +93,45 @@ def wall_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def claimed() -> bool:
+    """Whether rows are claimed: on PostgreSQL, which several instances may share. A SQLite file
+    has one instance (daemon.instance's lock), so there a claim would only cost a write a pass,
+    and keep the rows a killed run had in hand from its restart for the claim's time."""
+    return bulk.is_postgres(bulk.client())
+
+
 def due_sql(now: datetime | None, skip: list[int], limit: int, by: str, hold: float) -> tuple[str, list[Any]]:
     """Claim pending rows due at ``now`` (all pending rows if None), oldest first, ``skip`` left out.
 
     The rows are those no live claim holds. One statement, outside any transaction of ours: it
     takes no advisory write lock (storage.postgres_backend), so it never waits behind another
     instance's ticket writes, and FOR UPDATE SKIP LOCKED passes over rows another instance's
-    claim (or "sent") is writing this instant instead of waiting for them. On PostgreSQL the
-    database's clock is the one all instances share, whatever their hosts' clocks say; SQLite
-    serves one host. Served by the index on status and next_try_at: it reads the pending rows,
-    never the history of sent ones (tests/test_outbox_pace.py reads the plan).
+    claim (or "sent") is writing this instant instead of waiting for them. The database's clock
+    is the one all instances share, whatever their hosts' clocks say. On SQLite (see claimed)
+    the same rows are only read. Served by the index on status and next_try_at: it reads the
+    pending rows, never the history of sent ones (tests/test_outbox_pace.py reads the plan).
     """
-    postgres = bulk.is_postgres(bulk.client())
-    until = _field("claimed_until")
-    values: list[Any] = [by]
-    if postgres:
-        sql = "UPDATE outbound_message SET claimed_by = ?, claimed_until = now() + make_interval(secs => CAST(? AS " \
-              "DOUBLE PRECISION))"
-        values.append(hold)
-    else:
-        sql = "UPDATE outbound_message SET claimed_by = ?, claimed_until = ?"
-        values.append(until.to_db_value(wall_now() + timedelta(seconds=hold), None))
-    sql += " WHERE id IN (SELECT id FROM outbound_message WHERE status = ?"
-    values.append(OutboundStatus.PENDING)
+    where = " WHERE status = ?"
+    values: list[Any] = [OutboundStatus.PENDING]
     if now is not None:
-        sql += " AND next_try_at <= ?"
+        where += " AND next_try_at <= ?"
         values.append(_field("next_try_at").to_db_value(now, None))
-    if postgres:
-        sql += " AND (claimed_until IS NULL OR claimed_until < now())"
-    else:
-        sql += " AND (claimed_until IS NULL OR claimed_until < ?)"
-        values.append(until.to_db_value(wall_now(), None))
     if skip:  # accepted by the server, "sent" not committed yet: never send them twice
-        sql += f" AND id NOT IN ({bulk.marks(len(skip))})"
+        where += f" AND id NOT IN ({bulk.marks(len(skip))})"
         values += skip
-    sql += " ORDER BY id LIMIT ?" + (" FOR UPDATE SKIP LOCKED" if postgres else "")
-    return sql + f") RETURNING {', '.join(COLUMNS)}", [*values, limit]
+    if not claimed():
+        return f"SELECT {', '.join(COLUMNS)} FROM outbound_message{where} ORDER BY id LIMIT ?", [*values, limit]
+    sql = ("UPDATE outbound_message SET claimed_by = ?, claimed_until = now() + make_interval(secs => CAST(? AS "
+           f"DOUBLE PRECISION)) WHERE id IN (SELECT id FROM outbound_message{where}"
+           " AND (claimed_until IS NULL OR claimed_until < now()) ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)"
+           f" RETURNING {', '.join(COLUMNS)}")
+    return sql, [by, hold, *values, limit]
 
 
 async def due_rows(now: datetime | None, skip: list[int], limit: int, by: str, timeout: float) -> Claim:
     """Claim (see due_sql) and read the rows due, oldest first, for ``hold_seconds(timeout)``."""
     hold = hold_seconds(timeout)
-    claim = Claim(by, timeout, time.monotonic() + hold)
+    claim = Claim(by, timeout, time.monotonic() + hold if claimed() else math.inf)
     sql, values = due_sql(now, skip, limit, by, hold)
     recipients = _field("recipients")
     claim.rows = sorted((Due(int(r[0]), r[1], r[2], r[3], recipients.to_python_value(r[4]), int(r[5]), r[6],
@@ -144,6 +142,8 @@ async def due_rows(now: datetime | None, skip: list[int], limit: int, by: str, t
 
 async def release(by: str, ids: list[int] | None = None) -> None:
     """Give back rows ``by`` claimed and did not send (all its pending rows if ``ids`` is None)."""
+    if not claimed():
+        return
     sql = "UPDATE outbound_message SET claimed_by = NULL, claimed_until = NULL WHERE status = ? AND claimed_by = ?"
     values: list[Any] = [OutboundStatus.PENDING, by]
     if ids is not None:
@@ -167,6 +167,8 @@ async def waiting(now: datetime | None) -> int:
 async def lapse_in(now: datetime | None, by: str) -> float | None:
     """Seconds until the first claim of another instance on a row due at ``now`` (any pending row
     if None) lapses; None if no such claim. For `run --once`: a claim that a killed run left."""
+    if not claimed():
+        return None
     sql = "SELECT min(claimed_until) FROM outbound_message WHERE status = ? AND claimed_by <> ?"
     values: list[Any] = [OutboundStatus.PENDING, by]
     if now is not None:
@@ -184,9 +186,10 @@ def next_due() -> QuerySet[OutboundMessage]:
     A row another instance holds is left out: else the sender would find it due, claim nothing,
     and ask again at once until that instance is done with it.
     """
-    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=wall_now())
-    return OutboundMessage.filter(free, status=OutboundStatus.PENDING).order_by("next_try_at").only(
-        "id", "next_try_at")
+    pending = OutboundMessage.filter(status=OutboundStatus.PENDING)
+    if claimed():
+        pending = pending.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=wall_now()))
+    return pending.order_by("next_try_at").only("id", "next_try_at")
 
 
 def _field(name: str) -> Any:

@@ -1,8 +1,9 @@
 """Outbox rows claimed by the instance that sends them: two senders on one database send each row once.
 
 Each OutboxSender here is an instance of its own (as each `ticketd run` process is), with the
-real SMTP sink and the database under test; the PostgreSQL tests at the end hold real row locks
-from another connection.
+real SMTP sink and a PostgreSQL database; the tests at the end hold real row locks from another
+connection. A SQLite file has one instance (daemon.instance's lock) and no claims: its last test
+sees that a row a killed run left claimed is sent at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.support import backend
 from tests.support.outbox import START, outbox
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
+claims_only = pytest.mark.skipif(not backend.POSTGRES, reason="PostgreSQL only: one instance per SQLite file, no claims")
 
 
 @pytest.fixture
@@ -59,6 +61,7 @@ async def claims() -> list[tuple[str, str | None, object]]:
     return [(m.status, m.claimed_by, m.claimed_until) for m in await OutboundMessage.all().order_by("id")]
 
 
+@claims_only
 async def test_two_senders_on_one_database_deliver_each_of_200_rows_exactly_once(db: None, fresh_sink: SmtpSink) -> None:
     await pending(200)
     first, second = outbox(fresh_sink.port, lanes=4), outbox(fresh_sink.port, lanes=4)
@@ -79,6 +82,7 @@ async def test_two_senders_on_one_database_deliver_each_of_200_rows_exactly_once
     assert await claims() == [(OutboundStatus.SENT, None, None)] * 200  # "sent" cleared every claim
 
 
+@claims_only
 async def test_a_claim_whose_instance_died_lapses_and_the_row_is_sent(db: None, fresh_sink: SmtpSink) -> None:
     [dead] = await pending(1, claimed_by="gone.example:4242:deadbeef", claimed_until=LONG_AGO)
     report = await outbox(fresh_sink.port).deliver_due()
@@ -87,6 +91,7 @@ async def test_a_claim_whose_instance_died_lapses_and_the_row_is_sent(db: None, 
     assert (await OutboundMessage.get(id=dead)).sent_at is not None
 
 
+@claims_only
 async def test_a_live_claim_of_another_instance_is_left_alone(db: None, fresh_sink: SmtpSink) -> None:
     until = wall_now() + timedelta(hours=1)
     [held] = await pending(1, claimed_by="busy.example:7:cafe", claimed_until=until)
@@ -103,6 +108,7 @@ async def test_a_live_claim_of_another_instance_is_left_alone(db: None, fresh_si
     assert (await OutboundMessage.get(id=held)).claimed_by == "busy.example:7:cafe"  # close gives back only ours
 
 
+@claims_only
 async def test_run_once_waits_for_a_claim_a_killed_run_left_if_it_ends_within_the_drain(
         db: None, fresh_sink: SmtpSink) -> None:
     await pending(1, claimed_by="killed.example:9:dead", claimed_until=wall_now() + timedelta(seconds=1))
@@ -116,6 +122,7 @@ async def test_run_once_waits_for_a_claim_a_killed_run_left_if_it_ends_within_th
     assert (row.status, row.claimed_by) == (OutboundStatus.SENT, None)
 
 
+@claims_only
 async def test_the_claim_lasts_the_time_a_send_may_take_and_rows_not_reached_are_given_back(
         db: None, fresh_sink: SmtpSink) -> None:
     ids = await pending(3)
@@ -134,6 +141,7 @@ async def test_the_claim_lasts_the_time_a_send_may_take_and_rows_not_reached_are
     assert await claims() == [(OutboundStatus.PENDING, None, None)] * 3  # given back: anybody's at once
 
 
+@claims_only
 async def test_no_content_is_sent_once_too_little_of_the_claim_is_left(db: None, fresh_sink: SmtpSink) -> None:
     """With a 0.5 s SMTP timeout the claim lasts 1.5 s, and the content needs 0.625 s of it left. A
     write turn held past that (an inbound transaction) keeps the lane from DATA: the row goes back unsent."""
@@ -155,6 +163,7 @@ async def test_no_content_is_sent_once_too_little_of_the_claim_is_left(db: None,
     await again.close()
 
 
+@claims_only
 async def test_a_deferred_or_failed_row_is_no_longer_claimed(db: None) -> None:
     """A refused connection defers every row of the pass; the deferral clears their claim."""
     from devtools._process import free_port
@@ -212,3 +221,12 @@ async def test_postgresql_the_claim_takes_no_advisory_write_lock(pg: str, fresh_
         finally:
             other.close()
         assert [r[0] for r in await bulk.fetch("SELECT status FROM outbound_message")] == [OutboundStatus.SENT]
+
+
+@backend.sqlite_only("one instance per SQLite file: its rows are nobody's claim")
+async def test_on_sqlite_a_row_a_killed_run_left_claimed_is_sent_at_once(db: None, fresh_sink: SmtpSink) -> None:
+    # As a 0.3.0 run killed mid-send left it (or a file that moved from PostgreSQL): claimed for an hour.
+    [row] = await pending(1, claimed_by="gone.example:4242:deadbeef", claimed_until=wall_now() + timedelta(hours=1))
+    report = await outbox(fresh_sink.port).deliver_due()
+    assert report.sent == 1 and list(delivered(fresh_sink).values()) == [1]
+    assert (await OutboundMessage.get(id=row)).status == OutboundStatus.SENT
