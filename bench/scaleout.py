@@ -38,6 +38,9 @@ from devtools.postgres import Postgres, SyncConnection
 
 MAILBOXES = 4
 LEASE = 6.0  # seconds: the lease time the takeover is held to
+# A killed instance's outbox claims last 3 x the SMTP timeout (daemon.outbox_due): 15 s here, not
+# the 3 minutes of the default 60 s, so the run need not wait that long for its last acknowledgements.
+SMTP_TIMEOUT = 5.0
 USERS = [f"box{i}@example.test" for i in range(1, MAILBOXES + 1)]
 
 
@@ -49,8 +52,10 @@ class Run:
     problems: list[str] = field(default_factory=list)
     killed: str = ""  # the instance id killed
     takeover: float | None = None  # seconds from the kill until its mailboxes were held again
+    gap: float | None = None  # by the database's clock: the latest new lease's start after the old one's end
     duplicates: int = 0  # acknowledgements delivered twice (the dead instance's SMTP window)
-    timers: int = 0
+    timers: int = 0  # due steps due at the start
+    fired: int = 0  # SLA events they made
 
     @property
     def rate(self) -> float:
@@ -85,6 +90,7 @@ lease_seconds = {LEASE:g}
 host = "127.0.0.1"
 port = {sink.port}
 security = "none"
+timeout = {SMTP_TIMEOUT:g}
 from = "Example Support <{USERS[0]}>"
 {"[sla]" if sla else ""}
 {boxes}"""
@@ -134,6 +140,11 @@ class Watch:
     def holders(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.db.fetch("SELECT mailbox, holder FROM mailbox_lease WHERE expires_at > now()")}
 
+    def leases(self) -> dict[str, tuple[str, datetime, datetime]]:
+        """Each mailbox's holder, lease start and end."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.fetch(
+            "SELECT mailbox, holder, acquired_at, expires_at FROM mailbox_lease")}
+
     def close(self) -> None:
         self.db.close()
 
@@ -153,6 +164,9 @@ def run(k: int, n: int, seed: int, root: Path, postgres: Postgres, kill: bool, t
         conversations = load(dovecot, n, seed)
         config = root / f"{name}.toml"
         config.write_text(config_text(url, dovecot, sink, sla=timers > 0))
+        made = subprocess.run(ticketd("-c", str(config), "db", "upgrade"), capture_output=True, env=child_env())
+        if made.returncode != 0:  # the tables, before anything reads them
+            raise RuntimeError(f"db upgrade failed: {made.stderr.decode()[-500:]}")
         expected_acks = sum(conversations.values()) + (old_tickets(config, timers, seed) if timers else 0)
         watch = Watch(url)
         due_before = watch.due_timers()
@@ -162,13 +176,17 @@ def run(k: int, n: int, seed: int, root: Path, postgres: Postgres, kill: bool, t
                  for i in range(k)]
         killed_at = None
         lost: set[str] = set()
+        ended: dict[str, datetime] = {}
         while time.perf_counter() - start < timeout:
             done = watch.processed()
             if kill and killed_at is None and done >= n // 2:
                 killed_at, lost = _kill_one(procs, watch, result)
+                ended = {box: lease[2] for box, lease in watch.leases().items() if box in lost}
             if killed_at is not None and result.takeover is None and lost and \
-                    not lost & {box for box, who in watch.holders().items() if who != result.killed}:
+                    lost <= {box for box, who in watch.holders().items() if who != result.killed}:
                 result.takeover = time.perf_counter() - killed_at
+                now = watch.leases()
+                result.gap = max((now[box][1] - ended[box]).total_seconds() for box in lost)
             if done >= n and watch.pending_mail() == 0 and len(sink.messages) >= expected_acks \
                     and watch.due_timers() == 0 and (killed_at is None or result.takeover is not None):
                 break
@@ -214,7 +232,7 @@ def _check(url: str, sink: LeanSink, conversations: Counter[str], expected_acks:
             found.append(f"inbound rows by status {states}, {n} loaded")
         if states.get("received"):
             found.append(f"{states['received']} messages never processed")
-        twice = db.fetchval("SELECT count(*) FROM (SELECT mailbox_id, uid FROM inbound_message "
+        twice = db.fetchval("SELECT count(*) FROM (SELECT mailbox_id, uid FROM inbound_message WHERE uid IS NOT NULL "
                             "GROUP BY mailbox_id, uidvalidity, uid HAVING count(*) > 1) AS t")
         if twice:
             found.append(f"{twice} IMAP messages stored twice")
@@ -223,6 +241,12 @@ def _check(url: str, sink: LeanSink, conversations: Counter[str], expected_acks:
             found.append(f"{tickets} tickets for {expected_acks} conversations")
         if db.fetchval("SELECT count(*) FROM due_step WHERE done_at IS NULL AND due_at <= now()"):
             found.append("due timers left undone")
+        fired = db.fetchval("SELECT count(*) FROM event WHERE what LIKE 'sla%'")
+        again = db.fetchval("SELECT count(*) FROM (SELECT 1 FROM event WHERE what LIKE 'sla%' "
+                            "GROUP BY ticket_id, what, detail HAVING count(*) > 1) AS t")
+        result.fired = int(fired)
+        if again:
+            found.append(f"{again} SLA events fired twice")
     finally:
         db.close()
     delivered = Counter(str(m.message.get("Message-ID", "")) for m in sink.messages)
@@ -249,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = [int(k) for k in args.instances.split(",")]
     failed = False
-    with tempfile.TemporaryDirectory(prefix="ticketd-scale-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="ticketd-scale-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK)
+                                     else None) as scratch:
         root = Path(scratch)
+        root.chmod(0o755)  # PostgreSQL and Dovecot run as other users: they must reach their directories
         postgres = Postgres(root / "pg")
         postgres.start()
         try:
@@ -260,10 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                     r = run(k, args.n, args.seed, root, postgres, args.kill, args.timers, args.timeout)
                     rows.append(r)
                     failed |= bool(r.problems)
-                    extra = (f", killed {r.killed}, mailboxes held again after {r.takeover:.2f} s, "
+                    extra = (f", killed {r.killed}, mailboxes held again {r.takeover:.2f} s after the kill "
+                             f"(lease {LEASE:g} s; the new lease began {r.gap:.2f} s after the old one's end), "
                              f"{r.duplicates} acknowledgement(s) twice" if args.kill and r.takeover is not None else "")
                     print(f"  {k} instance(s), run {attempt + 1}: {r.seconds:.2f} s, {r.rate:.1f} msg/s, "
-                          f"{r.timers} due timers{extra}: {'OK' if not r.problems else '; '.join(r.problems)}",
+                          f"{r.timers} due timers ({r.fired} SLA events, none twice){extra}: {'OK' if not r.problems else '; '.join(r.problems)}",
                           flush=True)
         finally:
             postgres.stop()

@@ -226,8 +226,15 @@ class LeaseKeeper:
         count = max(len(alive), rank + 1)
         share = len(names) // count + (1 if rank < len(names) % count else 0)
         held = [n for n in names if self.leases[n].held.is_set()]
-        mine = await leases.claim(self._run_sql, self.clock, self.me.id, held if len(held) >= share else names,
-                                  self.lease_seconds)
+        mine = await leases.claim(self._run_sql, self.clock, self.me.id, held, self.lease_seconds)
+        # Short of the share: one lapsed mailbox at a time, no more than the share wants (taking
+        # all would hand the rest over a round later, to one who waits for them), each instance
+        # beginning at its own place in the list so that two short ones do not race for one.
+        for name in names[rank:] + names[:rank]:
+            if len(mine) >= share:
+                break
+            if name not in mine:
+                mine |= await leases.claim(self._run_sql, self.clock, self.me.id, [name], self.lease_seconds)
         keep = [n for n in held if n in mine] + [n for n in names if n in mine and n not in held]
         surplus = keep[share:]
         if surplus:
