@@ -117,7 +117,7 @@ async def test_a_silent_holders_mailboxes_are_taken_over_within_the_lease(db: No
     third = LeaseKeeper(instance(3), BOXES, 30)
     start = time.monotonic()
     await third.start()  # released by the clean stop: taken at once, not after 30 s
-    assert all(lease.held.is_set() for lease in third.leases.values()) and time.monotonic() - start < 1
+    assert all(lease.held.is_set() for lease in third.leases.values()) and time.monotonic() - start < 5  # not 30
     await third.stop()
     await first.stop()
 
