@@ -1,8 +1,9 @@
 """Each IMAP mailbox is fetched by one instance at a time: the one holding its lease row.
 
-One ``LeaseKeeper`` task per instance takes and renews the leases of every configured mailbox
-in one statement, every third of ``[instance] lease_seconds`` (storage.leases.claim), and tries
-again for a lapsed one as soon as the other holder's lease ends. A worker (daemon.fetcher) waits
+One ``LeaseKeeper`` task per instance renews the leases it holds in one statement, every third
+of ``[instance] lease_seconds`` (storage.leases.claim), and takes lapsed ones up to its share:
+the instances alive split the mailboxes as evenly as they go (``LeaseKeeper._claim``). One short
+of its share tries again for a lapsed lease as soon as the other holder's lease ends. A worker (daemon.fetcher) waits
 for its mailbox's ``Lease``, and runs its IMAP session inside ``Lease.holding``: when the lease
 is lost the session's work is cancelled at once, before another instance may take the mailbox.
 
