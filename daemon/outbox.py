@@ -7,7 +7,6 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable
 
@@ -20,8 +19,9 @@ from ticketd.daemon.config import SmtpConfig
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon import outbox_pipeline as pipeline
 from ticketd.daemon.instance import instance_id
-from ticketd.daemon.outbox_due import Claim, Due, claimed, due_rows, lapse_in, next_due, release, waiting
+from ticketd.daemon.outbox_due import Due, claimed, due_rows, lapse_in, next_due, release, waiting
 from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
+from ticketd.daemon.outbox_chain import Chains, DeliveryReport, Pass
 from ticketd.daemon.outbox_pipeline import FirstFlight
 from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
 from ticketd.daemon.outage import Outage
@@ -44,23 +44,6 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return clock.now()
-
-
-@dataclass
-class DeliveryReport:
-    sent: int = 0
-    # Rows still pending after the pass: deferred with backoff, or not reached before a deadline.
-    deferred: int = 0
-    failed: int = 0
-    # Seconds between the server's "250" and our commit of "sent": the only window in which
-    # a crash makes us send a message twice.
-    windows: list[float] = field(default_factory=list)
-
-    def add(self, other: "DeliveryReport") -> None:
-        self.sent += other.sent
-        self.deferred += other.deferred
-        self.failed += other.failed
-        self.windows += other.windows
 
 
 class _Unsendable(Exception):
@@ -92,6 +75,7 @@ class OutboxSender:
         self.write_turn = write_turn or WriteTurn()
         self.lanes = Lanes(config, lanes, idle_after, tokens)  # tokens: daemon.oauth, for auth = "oauth2"
         self.ledger = SentLedger()  # "sent" of all lanes, grouped into one commit
+        self.chains = Chains(self.lanes, config.timeout)  # per lane, its next row already in flight
         self.wake = asyncio.Event()
         self.totals = DeliveryReport()  # everything since start, for run --once's exit code
         # Sessions that failed, for the log (one line a step of the rows' own backoff).
@@ -116,8 +100,8 @@ class OutboxSender:
         report = DeliveryReport()
         trouble: list[Unreachable] = []
         lanes = range(min(len(self.lanes), len(queue)))
-        outcomes = await asyncio.gather(*(self._lane(i, queue, trouble, report, deadline, claim) for i in lanes),
-                                        return_exceptions=True)
+        this = Pass(queue, trouble, report, deadline, claim)
+        outcomes = await asyncio.gather(*(self._lane(i, this) for i in lanes), return_exceptions=True)
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
             for row in queue:
                 await self._defer(row, str(trouble[0]), report, quiet=True, why="unreachable")
@@ -146,25 +130,26 @@ class OutboxSender:
                     f" ({tries} tries failed since the last line)" if tries > 1 else "",
                     " (check the [smtp] settings)" if problem.refused else "")
 
-    async def _lane(self, lane: int, queue: deque[Due], trouble: list[Unreachable],
-                    report: DeliveryReport, deadline: float | None, claim: Claim) -> None:
+    async def _lane(self, lane: int, this: Pass) -> None:
         async with self.write_turn.lane():  # rows in hand: it goes send after send in its slot
-            while queue and not trouble and (deadline is None or time.monotonic() < deadline) and claim.may_start():
-                row = queue.popleft()
-                try:
-                    with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
-                        await self._deliver(lane, row, report, deadline, claim)
-                except Unreachable as exc:
-                    trouble.append(exc)
-                    await self._defer(row, str(exc), report, quiet=True, why="unreachable")
-                finally:
-                    self.lanes.touch(lane)
+            try:
+                while (row := self.chains.next_row(lane, this)) is not None:
+                    try:
+                        with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
+                            await self._deliver(lane, row, this)
+                    except Unreachable as exc:
+                        this.trouble.append(exc)
+                        await self._defer(row, str(exc), this.report, quiet=True, why="unreachable")
+                    finally:
+                        self.lanes.touch(lane)
+            finally:
+                self.chains.give_back(lane, this.queue)
 
-    async def _deliver(self, lane: int, row: Due, report: DeliveryReport,
-                       deadline: float | None, claim: Claim) -> None:
+    async def _deliver(self, lane: int, row: Due, this: Pass) -> None:
         """Send one row; a session problem raises Unreachable, the row's own fate is settled here."""
+        report = this.report
         try:
-            accepted = await self._transaction(lane, row, claim)
+            accepted = await self._transaction(lane, row, this)
         except _ClaimLapsing:  # nothing delivered: the content was not sent (after a 354 only a drop ends DATA)
             self.lanes.drop(lane)
             await release(self.instance, [row.id])
@@ -193,9 +178,9 @@ class OutboxSender:
             self.lanes.drop(lane)
             raise
         else:
-            await self._record(row, accepted, report, deadline)
+            await self._record(row, accepted, report, this.deadline)
 
-    async def _transaction(self, lane: int, row: Due, claim: Claim) -> Accepted:
+    async def _transaction(self, lane: int, row: Due, this: Pass) -> Accepted:
         """MAIL, RCPT, DATA; returns once the first commit of "sent" was tried."""
         smtp, envelope, flight = await self._begin(lane, row)  # connecting and MAIL/RCPT may overlap
         if flight is None:  # no PIPELINING: command by command, an inbound transaction still has no 250
@@ -207,12 +192,12 @@ class OutboxSender:
         elif (refusal := flight.refusal()) is not None:
             raise refusal
         async with self.write_turn.shared() as send:
-            if not claim.may_send_content():  # the turn, or a slow server, took too long
+            if not this.claim.may_send_content():  # the turn, or a slow server, took too long
                 raise _ClaimLapsing()
             if flight is None:
                 await smtp.data(row.raw_bytes)
             else:
-                await pipeline.send_content(smtp, row.raw_bytes, self.config.timeout)
+                await self.chains.send_content(lane, smtp, row, this)
             send.accepted()
             accepted = self.ledger.add(row.id, row.message_id, self.clock())  # no await since the 250
             await accepted.tried.wait()
@@ -235,9 +220,14 @@ class OutboxSender:
         once if the kept connection was closed: everything up to here is session level, except
         a recipient this server cannot take (EnvelopeError, raised before MAIL) and the replies
         to RCPT and DATA in the flight."""
-        reused = self.lanes.is_open(lane)
+        flight = self.chains.take_flight(lane)  # sent behind the row before
+        # A server that closed a connection in use (after so many messages, say) gets one fresh try too.
+        reused = flight is not None or self.lanes.is_open(lane)
         while True:
             try:
+                if flight is not None:
+                    landing, flight = flight, None
+                    return landing.smtp, landing.planned.envelope, await landing.landed(self.config.timeout)
                 smtp = await self.lanes.connection(lane)
                 envelope = plan_envelope(row.mail_from, list(row.recipients), smtp.supports_extension("smtputf8"))
                 if pipeline.offered(smtp):

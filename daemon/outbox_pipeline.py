@@ -1,12 +1,15 @@
-"""One SMTP transaction in two flights, when the server offers PIPELINING (RFC 2920).
+"""SMTP transactions in flights, when the server offers PIPELINING (RFC 2920).
 
 aiosmtplib writes a command and waits for its reply: a message costs four round trips (MAIL,
 RCPT, DATA, the content) and as many turns of the event loop, in the daemon's one busy
 thread. Measured against the benchmark's sink on this 2-core machine, four lanes: 0.33 ms of
 CPU a message through aiosmtplib, 0.08 ms in two flights (MAIL, every RCPT and DATA in one
-write; then the content). aiosmtplib has no PIPELINING, so it still does everything around
-the transaction (connect, TLS, STARTTLS, EHLO, AUTH, RSET, QUIT); for the two flights this
-module borrows the connection's transport and gives it back.
+write; then the content). With rows waiting, the next transaction's first flight goes in the
+same write as the content before it: one write a message (1,700 notifications and
+acknowledgements: 2,065 socket sends instead of 3,501, 0.33 s in them instead of 0.48 s).
+aiosmtplib has no PIPELINING, so it still does everything around the transaction (connect,
+TLS, STARTTLS, EHLO, AUTH, RSET, QUIT); for the flights this module borrows the connection's
+transport and gives it back.
 """
 
 from __future__ import annotations
@@ -48,40 +51,84 @@ class FirstFlight:
         return None
 
 
-async def first_flight(smtp: aiosmtplib.SMTP, envelope: Envelope, timeout: float | None) -> FirstFlight:
-    """MAIL FROM, every RCPT TO and DATA in one write; their replies in order.
+@dataclass(frozen=True)
+class Plan:
+    """One transaction's first flight, written out: MAIL FROM, every RCPT TO, DATA."""
 
-    A refused MAIL FROM raises SMTPSenderRefused (the session's matter, as aiosmtplib's mail());
-    refused recipients or DATA come back in the result. If the server said 354 although a
-    recipient was refused, it waits for content we will not send: the connection is closed,
-    so nothing reaches the recipients it took.
-    """
+    envelope: Envelope
+    commands: bytes
+    count: int
+
+
+def plan(envelope: Envelope) -> Plan:
+    """The first flight of ``envelope``; EnvelopeError for an address that would smuggle a command."""
     commands = [_command(b"MAIL FROM:", envelope.sender, envelope.encoding, envelope.options, "sender")]
     commands += [_command(b"RCPT TO:", r, envelope.encoding, [], "recipient") for r in envelope.recipients]
     commands.append(b"DATA\r\n")
-    with _borrowed(smtp) as replies:
-        _transport(smtp).write(b"".join(commands))
-        got = await replies.read(len(commands), timeout)
-    mail, data = got[0], got[-1]
-    flight = FirstFlight(tuple(zip(envelope.recipients, got[1:-1])), data)
-    if mail.code != 250:
-        if data.code == 354:  # a server that took DATA without a sender: never give it content
-            smtp.close()
-        raise SMTPSenderRefused(mail.code, mail.message, envelope.sender)
-    if data.code == 354 and flight.refusal() is not None:
-        smtp.close()
-    return flight
+    return Plan(envelope, b"".join(commands), len(commands))
 
 
-async def send_content(smtp: aiosmtplib.SMTP, raw: bytes, timeout: float | None) -> SMTPResponse:
-    """The message after a 354, dot-stuffed and ended as aiosmtplib's data() does; the 250."""
+class Flight:
+    """A first flight written, its replies still to come; until they are read the connection is ours."""
+
+    def __init__(self, smtp: aiosmtplib.SMTP, planned: Plan, replies: _Replies) -> None:
+        self.smtp, self.planned, self.replies = smtp, planned, replies
+
+    async def landed(self, timeout: float | None) -> FirstFlight:
+        """The replies, in order; the connection goes back to aiosmtplib.
+
+        A refused MAIL FROM raises SMTPSenderRefused (the session's matter, as aiosmtplib's mail());
+        refused recipients or DATA come back in the result. If the server said 354 although a
+        recipient was refused, it waits for content we will not send: the connection is closed,
+        so nothing reaches the recipients it took.
+        """
+        with _reading(self.smtp, self.replies):
+            got = await self.replies.read(self.planned.count, timeout)
+        envelope = self.planned.envelope
+        mail, data = got[0], got[-1]
+        flight = FirstFlight(tuple(zip(envelope.recipients, got[1:-1])), data)
+        if mail.code != 250:
+            if data.code == 354:  # a server that took DATA without a sender: never give it content
+                self.smtp.close()
+            raise SMTPSenderRefused(mail.code, mail.message, envelope.sender)
+        if data.code == 354 and flight.refusal() is not None:
+            self.smtp.close()
+        return flight
+
+    def abandon(self) -> None:
+        """Never land it: the server may be waiting for content after a 354, and only closing ends that."""
+        self.smtp.close()
+
+
+async def first_flight(smtp: aiosmtplib.SMTP, envelope: Envelope, timeout: float | None) -> FirstFlight:
+    """MAIL FROM, every RCPT TO and DATA in one write; their replies in order (see Flight.landed)."""
+    planned = plan(envelope)
+    replies = _borrow(smtp)
+    with _reading(smtp, replies, keep=True):
+        _transport(smtp).write(planned.commands)
+    return await Flight(smtp, planned, replies).landed(timeout)
+
+
+async def send_content(smtp: aiosmtplib.SMTP, raw: bytes, timeout: float | None,
+                       then: Plan | None = None) -> Flight | None:
+    """The message after a 354, dot-stuffed and ended as aiosmtplib's data() does; raises unless 250.
+
+    With ``then``, the next transaction's first flight goes in the same write, right behind the
+    content (RFC 2920 lets MAIL follow the end of data unanswered): one write and one wake-up a
+    message instead of two. Only its envelope: its content waits until this message's "sent" is
+    committed, as ever. Returned as a Flight whose replies are still to be read. A refused content
+    then closes the connection, as the server is in the next transaction already.
+    """
     content = stuffed(raw)
-    with _borrowed(smtp) as replies:
-        _transport(smtp).write(content)
+    replies = _borrow(smtp)
+    with _reading(smtp, replies, keep=then is not None):
+        _transport(smtp).write(content + then.commands if then is not None else content)
         (reply,) = await replies.read(1, timeout)
     if reply.code != 250:
+        if then is not None:
+            smtp.close()
         raise SMTPDataError(reply.code, reply.message)
-    return reply
+    return Flight(smtp, then, replies) if then is not None else None
 
 
 def stuffed(raw: bytes) -> bytes:
@@ -115,33 +162,42 @@ def _transport(smtp: aiosmtplib.SMTP) -> asyncio.Transport:
     return transport
 
 
-@contextmanager
-def _borrowed(smtp: aiosmtplib.SMTP) -> Iterator[_Replies]:
-    """The connection's replies come to us meanwhile; aiosmtplib's protocol gets them back after."""
+def _borrow(smtp: aiosmtplib.SMTP) -> _Replies:
+    """The connection's replies come to us until ``_Replies.give_back``."""
     transport, owner = _transport(smtp), smtp.protocol
     assert owner is not None
-    replies = _Replies(owner)
+    replies = _Replies(owner, transport)
     transport.set_protocol(replies)
+    return replies
+
+
+@contextmanager
+def _reading(smtp: aiosmtplib.SMTP, replies: _Replies, keep: bool = False) -> Iterator[None]:
+    """Give the replies back to aiosmtplib's protocol after (``keep``: more are to come to us)."""
     try:
-        yield replies
+        yield
     except BaseException:
         smtp.close()  # a reply still on its way would be read as the answer to the next command
         raise
-    finally:
-        if not transport.is_closing():
-            transport.set_protocol(owner)
+    if not keep:
+        replies.give_back()
 
 
 class _Replies(asyncio.Protocol):
     """Collects complete replies (multi-line ones joined, as aiosmtplib does) in arrival order."""
 
-    def __init__(self, owner: asyncio.Protocol) -> None:
+    def __init__(self, owner: asyncio.Protocol, transport: asyncio.BaseTransport | None = None) -> None:
         self.owner = owner  # told when the connection ends, so aiosmtplib knows it is gone
+        self.transport = transport
         self.buffer = bytearray()
         self.lines: list[bytes] = []  # the lines of a reply not yet complete
         self.replies: deque[SMTPResponse] = deque()
         self.failure: Exception | None = None
         self.changed: asyncio.Event = asyncio.Event()
+
+    def give_back(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.set_protocol(self.owner)
 
     async def read(self, count: int, timeout: float | None) -> list[SMTPResponse]:
         try:

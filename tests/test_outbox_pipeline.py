@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -29,11 +31,16 @@ class Recorder:
     RCPT TO with ``rcpt`` (by recipient) and DATA with ``data``: it may say 354 where a good
     server would not."""
 
-    def __init__(self, rcpt: dict[str, bytes] | None = None, data: bytes = b"354 go on") -> None:
+    def __init__(self, rcpt: dict[str, bytes] | None = None, data: bytes = b"354 go on",
+                 content: dict[bytes, bytes] | None = None, slow: float = 0.0, close_after: int = 0) -> None:
         self.rcpt = rcpt or {}
         self.data = data
+        self.content = content or {}  # the reply to a message holding this text (else 250)
+        self.slow = slow  # seconds before answering a message's content
+        self.close_after = close_after  # messages a connection takes before the server closes it
         self.chunks: list[bytes] = []
         self.messages: list[bytes] = []
+        self.connections = 0
 
     async def __aenter__(self) -> Recorder:
         self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
@@ -45,8 +52,9 @@ class Recorder:
         await self.server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         writer.write(b"220 recorder ESMTP\r\n")
-        pending, content = b"", None
+        pending, content, taken = b"", None, 0
         while chunk := await reader.read(65536):
             self.chunks.append(chunk)
             pending += chunk
@@ -55,9 +63,16 @@ class Recorder:
                     end = pending.find(b"\r\n.\r\n")
                     if end == -1:
                         break
-                    self.messages.append(pending[:end + 2])
-                    pending, content = pending[end + 5:], None
-                    writer.write(b"250 2.0.0 queued\r\n")
+                    message, pending, content = pending[:end + 2], pending[end + 5:], None
+                    await asyncio.sleep(self.slow)
+                    reply = next((r for text, r in self.content.items() if text in message), b"250 2.0.0 queued")
+                    if reply.startswith(b"250"):
+                        self.messages.append(message)
+                        taken += 1
+                    writer.write(reply + b"\r\n")
+                    if self.close_after and taken >= self.close_after:
+                        writer.close()
+                        return
                     continue
                 line, sep, rest = pending.partition(b"\r\n")
                 if not sep:
@@ -79,9 +94,12 @@ class Recorder:
         writer.close()
 
 
+_rows = itertools.count(1)
+
+
 async def one_row(raw: bytes, *recipients: str) -> OutboundMessage:
     return await OutboundMessage.create(
-        kind="ack", message_id=f"<p{len(recipients)}.{len(raw)}@example.test>", mail_from="support@example.test",
+        kind="ack", message_id=f"<p{next(_rows)}@example.test>", mail_from="support@example.test",
         recipients=list(recipients), recipient=recipients[0], raw_bytes=raw, next_try_at=START, created_at=START)
 
 
@@ -140,6 +158,72 @@ async def test_a_refused_data_leaves_the_row_pending_and_the_lane_usable(db: Non
     assert report.deferred == 1 and server.messages == []
     assert (await OutboundMessage.get()).status == OutboundStatus.PENDING
     assert any(c.startswith(b"RSET") for c in server.chunks)
+
+
+async def test_the_next_envelope_goes_behind_the_content_and_its_content_after_the_commit(db: None) -> None:
+    for n in range(3):
+        await one_row(f"Subject: m{n}\r\n\r\nHello {n}.\r\n".encode(), f"c{n}@example.test")
+    async with Recorder() as server:
+        sender = outbox(server.port)  # one lane: row after row on one connection
+        report = await sender.deliver_due()
+        await sender.close()
+    assert report.sent == 3 and server.connections == 1
+    assert server.messages == [f"Subject: m{n}\r\n\r\nHello {n}.\r\n".encode() for n in range(3)]
+    # One write a message: its content, and behind it the next one's MAIL, RCPT and DATA.
+    def envelope(n: int) -> bytes:
+        return f"MAIL FROM:<support@example.test>\r\nRCPT TO:<c{n}@example.test>\r\nDATA\r\n".encode()
+
+    def content(n: int) -> bytes:
+        return f"Subject: m{n}\r\n\r\nHello {n}.\r\n.\r\n".encode()
+
+    assert server.chunks[1:] == [envelope(0), content(0) + envelope(1), content(1) + envelope(2), content(2),
+                                 b"QUIT\r\n"]  # the last one alone
+    assert {r.status for r in await OutboundMessage.all()} == {OutboundStatus.SENT}
+
+
+async def test_a_refused_content_with_the_next_envelope_behind_it_costs_that_row_nothing(db: None) -> None:
+    await one_row(b"Subject: first\r\n\r\nrefuse me\r\n", "a@example.test")
+    await one_row(b"Subject: second\r\n\r\nHello.\r\n", "b@example.test")
+    async with Recorder(content={b"refuse me": b"554 5.7.1 spam"}) as server:
+        sender = outbox(server.port)
+        report = await sender.deliver_due()
+        await sender.close()
+    # The server was in the second row's DATA already: no RSET (it would be read as content);
+    # a new connection takes the second row, once.
+    assert (report.failed, report.sent) == (1, 1)
+    assert not any(b"RSET" in chunk for chunk in server.chunks)
+    assert server.messages == [b"Subject: second\r\n\r\nHello.\r\n"] and server.connections == 2
+    first, second = await OutboundMessage.all().order_by("id")
+    assert first.status == OutboundStatus.FAILED and "554" in first.last_error
+    assert second.status == OutboundStatus.SENT
+
+
+async def test_a_row_in_flight_when_the_pass_ends_is_given_back_unsent(db: None) -> None:
+    await one_row(b"Subject: first\r\n\r\nHello.\r\n", "a@example.test")
+    await one_row(b"Subject: second\r\n\r\nHello.\r\n", "b@example.test")
+    async with Recorder(slow=0.5) as server:
+        sender = outbox(server.port)
+        # The first content goes before the deadline, with the second envelope behind it;
+        # its 250 comes after: the second row must not be begun.
+        report = await sender.deliver_due(deadline=time.monotonic() + 0.25)
+        await sender.close()
+    assert (report.sent, report.deferred) == (1, 1)
+    assert any(b"RCPT TO:<b@example.test>" in chunk for chunk in server.chunks)  # its envelope went...
+    assert server.messages == [b"Subject: first\r\n\r\nHello.\r\n"]  # ...never its content
+    first, second = await OutboundMessage.all().order_by("id")
+    assert (first.status, second.status) == (OutboundStatus.SENT, OutboundStatus.PENDING)
+    assert second.attempts == 0
+
+
+async def test_a_server_that_closes_after_each_message_gets_the_next_on_a_new_connection(db: None) -> None:
+    for n in range(3):
+        await one_row(f"Subject: m{n}\r\n\r\nHello {n}.\r\n".encode(), f"c{n}@example.test")
+    async with Recorder(close_after=1) as server:
+        sender = outbox(server.port)
+        report = await sender.deliver_due()
+        await sender.close()
+    assert (report.sent, report.deferred, report.failed) == (3, 0, 0)
+    assert len(server.messages) == 3 and server.connections == 3
 
 
 @pytest.mark.slow
