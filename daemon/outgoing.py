@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 from datetime import datetime, timezone
 from email.charset import RFC2047_CHROME_LEN, SHORTEST, Charset
-from email.header import Header
+from email.header import MAXLINELEN, Header
 from email.utils import formataddr
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|wg|fwd?)\s*:\s*", re.IGNORECASE)
@@ -78,7 +78,9 @@ def header_line(name: str, value: str) -> bytes:
     value = one_line(value, 2000)
     if value.isascii():
         return _folded(name, value).encode("ascii")
-    encoded = Header(value, _UTF8, header_name=name).encode(linesep="\r\n")
+    # email.header's first line holds MAXLINELEN characters, "Name: " included.
+    encoded = _UTF8.one_word(value, MAXLINELEN - len(name) - 2) or \
+        Header(value, _UTF8, header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
@@ -138,14 +140,29 @@ class _Utf8Charset(Charset):
             lines.append(encoder.header_encode(string[start:stop].encode(codec), codec) if stop > start else None)
             start = stop
 
+    def one_word(self, string: str, room: int) -> str | None:
+        """What email.header writes for ``string`` when one encoded word of it fits the ``room``
+        of its first line: that word alone (the common short subject or name); else None."""
+        codec = self.output_codec or "us-ascii"
+        octets = string.encode(codec)
+        encoder = self._get_encoder(octets)
+        length = _q_length(octets) if encoder is email.quoprimime else -(-len(octets) // 3) * 4
+        if length > room - len(self.get_output_charset()) - RFC2047_CHROME_LEN:
+            return None
+        return encoder.header_encode(octets, codec)  # type: ignore[no-any-return]
+
     def _get_encoder(self, header_bytes: bytes) -> Any:
         """Charset._get_encoder's choice, the Q length counted in C (formataddr asks it for a name)."""
         if self.header_encoding != SHORTEST:
             return super()._get_encoder(header_bytes)  # type: ignore[misc]
-        escaped = len(header_bytes.translate(None, _Q_PLAIN))  # octets written =XX
-        if -(-len(header_bytes) // 3) * 4 < len(header_bytes) + 2 * escaped:
+        if -(-len(header_bytes) // 3) * 4 < _q_length(header_bytes):
             return email.base64mime
         return email.quoprimime
+
+
+def _q_length(octets: bytes) -> int:
+    """email.quoprimime.header_length, counted in C: one character per plain octet, three per =XX."""
+    return len(octets) + 2 * len(octets.translate(None, _Q_PLAIN))
 
 
 _Q_PLAIN = bytes(octet for octet in range(256) if email.quoprimime.header_length(bytes([octet])) == 1)

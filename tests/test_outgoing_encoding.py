@@ -103,3 +103,16 @@ def _text_message_plainly(headers: list[bytes], body: str) -> bytes:
 def test_a_text_body_is_encoded_as_before(body: str) -> None:
     headers = [b"Subject: x\r\n"]
     assert text_message(headers, body) == _text_message_plainly(headers, body)
+
+
+@pytest.mark.parametrize("text", ["Drucker kaputt – jä, seit Montag " * 3, "请求帮助：无法登录我的账户" * 3, "a😀" * 40],
+                         ids=["q", "base64", "emoji"])
+def test_a_value_that_grows_past_one_encoded_word_is_written_as_the_standard_library_does(text: str) -> None:
+    """Up to the length where one encoded word no longer fits the first line, and past it."""
+    for name in NAMES:
+        for end in range(1, len(text) + 1):
+            value = one_line(text[:end], 2000)
+            if value.isascii():  # not encoded at all
+                continue
+            stock = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+            assert header_line(name, value) == f"{name}: {stock}\r\n".encode("ascii"), (name, value)
