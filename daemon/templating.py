@@ -54,21 +54,22 @@ class Sandbox(SandboxedEnvironment):
     """
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        kind = type(obj)
-        if kind is dict:
-            if type(attribute) is str and attribute not in _DICT_ATTRIBUTES:
-                try:
-                    return obj[attribute]
-                except KeyError:
-                    return self.undefined(obj=obj, name=attribute)
-        else:
-            fields = _FIELDS.get(kind)
-            if fields is None:
-                fields = _FIELDS[kind] = _own_fields(kind)
-            if attribute in fields:
-                value = getattr(obj, attribute, _MISSING)  # the sandbox's own first step
-                if type(value) in _PLAIN:
-                    return value
+        if type(attribute) is str:  # as "ticket.number" compiles (anything else: the sandbox's way)
+            kind = type(obj)
+            if kind is dict:
+                if attribute not in _DICT_ATTRIBUTES:
+                    try:
+                        return obj[attribute]
+                    except KeyError:
+                        return self.undefined(obj=obj, name=attribute)
+            else:
+                fields = _FIELDS.get(kind)
+                if fields is None:
+                    fields = _FIELDS[kind] = _own_fields(kind)
+                if attribute in fields:
+                    value = getattr(obj, attribute, _MISSING)  # the sandbox's own first step
+                    if type(value) in _PLAIN:
+                        return value
         return super().getattr(obj, attribute)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
