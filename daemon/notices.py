@@ -184,7 +184,7 @@ def _agent(config: Config, address: str) -> dict[str, Any]:
     return {"name": found.name, "address": found.address}
 
 
-# (team, addresses found to be its agents'): each notification checks the same few again, and
+# (team, the addresses found to be agents of it): each notification checks the same few again, and
 # normalizing one costs more than the rest of the check. A Team is frozen, so what was an agent
 # of it stays one; a reloaded config brings another Team, which starts afresh. Bounded: the
 # addresses are as written by callers, so different spellings of one agent each count.

@@ -12,11 +12,11 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from typing import Any
 from datetime import datetime, timezone
 from email.charset import RFC2047_CHROME_LEN, SHORTEST, Charset
 from email.header import MAXLINELEN, Header
 from email.utils import formataddr
+from typing import Any
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|wg|fwd?)\s*:\s*", re.IGNORECASE)
 _TAG = re.compile(r"\[#\d+\]")
@@ -110,7 +110,8 @@ class _Utf8Charset(Charset):
     again (quadratic: ~90 µs for a 50-character non-ASCII subject, a notification's Subject).
     An encoded word's length only grows with each character, by its octets (base64: 4 per
     3 begun) or their Q-encoded length, so each word is the longest run that fits: found by
-    bisection in the running sum of the characters' costs.
+    bisection in the running sum of the characters' costs. A value whose one encoded word fits
+    its first line needs none of email.header's formatting (one_word).
     """
 
     def __init__(self) -> None:
