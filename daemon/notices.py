@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ticketd.daemon.config import Config, ConfigError
+from ticketd.daemon.config_agents import Team
 from ticketd.daemon.config_lifecycle import NOTIFICATION_TEMPLATES, TEMPLATES
 from ticketd.daemon.outgoing import (address_header, date_value, header_line, new_message_id, one_line, reply_subject,
                                       text_message)
@@ -125,8 +126,10 @@ def duration(span: timedelta) -> str:
 def check_reply_to(config: Config, recipients: Sequence[str], reply_to: str) -> None:
     """Refuse a Reply-To (ours are signed reply addresses) in mail to anyone who is not an agent: ValueError."""
     if reply_to:
+        team = config.team
         for address in recipients:
-            _agent(config, address)
+            if not _is_agent(team, address):
+                raise ValueError(_not_an_agent(address))
 
 
 def message_headers(config: Config, recipients: Sequence[str], subject: str, message_id: str,
@@ -137,21 +140,26 @@ def message_headers(config: Config, recipients: Sequence[str], subject: str, mes
     smtp = config.smtp
     headers = [
         address_header("From", smtp.from_name if from_name is None else from_name, smtp.from_address),
-        header_line("To", ", ".join(one_line(address) for address in recipients)),
+        header_line("To", ", ".join(map(one_line, recipients))),
         header_line("Subject", subject),
         header_line("Date", date_value(clock.now())),
         header_line("Message-ID", message_id),
     ]
     if reply_to:
         headers.append(header_line("Reply-To", reply_to))
-    chain = [one_line(ref) for ref in references if one_line(ref)][-10:]
+    chain = [ref for ref in map(one_line, references) if ref][-10:]
     if in_reply_to:
         headers.append(header_line("In-Reply-To", in_reply_to))
-        chain = [ref for ref in chain if ref != one_line(in_reply_to)] + [one_line(in_reply_to)]
+        parent = one_line(in_reply_to)
+        chain = [ref for ref in chain if ref != parent] + [parent]
     if chain:
         headers.append(header_line("References", " ".join(chain)))
-    # RFC 3834: an auto-responder must not answer; Exchange's Out-of-Office reads the other.
-    return headers + [header_line("Auto-Submitted", "auto-generated"), header_line("X-Auto-Response-Suppress", "All")]
+    headers += _AUTOMATIC
+    return headers
+
+
+# RFC 3834: an auto-responder must not answer; Exchange's Out-of-Office reads the other.
+_AUTOMATIC = (header_line("Auto-Submitted", "auto-generated"), header_line("X-Auto-Response-Suppress", "All"))
 
 
 def _draft(config: Config, kind: str, number: int, recipients: tuple[str, ...], subject: str, body: str,
@@ -172,8 +180,37 @@ def _agent(config: Config, address: str) -> dict[str, Any]:
     """The agent with ``address`` as the templates see him; ValueError for anyone else."""
     found = config.team.agent_by_address(address) if config.team is not None else None
     if found is None:
-        raise ValueError(f"{one_line(address)!r} is not an agent of [[agents]]: this mail is for agents only")
+        raise ValueError(_not_an_agent(address))
     return {"name": found.name, "address": found.address}
+
+
+# (team, the addresses found to be agents of it): each notification checks the same few again, and
+# normalizing one costs more than the rest of the check. A Team is frozen, so what was an agent
+# of it stays one; a reloaded config brings another Team, which starts afresh. Bounded: the
+# addresses are as written by callers, so different spellings of one agent each count.
+_KNOWN_AGENTS: tuple[Team | None, set[str]] = (None, set())
+_MAX_KNOWN_AGENTS = 1000
+
+
+def _is_agent(team: Team | None, address: str) -> bool:
+    global _KNOWN_AGENTS
+    if team is None:
+        return False
+    known_team, known = _KNOWN_AGENTS
+    if known_team is not team:
+        known = set()
+        _KNOWN_AGENTS = (team, known)
+    if address in known:
+        return True
+    if team.agent_by_address(address) is None:
+        return False
+    if len(known) < _MAX_KNOWN_AGENTS:
+        known.add(address)
+    return True
+
+
+def _not_an_agent(address: str) -> str:
+    return f"{one_line(address)!r} is not an agent of [[agents]]: this mail is for agents only"
 
 
 def _version(path: Path) -> tuple[int, int] | None:
