@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import binascii
-import bisect
-import email.base64mime
-import email.quoprimime
 import itertools
-import operator
 import os
 import re
 import secrets
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from email.charset import RFC2047_CHROME_LEN, SHORTEST, Charset
+from email.charset import Charset
 from email.header import MAXLINELEN, Header
 from email.utils import formataddr
-from typing import Any
 
 _REPLY_PREFIX = re.compile(r"^\s*(re|aw|sv|antw|wg|fwd?)\s*:\s*", re.IGNORECASE)
 _TAG = re.compile(r"\[#\d+\]")
@@ -78,9 +72,11 @@ def header_line(name: str, value: str) -> bytes:
     value = one_line(value, 2000)
     if value.isascii():
         return _folded(name, value).encode("ascii")
-    # email.header's first line holds MAXLINELEN characters, "Name: " included.
-    encoded = _UTF8.one_word(value, MAXLINELEN - len(name) - 2) or \
-        Header(value, _UTF8, header_name=name).encode(linesep="\r\n")
+    # What email.header writes for a value whose one encoded word fits its first line (MAXLINELEN,
+    # "Name: " included): that word, without its formatter (a 50-character subject: 89 µs -> 3 µs).
+    encoded = _UTF8.header_encode(value)
+    if len(encoded) > MAXLINELEN - len(name) - 2:  # longer: split into words as email.header does
+        encoded = Header(value, _UTF8, header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
@@ -103,72 +99,8 @@ def address_header(name: str, display: str, address: str) -> bytes:
     return f"{name}: {formataddr((one_line(display), one_line(address)), charset=_UTF8)}\r\n".encode("ascii")
 
 
-class _Utf8Charset(Charset):
-    """UTF-8 for email.header, whose encoded words come out exactly as the standard library's, in linear time.
-
-    Charset.header_encode_lines splits a value into encoded words by encoding every prefix
-    again (quadratic: ~90 µs for a 50-character non-ASCII subject, a notification's Subject).
-    An encoded word's length only grows with each character, by its octets (base64: 4 per
-    3 begun) or their Q-encoded length, so each word is the longest run that fits: found by
-    bisection in the running sum of the characters' costs. A value whose one encoded word fits
-    its first line needs none of email.header's formatting (one_word).
-    """
-
-    def __init__(self) -> None:
-        super().__init__("utf-8")
-
-    def header_encode_lines(self, string: str, maxlengths: Iterator[int]) -> list[str | None]:
-        codec = self.output_codec or "us-ascii"
-        encoder = self._get_encoder(string.encode(codec))
-        qp = encoder is email.quoprimime
-        costs = list(map(len, map(str.encode, string)))  # each character's octets in UTF-8, the codec
-        if qp:  # Q: an ASCII character's own length (1, or 3 for =XX); 3 for each octet of any other
-            costs = list(map(operator.mul, costs, map(_Q_ASCII.get, string, itertools.repeat(3))))
-        total = [0, *itertools.accumulate(costs)]  # total[k]: the cost of string[:k]
-        extra = len(self.get_output_charset()) + RFC2047_CHROME_LEN
-        lines: list[str | None] = []
-        start, end = 0, len(string)
-        while True:
-            maxlen = next(maxlengths) - extra
-            budget = maxlen if qp else maxlen // 4 * 3  # in octets for base64
-            stop = max(bisect.bisect_right(total, total[start] + budget, lo=start) - 1, start)
-            if lines:  # as Charset does: a word after a split holds its first character, fitting or not
-                stop = max(stop, start + 1)
-            if stop == end:
-                lines.append(encoder.header_encode(string[start:].encode(codec), codec))
-                return lines
-            # None: not even one character fits the first line (Charset's way of saying so).
-            lines.append(encoder.header_encode(string[start:stop].encode(codec), codec) if stop > start else None)
-            start = stop
-
-    def one_word(self, string: str, room: int) -> str | None:
-        """What email.header writes for ``string`` when one encoded word of it fits the ``room``
-        of its first line: that word alone (the common short subject or name); else None."""
-        codec = self.output_codec or "us-ascii"
-        octets = string.encode(codec)
-        encoder = self._get_encoder(octets)
-        length = _q_length(octets) if encoder is email.quoprimime else -(-len(octets) // 3) * 4
-        if length > room - len(self.get_output_charset()) - RFC2047_CHROME_LEN:
-            return None
-        return encoder.header_encode(octets, codec)  # type: ignore[no-any-return]
-
-    def _get_encoder(self, header_bytes: bytes) -> Any:
-        """Charset._get_encoder's choice, the Q length counted in C (formataddr asks it for a name)."""
-        if self.header_encoding != SHORTEST:
-            return super()._get_encoder(header_bytes)  # type: ignore[misc]
-        if -(-len(header_bytes) // 3) * 4 < _q_length(header_bytes):
-            return email.base64mime
-        return email.quoprimime
-
-
-def _q_length(octets: bytes) -> int:
-    """email.quoprimime.header_length, counted in C: one character per plain octet, three per =XX."""
-    return len(octets) + 2 * len(octets.translate(None, _Q_PLAIN))
-
-
-_Q_PLAIN = bytes(octet for octet in range(256) if email.quoprimime.header_length(bytes([octet])) == 1)
-_Q_ASCII = {chr(code): email.quoprimime.header_length(bytes([code])) for code in range(128)}  # 1, or 3 for =XX
-_UTF8 = _Utf8Charset()
+# One Charset for every header we encode: formataddr and Header would build one per value.
+_UTF8 = Charset("utf-8")
 
 
 def text_message(headers: list[bytes], body: str) -> bytes:

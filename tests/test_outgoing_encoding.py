@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import binascii
-import itertools
 import random
-from email.charset import Charset
 from email.header import Header
 from email.utils import formataddr
 
-import email.quoprimime
 import pytest
 
-from ticketd.daemon.outgoing import _UTF8, address_header, header_line, one_line, text_message
+from ticketd.daemon.outgoing import address_header, header_line, one_line, text_message
 
 # Runs of these make values of every kind: plain words, Latin letters with accents (Q is
 # shorter), Cyrillic, CJK and emoji (base64 is), and what Q must escape.
@@ -25,25 +22,6 @@ def values(count: int, seed: int) -> list[str]:
     rnd = random.Random(seed)
     return ["".join(rnd.choice(rnd.choice(ALPHABETS)) for _ in range(rnd.randint(0, rnd.choice([5, 60, 200, 1500]))))
             for _ in range(count)]
-
-
-@pytest.mark.parametrize("first", [-3, 0, 1, 2, 5, 20, 64])
-def test_encoded_words_split_as_the_standard_librarys(first: int) -> None:
-    stock = Charset("utf-8")
-    for value in values(300, first + 100):
-        lengths = [first, *range(60, 80)]
-        assert _UTF8.header_encode_lines(value, itertools.cycle(lengths)) == \
-            stock.header_encode_lines(value, itertools.cycle(lengths)), value
-
-
-def test_a_first_line_without_room_gives_none_as_the_standard_library_does() -> None:
-    lines = _UTF8.header_encode_lines("日本語", iter([2, 60, 60]))
-    assert lines[0] is None and lines == Charset("utf-8").header_encode_lines("日本語", iter([2, 60, 60]))
-
-
-def test_every_octet_is_one_or_three_characters_in_q() -> None:
-    """What the Q length of a value is counted from (len + 2 per escaped octet)."""
-    assert {email.quoprimime.header_length(bytes([octet])) for octet in range(256)} == {1, 3}
 
 
 @pytest.mark.parametrize("seed", range(4))
