@@ -23,10 +23,11 @@ from ticketd.daemon import signing
 from ticketd.daemon.config import Config, load_config
 from ticketd.daemon.config_lifecycle import TEMPLATES
 from ticketd.daemon.notices import COMMAND_HELP, check_reply_to
-from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.outgoing import one_line, text_message
 from ticketd.daemon.responders import Draft, ResponseContext, TicketView, Withheld
 from ticketd.daemon.responders.notification import MAX_TEXT, Notification
 from tests.support.mail import parsed
+from tests.test_outgoing_encoding import folded_by_the_loop
 from tests.test_config import MINIMUM, write
 from tests.test_config_agents import BOB, ISSUE, config_text
 
@@ -70,33 +71,14 @@ def straightforward(cfg: Config, ctx: ResponseContext) -> bytes:
         truncated=max(len(text) - MAX_TEXT, 0), first_response=ctx.first_response,
         fired_rules=list(ticket.fired_rules), mailbox=ctx.mailbox, commands=COMMAND_HELP,
         attachments=[one_line(a.filename) or a.content_type for a in message.attachments if not a.inline])
-    return _text_message(headers, body)
+    return text_message(headers, body)  # unchanged: the same function
 
 
 def _line(name: str, value: str) -> bytes:
     value = one_line(value, 2000)
     if not value.isascii():
         return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n".encode()
-    line, lines = f"{name}:", []
-    for word in value.split(" "):
-        if len(line) + 1 + len(word) > 78 and line != f"{name}:":
-            lines.append(line)
-            line = ""
-        line += " " + word
-    return ("\r\n".join([*lines, line]) + "\r\n").encode("ascii")
-
-
-def _text_message(headers: list[bytes], body: str) -> bytes:
-    text = body.replace("\r\n", "\n")
-    if text.isascii() and all(len(line) <= 990 for line in text.split("\n")):
-        charset, encoding, payload = "us-ascii", "7bit", text.encode("ascii")
-    else:
-        charset, encoding = "utf-8", "quoted-printable"
-        payload = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    head = b"".join(headers) + (
-        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"{charset}\"\r\n"
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n").encode("ascii")
-    return head + payload.replace(b"\n", b"\r\n")
+    return folded_by_the_loop(name, value)
 
 
 _VARYING = re.compile(rb"^(Date|Message-ID): .*\r\n", re.MULTILINE)
