@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pstats
 import sys
 from pathlib import Path
@@ -50,6 +51,12 @@ def _cpu(seconds: float, n: int, idle: float | None = None) -> None:
     beyond = f", {(seconds - idle) / n * 1000:.2f} ms beyond an idle run's {idle:.2f} s" if idle is not None else ""
     print(f"  CPU:          {seconds:.2f} s user+system (ticketd and its parse workers), "
           f"{seconds / n * 1000:.2f} ms a message{beyond}")
+
+
+def _steal(seconds: float, wall: float) -> None:
+    cpus = os.cpu_count() or 1
+    print(f"  steal:        {seconds:.2f} s of the {cpus} CPUs' time went to other guests of the host during the run "
+          f"({seconds / (wall * cpus) * 100:.0f} %; compare only figures taken with little of it)")
 
 
 def _rss(max_rss: int, tree_rss: int) -> None:
@@ -104,6 +111,7 @@ def report(result: Result, seed: int) -> None:
     print(f"  run --once:   {child.seconds:.2f} s wall, {result.n / child.seconds:.1f} messages/s, "
           f"exit {child.exit_code}")
     _cpu(child.cpu, result.n, result.idle.cpu if result.idle else None)
+    _steal(child.steal, child.seconds)
     _startup(result.startup, result.idle_startup, result.idle.seconds if result.idle else None)
     _latency(result.outcome.latencies)
     _rss(child.max_rss, child.tree_rss)
@@ -128,6 +136,7 @@ def report_lmtp(result: LmtpResult, seed: int) -> None:
     print(f"  ticketd:      {result.child.seconds:.2f} s from spawn to exit after SIGTERM, "
           f"exit {result.child.exit_code}")
     _cpu(result.child.cpu, n, result.idle.cpu if result.idle else None)
+    _steal(result.child.steal, result.child.seconds)
     _latency(result.outcome.latencies)
     _rss(result.child.max_rss, result.child.tree_rss)
     _statements(result.outcome.statements, result.idle_statements, n)

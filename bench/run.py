@@ -9,8 +9,9 @@ import tempfile
 from pathlib import Path
 
 from bench.history import Cache
-from bench.imaprun import run_one
+from bench.imaprun import Result, run_one
 from bench.lmtp import run_lmtp
+from bench.pairs import notify_pairs, summary
 from bench.report import (MIB, print_log_tail, print_profile, repeat_summary, report, report_lmtp,
                           series_table)
 from bench.scrape import report_watch
@@ -62,6 +63,23 @@ def single(args: argparse.Namespace, root: Path, cache: Cache) -> int:
     return 0
 
 
+def pairs(args: argparse.Namespace, root: Path, cache: Cache) -> int:
+    """--notify-pairs K: K runs without and K with notifications, in turns; their ratios."""
+    def one(notify: bool) -> Result:
+        return run_one(args.n, args.seed, root / ("notify" if notify else "plain"), timeout=args.timeout,
+                       history=args.history, trace=not args.no_trace, cache=cache, notify=notify)
+
+    print(f"ticketd benchmark: {args.notify_pairs} pairs of run --once, n={args.n} seed={args.seed}, "
+          f"without and with an agent notified of every new ticket", flush=True)
+    results, problems = notify_pairs(args.notify_pairs, one)
+    summary(results)
+    if problems:
+        print("FAILED: " + "; ".join(problems))
+        return 1
+    print("OK")
+    return 0
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--n", type=int, default=1000, help="messages to load (default 1000)")
@@ -72,6 +90,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="run K times (fresh server and database each) and print the medians")
     parser.add_argument("--notify", action="store_true",
                         help="an agent is notified of every new ticket (issue 8: within 15 %% of without)")
+    parser.add_argument("--notify-pairs", type=int, default=0, metavar="K",
+                        help="K runs without and K with --notify, in turns: each pair's ratio, the medians and "
+                             "each run's steal (issue 8's figure on a shared host)")
     parser.add_argument("--lmtp", action="store_true",
                         help="push the messages over LMTP to a running `ticketd run` instead of IMAP")
     parser.add_argument("--keep", type=Path, metavar="DIR",
@@ -98,6 +119,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat needs 1 or more")
     if args.lmtp and (args.profile or args.rss_series or args.strace or args.py_spy or args.scrape):
         parser.error("--lmtp goes with none of --profile, --py-spy, --rss-series, --strace, --scrape")
+    if args.notify_pairs and (args.notify or args.lmtp or args.rss_series or args.repeat > 1 or args.profile
+                              or args.py_spy or args.strace or args.scrape):
+        parser.error("--notify-pairs goes with none of --notify, --lmtp, --rss-series, --repeat, --profile, "
+                     "--py-spy, --strace, --scrape")
     if args.scrape and args.rss_series:
         parser.error("--scrape goes with one run, not --rss-series")
     return args
@@ -110,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         root = args.keep.resolve() if args.keep else Path(scratch)
         cache = Cache(root / "history-cache")  # one fill per invocation, whatever the runs
         try:
+            if args.notify_pairs:
+                return pairs(args, root, cache)
             if args.rss_series:
                 ns = [int(part) for part in args.rss_series.split(",") if part.strip()]
                 return series(ns, args.seed, root, args.timeout, args.history, not args.no_trace, cache)
