@@ -116,10 +116,12 @@ async def _reply(commit: Commit, row: InboundMessage, msg: ParsedMessage, agent:
     relayed = 0
     if not parsed.note and (parsed.text.strip() or _attachments(msg)):
         relayed = await _relay(commit, ticket, agent, parsed.text, msg)
-    await _apply(commit, ticket, plan, agent, relayed=bool(relayed), note=parsed.note)
+    # The reply before what its commands did: the ticket's history (and the webhooks) read
+    # "answered, then solved" as it happened, not "solved, then answered".
     commit.writes.event(ticket.id, "note" if parsed.note else "agent_reply",
                         {"article": article, "inbound": row.id, "relayed": bool(relayed),
                          "commands": [c.line for c in parsed.commands]}, who=agent.address)
+    await _apply(commit, ticket, plan, agent, relayed=bool(relayed), note=parsed.note)
     if commit.config.sla is not None and (relayed or plan.priority or plan.queue):
         from ticketd.daemon.sla.schedule import reschedule_sla
 

@@ -36,7 +36,7 @@ async def test_each_event_is_posted_once_signed_with_the_ticket(tmp_path: Path, 
         finally:
             await sender.close()
     got = server.delivered()
-    assert [r.json["event"] for r in got] == ["created", "solved", "agent_reply", "csat"]  # as the events were recorded
+    assert [r.json["event"] for r in got] == ["created", "agent_reply", "solved", "csat"]  # answered, then solved
     for r in got:
         assert r.path == "/all" and r.headers["content-type"] == "application/json"
         expected = "sha256=" + hmac.new(KEY.encode(), r.body, hashlib.sha256).hexdigest()
@@ -47,7 +47,7 @@ async def test_each_event_is_posted_once_signed_with_the_ticket(tmp_path: Path, 
     assert (first["number"], first["subject"], first["requester"], first["queue"]) == (
         1, "Help", "ann@example.org", "support")
     assert "text" not in got[0].json["detail"]  # customer text stays out unless include_text
-    assert got[2].json["detail"]["agent"] == "alice@example.test"
+    assert got[1].json["detail"]["agent"] == "alice@example.test"
     assert got[3].json["detail"] == {"rating": 5}
 
 
