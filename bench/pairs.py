@@ -13,6 +13,7 @@ from statistics import median
 from typing import Callable
 
 from bench.imaprun import Result
+from bench.report import rate
 
 CALM = 0.05  # a run with less steal than this share of the CPUs' time counts as calm
 
@@ -40,10 +41,6 @@ def summary(pairs: list[tuple[Result, Result]]) -> None:
     calm = [n / p for (a, b), p, n in zip(pairs, plain, notified) if steal_share(a) < CALM and steal_share(b) < CALM]
     print(f"  {len(calm)} pairs with under {CALM:.0%} steal in both runs"
           + (f": median ratio {median(calm):.3f}" if calm else ""))
-
-
-def rate(result: Result) -> float:
-    return result.n / result.child.seconds
 
 
 def steal_share(result: Result) -> float:

@@ -83,8 +83,7 @@ class Chains:
     def give_back(self, lane: int, queue: deque[Due]) -> None:
         """A row in flight but never begun goes back to the front of the queue; its lane is dropped."""
         chained = self._by_lane.pop(lane, None)
-        if chained is not None:
-            chained.flight.abandon()
+        if chained is not None:  # the server may wait for content after a 354: only closing ends that
             self.lanes.drop(lane)
             queue.appendleft(chained.row)
 

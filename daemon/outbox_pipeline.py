@@ -95,10 +95,6 @@ class Flight:
             self.smtp.close()
         return flight
 
-    def abandon(self) -> None:
-        """Never land it: the server may be waiting for content after a 354, and only closing ends that."""
-        self.smtp.close()
-
 
 async def first_flight(smtp: aiosmtplib.SMTP, envelope: Envelope, timeout: float | None) -> FirstFlight:
     """MAIL FROM, every RCPT TO and DATA in one write; their replies in order (see Flight.landed)."""
