@@ -9,9 +9,9 @@ A context variable, not a logging.Filter: the text format never pays for it, and
 from __future__ import annotations
 
 import functools
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from contextvars import Context, ContextVar, copy_context
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 # The fields in force, as a dict that is never changed once set (a new one replaces it): a
 # line reads it without a copy, and a task started inside a scope keeps what it saw.
@@ -25,14 +25,23 @@ def current() -> dict[str, Any]:
     return _fields.get()
 
 
-@contextmanager
-def scope(**fields: Any) -> Iterator[None]:
-    """Add ``fields`` (None and "" left out) to every line written inside; restored on exit."""
-    token = _fields.set(_merged(fields))
-    try:
-        yield
-    finally:
-        _fields.reset(token)
+class scope(AbstractContextManager[None]):  # noqa: N801 - used as the function it replaced
+    """Add ``fields`` (None and "" left out) to every line written inside; restored on exit.
+
+    A class, not @contextmanager: one is entered for every message and every outbox row, and
+    the generator-based one cost 3.5 us a use against 1.5 (timeit, this machine).
+    """
+
+    __slots__ = ("_new", "_token")
+
+    def __init__(self, **fields: Any) -> None:
+        self._new = fields
+
+    def __enter__(self) -> None:
+        self._token = _fields.set(_merged(self._new))
+
+    def __exit__(self, *exc: object) -> None:
+        _fields.reset(self._token)
 
 
 def message(mailbox: str, inbound: int | None, message_id: str | None) -> AbstractContextManager[None]:
