@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from ticketd.daemon import lifecycle
 from ticketd.daemon.commit import Commit
+from ticketd.daemon.pause import pause
 from ticketd.daemon.relay import thread_of
 from ticketd.daemon.ticket_steps import UNASSIGNED_REPORT, change_status, ticket_view
 from ticketd.storage import bulk
@@ -55,10 +56,7 @@ async def run_forever(processor: Processor, stop: asyncio.Event) -> None:
             await run_due(processor)
         except TemporaryFailure as exc:
             log.warning("due steps wait: %s", exc)
-        try:
-            await asyncio.wait_for(stop.wait(), INTERVAL)
-        except asyncio.TimeoutError:
-            pass
+        await pause(stop, INTERVAL)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ticketd.daemon.config import MailboxConfig
 from ticketd.daemon.health import MailboxHealth
 from ticketd.daemon.imap import FetchedMessage, ImapError, ImapSession
 from ticketd.daemon.leases import Lease, LeaseLost
+from ticketd.daemon.pause import pause
 from ticketd.daemon.pipeline import Processor
 from ticketd.storage import intake
 from ticketd.storage.errors import is_temporary
@@ -317,10 +318,7 @@ class MailboxWorker:
             await self._sleep(self.config.poll_interval)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.stop.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+        await pause(self.stop, seconds)
 
 
 def _incoming(message: FetchedMessage, max_bytes: int) -> intake.Incoming:

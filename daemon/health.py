@@ -23,6 +23,7 @@ from datetime import datetime
 
 from ticketd.daemon.metrics import DatabaseFigures, Metrics
 from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.pause import pause
 from ticketd.daemon.turn import WriteTurn
 from ticketd.storage import clock, status
 from ticketd.storage.errors import describe
@@ -154,10 +155,7 @@ class HealthWriter:
         if not stop.is_set() and any(b.urgent.is_set() for b in self.boxes):
             # Coalesce a flapping server's errors, but never hold up a stop: run --once ends
             # with its mailboxes going down, an urgent change, and waited here half a second.
-            try:
-                await asyncio.wait_for(stop.wait(), QUICK)
-            except asyncio.TimeoutError:
-                pass
+            await pause(stop, QUICK)
 
 
 def _row(box: MailboxHealth) -> status.MailboxRow:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tortoise.transactions import in_transaction
 
+from ticketd.daemon.pause import pause
 from ticketd.storage import retention
 from ticketd.storage.errors import describe, is_temporary
 
@@ -56,7 +57,7 @@ async def run_forever(processor: Processor, stop: asyncio.Event, interval: float
                       first_after: float = FIRST_AFTER) -> None:
     """Prune every ``interval`` seconds until ``stop``; the days are read from the current config (SIGHUP)."""
     delay = first_after
-    while not await _stopped(stop, delay):
+    while not await pause(stop, delay):
         delay = interval
         days = processor.config.raw_after_days
         if not days:
@@ -70,9 +71,3 @@ async def run_forever(processor: Processor, stop: asyncio.Event, interval: float
                 log.exception("retention pass failed")
 
 
-async def _stopped(stop: asyncio.Event, delay: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-        return True
-    except asyncio.TimeoutError:
-        return False

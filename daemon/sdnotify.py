@@ -15,6 +15,8 @@ import socket
 import time
 from typing import Callable, Mapping
 
+from ticketd.daemon.pause import pause
+
 log = logging.getLogger("ticketd.systemd")
 
 
@@ -76,10 +78,7 @@ class Notifier:
         interval = self.watchdog_interval
         while not stop.is_set():
             self.send(*(["WATCHDOG=1"] if interval else []), *_status(status()))
-            try:
-                await asyncio.wait_for(stop.wait(), interval or every)
-            except asyncio.TimeoutError:
-                pass
+            await pause(stop, interval or every)
 
 
 def _address(value: str) -> str | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ticketd.daemon import logcontext
+from ticketd.daemon.pause import pause
 from ticketd.storage import bulk
 from ticketd.storage.errors import describe, is_temporary
 from ticketd.storage.models import OutboundMessage, OutboundStatus
@@ -101,7 +102,7 @@ class SentLedger:
                 elif self._closing.is_set():
                     self._give_up()
                 else:
-                    await self._pause(delay)
+                    await pause(self._closing, delay)
                     delay = min(self.retry_max, delay * 2)
 
     async def _flush(self) -> bool:
@@ -146,11 +147,6 @@ class SentLedger:
                   "they will be sent again: %s", len(lost), ", ".join(e.message_id for e in lost))
         self._settle(lost, None)
 
-    async def _pause(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 async def _mark_sent(batch: list[Accepted]) -> None:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from itertools import groupby
 
 from ticketd.daemon.config import Config
+from ticketd.daemon.pause import pause
 from ticketd.daemon.pipeline import Processor
 from ticketd.storage import clock
 from ticketd.storage.errors import TemporaryFailure
@@ -60,7 +61,4 @@ async def run(processor: Processor, stop: asyncio.Event, interval: float = INTER
             log.warning("piped messages wait for the next sweep: %s", exc)
         except Exception:  # one bad sweep must not end the daemon's sweeping for good
             log.exception("sweep of piped messages failed")
-        try:
-            await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
-            pass
+        await pause(stop, interval)

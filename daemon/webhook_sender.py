@@ -36,6 +36,7 @@ from ticketd.daemon.config_webhooks import WebhookConfig
 from ticketd.daemon.instance import instance_id
 from ticketd.daemon.metrics import Metrics
 from ticketd.daemon.outgoing import one_line
+from ticketd.daemon.pause import pause
 from ticketd.daemon.turn import WriteTurn
 from ticketd.storage import clock, webhooks
 from ticketd.storage.errors import describe, is_temporary
@@ -114,10 +115,7 @@ class WebhookSender:
                                                 for name in {*self.hooks, *found}}
             except Exception as exc:
                 log.debug("webhook figures not read: %s", exc)
-            try:
-                await asyncio.wait_for(stop.wait(), every)
-            except asyncio.TimeoutError:
-                pass
+            await pause(stop, every)
 
     async def deliver_due(self, deadline: float | None = None) -> int:
         """Each webhook's due rows until none is due or ``deadline`` (time.monotonic()); the rows tried."""
