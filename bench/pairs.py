@@ -3,7 +3,9 @@
 On this shared 2-core host one run of a configuration came out 30 % faster or slower than the
 next: the hypervisor's steal (bench.child.steal_seconds), not load inside the machine. So one
 run of each says little. K runs of each, taken in turns, give K ratios of neighbours and two
-medians, and each run says how much steal it had.
+medians, and each run says how much steal it had. The pairs take turns at going first (without,
+with; then with, without): a host that slows down or speeds up over a minute would otherwise
+favour whichever configuration always runs first.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def notify_pairs(k: int, run_one: Callable[[bool], Result]) -> tuple[list[tuple[
     """K pairs (without, with notifications) from ``run_one(notify)``; and every problem a run had."""
     pairs, problems = [], []
     for attempt in range(1, k + 1):
-        plain, notified = run_one(False), run_one(True)
+        if attempt % 2:
+            plain, notified = run_one(False), run_one(True)
+        else:
+            notified, plain = run_one(True), run_one(False)
         for label, result in (("without", plain), ("with", notified)):
             problems += [f"pair {attempt}, {label}: {problem}" for problem in result.problems()]
         pairs.append((plain, notified))
