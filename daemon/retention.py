@@ -69,5 +69,3 @@ async def run_forever(processor: Processor, stop: asyncio.Event, interval: float
                 log.warning("retention waits for its next pass: %s", describe(exc))
             else:
                 log.exception("retention pass failed")
-
-

@@ -148,7 +148,6 @@ class SentLedger:
         self._settle(lost, None)
 
 
-
 async def _mark_sent(batch: list[Accepted]) -> None:
     """Mark the batch sent, all or nothing, with one fsync.
 
