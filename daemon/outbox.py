@@ -23,7 +23,7 @@ from ticketd.daemon.outbox_due import Due, claimed, due_rows, lapse_in, next_due
 from ticketd.daemon.outbox_envelope import Envelope, EnvelopeError, plan_envelope
 from ticketd.daemon.outbox_chain import Chains, DeliveryReport, Pass
 from ticketd.daemon.outbox_pipeline import FirstFlight
-from ticketd.daemon.outbox_lanes import IDLE_AFTER, TRANSPORT_ERRORS, Lanes, Unreachable
+from ticketd.daemon.outbox_lanes import IDLE_AFTER, SESSION_CAP_FOR, TRANSPORT_ERRORS, Lanes, SessionLimit, Unreachable
 from ticketd.daemon.outage import Outage
 from ticketd.daemon.outgoing import one_line
 from ticketd.daemon.sent import Accepted, SentLedger
@@ -99,7 +99,7 @@ class OutboxSender:
         queue = deque(claim.rows)
         report = DeliveryReport()
         trouble: list[Unreachable] = []
-        lanes = range(min(len(self.lanes), len(queue)))
+        lanes = range(min(self.lanes.usable(), len(queue)))
         this = Pass(queue, trouble, report, deadline, claim)
         outcomes = await asyncio.gather(*(self._lane(i, this) for i in lanes), return_exceptions=True)
         if trouble:  # every row still waiting gets the backoff, not a tight retry loop
@@ -137,6 +137,10 @@ class OutboxSender:
                     try:
                         with logcontext.outbound(row.id, row.message_id, row.ticket):  # its lines say which row
                             await self._deliver(lane, row, this)
+                    except SessionLimit as limit:  # nothing of the row went: the other lanes take it
+                        this.queue.appendleft(row)
+                        self._limited(limit)
+                        return
                     except Unreachable as exc:
                         this.trouble.append(exc)
                         await self._defer(row, str(exc), this.report, quiet=True, why="unreachable")
@@ -224,11 +228,14 @@ class OutboxSender:
         # A server that closed a connection in use (after so many messages, say) gets one fresh try too.
         reused = flight is not None or self.lanes.is_open(lane)
         while True:
+            connecting = False  # a fresh session being opened: its refusal may be the server's limit
             try:
                 if flight is not None:
                     landing, flight = flight, None
                     return landing.smtp, landing.planned.envelope, await landing.landed(self.config.timeout)
+                connecting = not self.lanes.is_open(lane)
                 smtp = await self.lanes.connection(lane)
+                connecting = False
                 envelope = plan_envelope(row.mail_from, list(row.recipients), smtp.supports_extension("smtputf8"))
                 if pipeline.offered(smtp):
                     return smtp, envelope, await pipeline.first_flight(smtp, envelope, self.config.timeout)
@@ -242,11 +249,25 @@ class OutboxSender:
             except aiosmtplib.SMTPServerDisconnected as exc:
                 self.lanes.drop(lane)
                 if not reused:
-                    raise Unreachable.of(exc) from None
+                    raise await self._unreachable(lane, exc, connecting) from None
                 reused = False  # the server closed the connection we kept idle: one fresh try
             except (*TRANSPORT_ERRORS, ValueError) as exc:
                 await self.lanes.close(lane)
-                raise Unreachable.of(exc) from None
+                raise await self._unreachable(lane, exc, connecting) from None
+
+    async def _unreachable(self, lane: int, exc: BaseException, connecting: bool) -> Unreachable | SessionLimit:
+        problem = Unreachable.of(exc)
+        if not connecting:
+            return problem
+        # Lanes open side by side: those still being greeted decide whether this was the server's limit.
+        await self.lanes.settled(lane, self.config.timeout)
+        return self.lanes.refused_beside(lane, problem) or problem
+
+    def _limited(self, limit: SessionLimit) -> None:
+        if self.lanes.limit(limit.taken):  # one line a lower limit, not one a refused session
+            log.warning("SMTP %s:%d refused another session beside %d of ours (%s): sending on %d for the next "
+                        "%d minutes (smtp.connections = %d)", self.config.host, self.config.port, limit.taken,
+                        limit.problem, self.lanes.usable(), SESSION_CAP_FOR // 60, len(self.lanes))
 
     async def _fail(self, row: Due, reason: str, report: DeliveryReport, why: str) -> None:
         """Give the row up; ``why`` is the metrics' reason (rejected, unsendable, expired)."""

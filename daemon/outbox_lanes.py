@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ TRANSPORT_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
 # burst of mail (a fetched backlog, a notify per ticket) still reuses its connections.
 IDLE_AFTER = 5.0
 
+# A server that refused one more session while others of ours were open (a hosted relay's limit
+# per client, Postfix's smtpd_client_connection_count_limit) gets as many as it took at once,
+# for this long; then the configured number is tried again.
+SESSION_CAP_FOR = 900.0
+
 
 class Unreachable(Exception):
     """The server cannot or will not take mail right now: nothing to do with one message.
@@ -42,6 +48,17 @@ class Unreachable(Exception):
         return cls(f"{type(exc).__name__}: {one_line(str(exc))}", refused=isinstance(exc, ValueError))
 
 
+class SessionLimit(Exception):
+    """A fresh connection refused while others of ours were open: the server's limit, not an outage.
+
+    Nothing of the row in hand was sent (the refusal came before MAIL FROM): it goes back to the queue.
+    """
+
+    def __init__(self, problem: Unreachable, taken: int) -> None:
+        super().__init__(str(problem))
+        self.problem, self.taken = problem, taken
+
+
 class Lanes:
     """A fixed number of SMTP connections, each None until first used or after it was dropped."""
 
@@ -52,6 +69,9 @@ class Lanes:
         self.idle_after = idle_after
         self.connections: list[aiosmtplib.SMTP | None] = [None] * count
         self.used = [0.0] * count  # time.monotonic() of each lane's last command
+        self._cap: int | None = None  # as many sessions as the server took at once (SessionLimit)
+        self._cap_until = 0.0
+        self._greeted: set[int] = set()  # lanes whose session is set up (greeting, AUTH, EHLO)
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -59,6 +79,33 @@ class Lanes:
     def is_open(self, lane: int) -> bool:
         smtp = self.connections[lane]
         return smtp is not None and smtp.is_connected
+
+    async def settled(self, lane: int, timeout: float) -> None:
+        """Until every other lane's session is set up or gone (at most ``timeout``): rare, so polled."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                other != lane and other not in self._greeted and self.is_open(other) for other in range(len(self))):
+            await asyncio.sleep(0.005)
+
+    def usable(self) -> int:
+        """How many lanes a pass may use: all of them, or as many as the server last took at once."""
+        if self._cap is not None and time.monotonic() >= self._cap_until:
+            self._cap = None
+        return min(self._cap or len(self.connections), len(self.connections))
+
+    def refused_beside(self, lane: int, problem: Unreachable) -> SessionLimit | None:
+        """A SessionLimit if ``lane``'s fresh connection failed while other lanes were open.
+
+        A 5xx (our settings) is no limit, nor is a failure with no other session open (an outage).
+        """
+        taken = sum(1 for other in self._greeted if other != lane and self.is_open(other))
+        return SessionLimit(problem, taken) if taken and not problem.refused else None
+
+    def limit(self, taken: int) -> bool:
+        """Use at most ``taken`` lanes for SESSION_CAP_FOR; True if that is fewer than before."""
+        before = self.usable()
+        self._cap, self._cap_until = taken, time.monotonic() + SESSION_CAP_FOR
+        return taken < before
 
     async def connection(self, lane: int) -> aiosmtplib.SMTP:
         smtp = self.connections[lane]
@@ -87,6 +134,7 @@ class Lanes:
                 await smtp.ehlo()
             except aiosmtplib.SMTPHeloError:
                 await smtp.helo()
+        self._greeted.add(lane)
         return smtp
 
     async def reset(self, lane: int) -> None:
@@ -103,6 +151,7 @@ class Lanes:
     async def close(self, lane: int) -> None:
         """Say QUIT (bounded by the configured timeout) and forget the connection."""
         smtp, self.connections[lane] = self.connections[lane], None
+        self._greeted.discard(lane)
         if smtp is None or not smtp.is_connected:
             return
         try:
@@ -113,6 +162,7 @@ class Lanes:
     def drop(self, lane: int) -> None:
         """Forget a connection in an unknown state without a word: a fresh one is clean."""
         smtp, self.connections[lane] = self.connections[lane], None
+        self._greeted.discard(lane)
         if smtp is not None:
             smtp.close()
 

@@ -1,6 +1,6 @@
 """An SMTP sink on 127.0.0.1 (aiosmtpd) that records, or refuses on demand, every message.
 
-Besides DATA it can refuse MAIL FROM (`refuse_mail`) or chosen recipients (`refuse_rcpt`),
+Besides DATA it can refuse MAIL FROM (`refuse_mail`), chosen recipients (`refuse_rcpt`) or sessions beyond `max_sessions`,
 offer SMTPUTF8 or not (`smtputf8=`), and it logs the commands it saw (`commands`, e.g. QUIT).
 
 Also a process: `python -m devtools.smtpsink --port 2525 --maildir DIR` stores each accepted
@@ -10,6 +10,7 @@ message in the Maildir DIR (DIR/new/) and prints one line per message.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import email.policy
@@ -155,7 +156,27 @@ class _BearerHandler(_Handler):
 
 
 class _Session(ChunkedData):
-    """aiosmtpd's SMTP session, reading DATA in chunks as the daemon's LMTP listener does."""
+    """aiosmtpd's SMTP session, reading DATA in chunks as the daemon's LMTP listener does.
+
+    Beyond the sink's ``max_sessions`` open at once it greets with 421 and closes, as a relay
+    with a limit per client does.
+    """
+
+    _counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sink = self.event_handler._sink
+        if not sink._session_opened():
+            transport.write(b"421 4.7.0 Too many connections from you (devtools sink)\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._counted = True
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:  # a refused one never started aiosmtpd's session
+            self.event_handler._sink._session_closed()
+            super().connection_lost(exc)
 
 
 class _Controller(Controller):
@@ -192,12 +213,27 @@ class SmtpSink(ManagedServer):
         self.mode = Mode.ACCEPT
         self.refuse_mail: str | None = None
         self.refuse_rcpt: dict[str, str] = {}
+        self.max_sessions: int | None = None  # open at once; more are greeted with 421
+        self.refused_sessions = 0
+        self._sessions = 0
         self._commands: list[str] = []
         self._on_message = on_message
         self._messages: list[SinkMessage] = []
         self._failures: list[Mode] = []
         self._changed = threading.Condition()
         self._controller: Controller | None = None
+
+    def _session_opened(self) -> bool:
+        with self._changed:
+            if self.max_sessions is not None and self._sessions >= self.max_sessions:
+                self.refused_sessions += 1
+                return False
+            self._sessions += 1
+            return True
+
+    def _session_closed(self) -> None:
+        with self._changed:
+            self._sessions -= 1
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
+from devtools._process import wait_until
 from devtools.smtpsink import Mode, SmtpSink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -216,3 +217,19 @@ def test_the_hang_server_answers_its_first_replies_then_falls_silent(replies: in
                 received += chunk
         assert received == heard
         assert server.connections == 1
+
+
+def test_sessions_beyond_max_sessions_are_greeted_with_421_and_the_rest_go_on(fresh_sink: SmtpSink) -> None:
+    fresh_sink.max_sessions, before = 1, fresh_sink.refused_sessions
+    try:
+        with smtplib.SMTP(fresh_sink.host, fresh_sink.port, timeout=5) as first:
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                smtplib.SMTP(fresh_sink.host, fresh_sink.port, timeout=5)
+            assert refused.value.smtp_code == 421 and fresh_sink.refused_sessions == before + 1
+            first.sendmail("a@example.org", ["b@example.org"], b"Subject: one\r\n\r\nbody\r\n")
+        assert wait_until(lambda: fresh_sink._sessions == 0, 5)  # the first one's end frees its place
+        with smtplib.SMTP(fresh_sink.host, fresh_sink.port, timeout=5) as again:
+            again.noop()
+    finally:
+        fresh_sink.max_sessions = None
+    assert len(fresh_sink.messages) == 1
