@@ -76,7 +76,7 @@ class SmtpConfig(Peer):
     retry_base: float = 30.0
     retry_max: float = 3600.0
     give_up_after: float = 5 * 86400.0
-    connections: int = 8
+    connections: int = 16
     # Signs each outbound message's return address (daemon.verp); without it no bounce suppresses.
     bounce_secret: Secret | None = None
 
@@ -145,7 +145,7 @@ def load_smtp(section: Section, env: dict[str, str], oauth: Any) -> SmtpConfig:
         retry_base=section.positive("retry_base", float, 30.0),
         retry_max=section.positive("retry_max", float, 3600.0),
         give_up_after=section.positive("give_up_after", float, 5 * 86400.0),
-        connections=section.positive("connections", int, 8),
+        connections=section.positive("connections", int, 16),
     )
     section.done()
     return config
